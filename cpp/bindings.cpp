@@ -1,0 +1,192 @@
+// The only file that knows pybind11. Every array is checked here (dtype,
+// contiguity, writability, shape) before native code runs; kernels trust
+// their arguments. Long calls release the GIL.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <string>
+#include <vector>
+
+#include "gru.hpp"
+#include "kernels.hpp"
+
+namespace py = pybind11;
+using grurec::K;
+
+namespace {
+
+using Shape = std::vector<int64_t>;
+
+std::string shape_str(const py::array& a) {
+  std::string s = "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) {
+    if (i) s += ", ";
+    s += std::to_string(a.shape(i));
+  }
+  return s + (a.ndim() == 1 ? ",)" : ")");
+}
+
+std::string shape_str(const Shape& s) {
+  std::string o = "(";
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (i) o += ", ";
+    o += std::to_string(s[i]);
+  }
+  return o + (s.size() == 1 ? ",)" : ")");
+}
+
+// A float32, C-contiguous array of exactly `shape`; writable if `out`.
+float* checked(const char* name, py::handle obj, const Shape& shape, bool out) {
+  if (!py::isinstance<py::array>(obj))
+    throw py::type_error(std::string(name) + ": expected a numpy array, got " +
+                         std::string(py::str(py::type::of(obj).attr("__name__"))));
+  py::array a = py::reinterpret_borrow<py::array>(obj);
+  if (!a.dtype().is(py::dtype::of<float>()))
+    throw py::type_error(std::string(name) + ": expected dtype float32, got " +
+                         std::string(py::str(a.dtype())));
+  if (!(a.flags() & py::array::c_style))
+    throw py::value_error(std::string(name) + ": must be C-contiguous");
+  if (out && !a.writeable())
+    throw py::value_error(std::string(name) + ": must be writable");
+  bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
+  for (size_t i = 0; ok && i < shape.size(); ++i) ok = a.shape(i) == shape[i];
+  if (!ok)
+    throw py::value_error(std::string(name) + ": expected shape " + shape_str(shape) +
+                          ", got " + shape_str(a));
+  return static_cast<float*>(a.mutable_data());
+}
+
+float* checked_opt(const char* name, py::handle obj, const Shape& shape) {
+  return obj.is_none() ? nullptr : checked(name, obj, shape, true);
+}
+
+int64_t dim(const char* name, py::handle obj, int ndim, int axis) {
+  if (!py::isinstance<py::array>(obj))
+    throw py::type_error(std::string(name) + ": expected a numpy array");
+  py::array a = py::reinterpret_borrow<py::array>(obj);
+  if (a.ndim() != ndim)
+    throw py::value_error(std::string(name) + ": expected " + std::to_string(ndim) +
+                          " dimensions, got shape " + shape_str(a));
+  return a.shape(axis);
+}
+
+int resolve_threads(int n) {
+  if (n < 0) throw py::value_error("num_threads must be >= 0 (0 = all cores), got " + std::to_string(n));
+  return n == 0 ? grurec::default_num_threads() : n;
+}
+
+// A float32 2-D view with arbitrary element strides (tests the packing paths).
+struct View2 {
+  const float* p;
+  int64_t rows, cols, rs, cs;
+};
+
+View2 view2(const char* name, py::handle obj) {
+  if (!py::isinstance<py::array>(obj))
+    throw py::type_error(std::string(name) + ": expected a numpy array");
+  py::array a = py::reinterpret_borrow<py::array>(obj);
+  if (!a.dtype().is(py::dtype::of<float>()))
+    throw py::type_error(std::string(name) + ": expected dtype float32, got " +
+                         std::string(py::str(a.dtype())));
+  if (a.ndim() != 2) throw py::value_error(std::string(name) + ": expected a 2-D array");
+  if (a.strides(0) % 4 || a.strides(1) % 4)
+    throw py::value_error(std::string(name) + ": strides must be multiples of 4 bytes");
+  return {static_cast<const float*>(a.data()), a.shape(0), a.shape(1), a.strides(0) / 4,
+          a.strides(1) / 4};
+}
+
+void sgemm(py::handle a, py::handle b, py::handle c, float alpha, float beta,
+           int num_threads) {
+  View2 A = view2("a", a), B = view2("b", b);
+  if (A.cols != B.rows)
+    throw py::value_error("a and b: inner dimensions differ (" + std::to_string(A.cols) +
+                          " vs " + std::to_string(B.rows) + ")");
+  float* C = checked("c", c, {A.rows, B.cols}, true);
+  int nt = resolve_threads(num_threads);
+  py::gil_scoped_release nogil;
+  K().sgemm(A.rows, B.cols, A.cols, alpha, A.p, A.rs, A.cs, B.p, B.rs, B.cs, beta, C,
+            B.cols, nt);
+}
+
+void gru_forward(py::handle h_out, py::handle gates, py::handle rh, py::handle x,
+                 py::handle h0, py::handle W_ih, py::handle W_hh, py::handle b,
+                 int num_threads) {
+  const int64_t T = dim("x", x, 3, 0), B = dim("x", x, 3, 1), I = dim("x", x, 3, 2);
+  const int64_t H = dim("h0", h0, 2, 1);
+  const float* px = checked("x", x, {T, B, I}, false);
+  const float* ph0 = checked("h0", h0, {B, H}, false);
+  const float* pwi = checked("W_ih", W_ih, {I, 3 * H}, false);
+  const float* pwh = checked("W_hh", W_hh, {H, 3 * H}, false);
+  const float* pb = checked("b", b, {3 * H}, false);
+  float* ph = checked("h_out", h_out, {T, B, H}, true);
+  float* pg = checked("gates", gates, {T, B, 3 * H}, true);
+  float* prh = checked("rh", rh, {T, B, H}, true);
+  int nt = resolve_threads(num_threads);
+  py::gil_scoped_release nogil;
+  grurec::gru_forward(ph, pg, prh, px, ph0, pwi, pwh, pb, T, B, I, H, nt);
+}
+
+void gru_backward(py::handle dx, py::handle dh0, py::handle dW_ih, py::handle dW_hh,
+                  py::handle db, py::handle dA, py::handle dh_out, py::handle gates,
+                  py::handle rh, py::handle x, py::handle h0, py::handle h_out,
+                  py::handle W_ih, py::handle W_hh, int num_threads) {
+  const int64_t T = dim("x", x, 3, 0), B = dim("x", x, 3, 1), I = dim("x", x, 3, 2);
+  const int64_t H = dim("h0", h0, 2, 1);
+  const float* px = checked("x", x, {T, B, I}, false);
+  const float* ph0 = checked("h0", h0, {B, H}, false);
+  const float* ph = checked("h_out", h_out, {T, B, H}, false);
+  const float* pg = checked("gates", gates, {T, B, 3 * H}, false);
+  const float* prh = checked("rh", rh, {T, B, H}, false);
+  const float* pdh = checked("dh_out", dh_out, {T, B, H}, false);
+  const float* pwi = checked("W_ih", W_ih, {I, 3 * H}, false);
+  const float* pwh = checked("W_hh", W_hh, {H, 3 * H}, false);
+  float* pdx = checked_opt("dx", dx, {T, B, I});
+  float* pdh0 = checked("dh0", dh0, {B, H}, true);
+  float* pdwi = checked_opt("dW_ih", dW_ih, {I, 3 * H});
+  float* pdwh = checked("dW_hh", dW_hh, {H, 3 * H}, true);
+  float* pdb = checked("db", db, {3 * H}, true);
+  float* pdA = checked_opt("dA", dA, {T, B, 3 * H});
+  int nt = resolve_threads(num_threads);
+  py::gil_scoped_release nogil;
+  grurec::gru_backward(pdx, pdh0, pdwi, pdwh, pdb, pdA, pdh, pg, prh, px, ph0, ph, pwi,
+                       pwh, T, B, I, H, nt);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "grurec native core (C++ kernels, run-time SIMD dispatch, OpenMP)";
+
+  m.def("simd_level", [] { return std::string(K().name); },
+        "The SIMD level the kernels run at: 'scalar', 'avx2' or 'avx512'.");
+  m.def("available_simd_levels", [] {
+    int n = 0;
+    const char* const* names = grurec::available_levels(&n);
+    std::vector<std::string> out(names, names + n);
+    return out;
+  }, "Levels this CPU and build can run, narrowest first.");
+  m.def("set_simd_level", [](const std::string& name) {
+    if (!grurec::set_level(name.c_str()))
+      throw py::value_error("SIMD level '" + name + "' is not available on this CPU/build");
+  }, py::arg("level"));
+  m.def("default_num_threads", &grurec::default_num_threads);
+  m.def("openmp_enabled", [] {
+#ifdef GRUREC_HAVE_OPENMP
+    return true;
+#else
+    return false;
+#endif
+  });
+
+  m.def("sgemm", &sgemm, py::arg("a"), py::arg("b"), py::arg("c"), py::arg("alpha") = 1.0f,
+        py::arg("beta") = 0.0f, py::arg("num_threads") = 0,
+        "c = alpha * a @ b + beta * c; a and b may be any strided float32 views.");
+  m.def("gru_forward", &gru_forward, py::arg("h_out"), py::arg("gates"), py::arg("rh"),
+        py::arg("x"), py::arg("h0"), py::arg("W_ih"), py::arg("W_hh"), py::arg("b"),
+        py::arg("num_threads") = 0);
+  m.def("gru_backward", &gru_backward, py::arg("dx"), py::arg("dh0"), py::arg("dW_ih"),
+        py::arg("dW_hh"), py::arg("db"), py::arg("dA"), py::arg("dh_out"), py::arg("gates"),
+        py::arg("rh"), py::arg("x"), py::arg("h0"), py::arg("h_out"), py::arg("W_ih"),
+        py::arg("W_hh"), py::arg("num_threads") = 0);
+}

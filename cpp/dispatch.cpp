@@ -1,0 +1,89 @@
+// Run-time choice of the kernel table: the widest SIMD level that both the
+// build and the CPU (and its OS, which must save the wide registers) support.
+#include <atomic>
+#include <cstring>
+
+#include "kernels.hpp"
+
+namespace grurec {
+
+#ifndef GRUREC_HAVE_X86_LEVELS
+const Kernels* kernels_avx2() { return nullptr; }
+const Kernels* kernels_avx512() { return nullptr; }
+#endif
+
+namespace {
+
+bool cpu_has_avx2() {
+#if defined(GRUREC_HAVE_X86_LEVELS) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+  return false;
+#endif
+}
+
+bool cpu_has_avx512() {
+#if defined(GRUREC_HAVE_X86_LEVELS) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+  return cpu_has_avx2() && __builtin_cpu_supports("avx512f");
+#else
+  return false;
+#endif
+}
+
+struct Levels {
+  const Kernels* table[3];
+  const char* names[4];
+  int count = 0;
+  Levels() {
+    add(kernels_scalar(), true);
+    add(kernels_avx2(), cpu_has_avx2());
+    add(kernels_avx512(), cpu_has_avx512());
+    names[count] = nullptr;
+  }
+  void add(const Kernels* k, bool ok) {
+    if (k && ok) {
+      table[count] = k;
+      names[count] = k->name;
+      ++count;
+    }
+  }
+};
+
+const Levels& levels() {
+  static const Levels l;
+  return l;
+}
+
+std::atomic<const Kernels*> active{nullptr};
+
+}  // namespace
+
+const Kernels& K() {
+  const Kernels* k = active.load(std::memory_order_acquire);
+  if (!k) {
+    const Levels& l = levels();
+    k = l.table[l.count - 1];
+    active.store(k, std::memory_order_release);
+  }
+  return *k;
+}
+
+const char* const* available_levels(int* count) {
+  *count = levels().count;
+  return levels().names;
+}
+
+bool set_level(const char* name) {
+  const Levels& l = levels();
+  for (int i = 0; i < l.count; ++i) {
+    if (std::strcmp(l.names[i], name) == 0) {
+      active.store(l.table[i], std::memory_order_release);
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace grurec

@@ -1,0 +1,345 @@
+// Kernel bodies, generic over the SIMD trait V of simd.hpp. Included once per
+// level by kernels_<level>.cpp, which defines GRUREC_NS, the level macro, the
+// micro-kernel shape (GRUREC_MR rows x GRUREC_NV registers) and the name of
+// the exported table getter (GRUREC_TABLE_FN).
+//
+// sgemm is a BLIS-style blocked product: operands are packed into MR-row
+// panels of A and NR-column panels of B (NR = NV * W), zero-padded to full
+// panels, and an MR x NR register-blocked micro-kernel does all the FMAs.
+// Packing takes arbitrary row/column strides, so one micro-kernel serves
+// A @ B, A @ B^T and A^T @ B. Threads split C into disjoint tiles (no two
+// threads write the same element; each packs what its tile needs).
+#pragma once
+
+#include <cstdlib>
+#include <cstring>
+
+#include "kernels.hpp"
+#include "simd.hpp"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace GRUREC_NS {
+namespace {
+
+constexpr int W = V::W;
+constexpr int MR = GRUREC_MR;
+constexpr int NV = GRUREC_NV;
+constexpr int NR = NV * W;
+constexpr int64_t KC = 256;            // depth of one packed block
+constexpr int64_t MC = MR * 12;        // rows of A packed at once (L2)
+constexpr int64_t NC = NR * 32;        // columns of B packed at once (L2)
+
+inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+inline int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Per-thread packing buffers, grown on demand, freed at thread exit. Kept
+// between calls so large packs do not fault in fresh pages every call.
+struct Scratch {
+  float* a = nullptr;
+  int64_t a_cap = 0;
+  float* b = nullptr;
+  int64_t b_cap = 0;
+  static float* grow(float*& p, int64_t& cap, int64_t n) {
+    if (n > cap) {
+      std::free(p);
+      int64_t bytes = ((n * 4 + 63) / 64) * 64;
+      p = static_cast<float*>(std::aligned_alloc(64, bytes));
+      cap = p ? n : 0;
+    }
+    return p;
+  }
+  ~Scratch() {
+    std::free(a);
+    std::free(b);
+  }
+};
+thread_local Scratch tls_scratch;
+
+// Ap[p][k][i] = A(i0 + p*MR + i, k0 + k), zero for rows past m.
+void pack_a(int64_t m, int64_t kc, const float* A, int64_t rsa, int64_t csa,
+            float* Ap) {
+  for (int64_t p = 0; p < m; p += MR) {
+    const int64_t mr = imin(MR, m - p);
+    const float* a = A + p * rsa;
+    float* out = Ap + p * kc;
+    if (csa == 1) {
+      for (int64_t i = 0; i < mr; ++i)
+        for (int64_t k = 0; k < kc; ++k) out[k * MR + i] = a[i * rsa + k];
+      for (int64_t i = mr; i < MR; ++i)
+        for (int64_t k = 0; k < kc; ++k) out[k * MR + i] = 0.0f;
+    } else {
+      for (int64_t k = 0; k < kc; ++k) {
+        for (int64_t i = 0; i < mr; ++i) out[k * MR + i] = a[i * rsa + k * csa];
+        for (int64_t i = mr; i < MR; ++i) out[k * MR + i] = 0.0f;
+      }
+    }
+  }
+}
+
+// Bp[q][k][j] = B(k0 + k, j0 + q*NR + j), zero for columns past n.
+void pack_b(int64_t kc, int64_t n, const float* B, int64_t rsb, int64_t csb,
+            float* Bp) {
+  for (int64_t q = 0; q < n; q += NR) {
+    const int64_t nr = imin(NR, n - q);
+    const float* b = B + q * csb;
+    float* out = Bp + q * kc;
+    if (csb == 1 && nr == NR) {
+      for (int64_t k = 0; k < kc; ++k)
+        for (int v = 0; v < NV; ++v)
+          V::store(out + k * NR + v * W, V::load(b + k * rsb + v * W));
+    } else if (csb == 1) {
+      for (int64_t k = 0; k < kc; ++k) {
+        for (int64_t j = 0; j < nr; ++j) out[k * NR + j] = b[k * rsb + j];
+        for (int64_t j = nr; j < NR; ++j) out[k * NR + j] = 0.0f;
+      }
+    } else {
+      for (int64_t j = 0; j < nr; ++j)
+        for (int64_t k = 0; k < kc; ++k) out[k * NR + j] = b[k * rsb + j * csb];
+      for (int64_t j = nr; j < NR; ++j)
+        for (int64_t k = 0; k < kc; ++k) out[k * NR + j] = 0.0f;
+    }
+  }
+}
+
+// C[MR,NR] tile = alpha * Ap^T Bp + beta * C over kc steps; only the
+// top-left mr x nr of the tile is stored.
+void micro_kernel(int64_t kc, const float* __restrict Ap,
+                  const float* __restrict Bp, float* C, int64_t ldc,
+                  float alpha, float beta, int64_t mr, int64_t nr) {
+  V::reg acc[MR][NV];
+#pragma GCC unroll 32
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) acc[i][v] = V::zero();
+
+  for (int64_t k = 0; k < kc; ++k) {
+    V::reg b[NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) b[v] = V::load(Bp + v * W);
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; ++i) {
+      const V::reg a = V::set1(Ap[i]);
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) acc[i][v] = V::fmadd(a, b[v], acc[i][v]);
+    }
+    Ap += MR;
+    Bp += NR;
+  }
+
+  const V::reg va = V::set1(alpha);
+  if (mr == MR && nr == NR) {
+    if (beta == 0.0f) {
+#pragma GCC unroll 32
+      for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v)
+          V::store(C + i * ldc + v * W, V::mul(va, acc[i][v]));
+    } else {
+      const V::reg vb = V::set1(beta);
+#pragma GCC unroll 32
+      for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) {
+          float* c = C + i * ldc + v * W;
+          V::store(c, V::fmadd(va, acc[i][v], V::mul(vb, V::load(c))));
+        }
+    }
+    return;
+  }
+  float tile[MR * NR];
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < NV; ++v) V::store(tile + i * NR + v * W, acc[i][v]);
+  for (int64_t i = 0; i < mr; ++i)
+    for (int64_t j = 0; j < nr; ++j) {
+      float* c = C + i * ldc + j;
+      const float t = alpha * tile[i * NR + j];
+      *c = (beta == 0.0f) ? t : t + beta * *c;
+    }
+}
+
+// One thread's share: C[i0:i1, j0:j1].
+void gemm_tile(int64_t i0, int64_t i1, int64_t j0, int64_t j1, int64_t K,
+               float alpha, const float* A, int64_t rsa, int64_t csa,
+               const float* B, int64_t rsb, int64_t csb, float beta, float* C,
+               int64_t ldc) {
+  Scratch& s = tls_scratch;
+  float* Ap = Scratch::grow(s.a, s.a_cap, MC * KC);
+  float* Bp = Scratch::grow(s.b, s.b_cap, NC * KC);
+  if (!Ap || !Bp) return;  // allocation of < 1 MiB failed: nothing sane to do
+  for (int64_t jc = j0; jc < j1; jc += NC) {
+    const int64_t nc = imin(NC, j1 - jc);
+    for (int64_t pc = 0; pc < K; pc += KC) {
+      const int64_t kc = imin(KC, K - pc);
+      const float beta_k = (pc == 0) ? beta : 1.0f;
+      pack_b(kc, nc, B + pc * rsb + jc * csb, rsb, csb, Bp);
+      for (int64_t ic = i0; ic < i1; ic += MC) {
+        const int64_t mc = imin(MC, i1 - ic);
+        pack_a(mc, kc, A + ic * rsa + pc * csa, rsa, csa, Ap);
+        for (int64_t jr = 0; jr < nc; jr += NR) {
+          for (int64_t ir = 0; ir < mc; ir += MR) {
+            micro_kernel(kc, Ap + ir * kc, Bp + jr * kc,
+                         C + (ic + ir) * ldc + jc + jr, ldc, alpha, beta_k,
+                         imin(MR, mc - ir), imin(NR, nc - jr));
+          }
+        }
+      }
+    }
+  }
+}
+
+void sgemm(int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+           int64_t rsa, int64_t csa, const float* B, int64_t rsb, int64_t csb,
+           float beta, float* C, int64_t ldc, int num_threads) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j)
+        C[i * ldc + j] = (beta == 0.0f) ? 0.0f : beta * C[i * ldc + j];
+    return;
+  }
+  // Thread grid: split column panels first (each thread then packs only its
+  // own columns of B, the large operand in every GRU product), then rows.
+  const int64_t pn = ceil_div(N, NR), pm = ceil_div(M, MR);
+  const double macs = static_cast<double>(M) * N * K;
+  int64_t nt = imax(1, imin(num_threads, static_cast<int64_t>(macs / 32768.0)));
+  const int64_t tn = imin(nt, pn);
+  const int64_t tm = imin(nt / tn, pm);
+  nt = tn * tm;
+  auto run = [&](int64_t t) {
+    const int64_t tj = t % tn, ti = t / tn;
+    const int64_t j0 = (pn * tj / tn) * NR, j1 = imin(N, (pn * (tj + 1) / tn) * NR);
+    const int64_t i0 = (pm * ti / tm) * MR, i1 = imin(M, (pm * (ti + 1) / tm) * MR);
+    if (i0 < i1 && j0 < j1)
+      gemm_tile(i0, i1, j0, j1, K, alpha, A, rsa, csa, B, rsb, csb, beta, C, ldc);
+  };
+#ifdef _OPENMP
+  if (nt > 1) {
+#pragma omp parallel for num_threads(nt) schedule(static, 1)
+    for (int64_t t = 0; t < nt; ++t) run(t);
+    return;
+  }
+#endif
+  run(0);
+}
+
+// --- element-wise ---------------------------------------------------------
+// A row segment of n floats processed W lanes at a time; the last partial
+// chunk goes through a zero-padded register so every lane runs the same math.
+inline V::reg ldp(const float* p, int64_t c) {
+  if (c == W) return V::load(p);
+  float t[W] = {};
+  for (int64_t i = 0; i < c; ++i) t[i] = p[i];
+  return V::load(t);
+}
+inline void stp(float* p, int64_t c, V::reg r) {
+  if (c == W) return V::store(p, r);
+  float t[W];
+  V::store(t, r);
+  for (int64_t i = 0; i < c; ++i) p[i] = t[i];
+}
+
+void gru_fwd_gates(int64_t b0, int64_t b1, int64_t H, float* G,
+                   const float* h_prev, float* rh) {
+  for (int64_t b = b0; b < b1; ++b) {
+    float* g = G + b * 3 * H;
+    const float* h = h_prev + b * H;
+    float* o = rh + b * H;
+    for (int64_t j = 0; j < 2 * H; j += W) {
+      const int64_t c = imin(W, 2 * H - j);
+      stp(g + j, c, vsigmoid(ldp(g + j, c)));
+    }
+    for (int64_t j = 0; j < H; j += W) {
+      const int64_t c = imin(W, H - j);
+      stp(o + j, c, V::mul(ldp(g + j, c), ldp(h + j, c)));
+    }
+  }
+}
+
+void gru_fwd_out(int64_t b0, int64_t b1, int64_t H, float* G,
+                 const float* h_prev, float* h_out) {
+  for (int64_t b = b0; b < b1; ++b) {
+    float* g = G + b * 3 * H;
+    const float* h = h_prev + b * H;
+    float* o = h_out + b * H;
+    for (int64_t j = 0; j < H; j += W) {
+      const int64_t c = imin(W, H - j);
+      const V::reg n = vtanh(ldp(g + 2 * H + j, c));
+      stp(g + 2 * H + j, c, n);
+      const V::reg z = ldp(g + H + j, c), hp = ldp(h + j, c);
+      stp(o + j, c, V::fmadd(z, V::sub(n, hp), hp));
+    }
+  }
+}
+
+void gru_bwd_out(int64_t b0, int64_t b1, int64_t H, const float* dh,
+                 const float* G, const float* h_prev, float* dA,
+                 float* dh_prev) {
+  const V::reg one = V::set1(1.0f);
+  for (int64_t b = b0; b < b1; ++b) {
+    const float* g = G + b * 3 * H;
+    const float* h = h_prev + b * H;
+    const float* d = dh + b * H;
+    float* da = dA + b * 3 * H;
+    float* dp = dh_prev + b * H;
+    for (int64_t j = 0; j < H; j += W) {
+      const int64_t c = imin(W, H - j);
+      const V::reg z = ldp(g + H + j, c), n = ldp(g + 2 * H + j, c);
+      const V::reg hp = ldp(h + j, c), dv = ldp(d + j, c);
+      const V::reg dz = V::mul(V::mul(dv, V::sub(n, hp)), V::mul(z, V::sub(one, z)));
+      const V::reg dn = V::mul(V::mul(dv, z), V::sub(one, V::mul(n, n)));
+      stp(da + H + j, c, dz);
+      stp(da + 2 * H + j, c, dn);
+      stp(dp + j, c, V::mul(dv, V::sub(one, z)));
+    }
+  }
+}
+
+void gru_bwd_gates(int64_t b0, int64_t b1, int64_t H, const float* drh,
+                   const float* G, const float* h_prev, float* dA,
+                   float* dh_prev) {
+  const V::reg one = V::set1(1.0f);
+  for (int64_t b = b0; b < b1; ++b) {
+    const float* g = G + b * 3 * H;
+    const float* h = h_prev + b * H;
+    const float* d = drh + b * H;
+    float* da = dA + b * 3 * H;
+    float* dp = dh_prev + b * H;
+    for (int64_t j = 0; j < H; j += W) {
+      const int64_t c = imin(W, H - j);
+      const V::reg r = ldp(g + j, c), dv = ldp(d + j, c);
+      stp(da + j, c, V::mul(V::mul(dv, ldp(h + j, c)), V::mul(r, V::sub(one, r))));
+      stp(dp + j, c, V::fmadd(dv, r, ldp(dp + j, c)));
+    }
+  }
+}
+
+void colsum_add(int64_t M, int64_t j0, int64_t j1, const float* A, int64_t lda,
+                float* out) {
+  for (int64_t j = j0; j < j1; j += W) {
+    const int64_t c = imin(W, j1 - j);
+    V::reg s = V::zero();
+    for (int64_t i = 0; i < M; ++i) s = V::add(s, ldp(A + i * lda + j, c));
+    stp(out + j, c, V::add(s, ldp(out + j, c)));
+  }
+}
+
+void add(int64_t n, const float* x, float* y) {
+  for (int64_t i = 0; i < n; i += W) {
+    const int64_t c = imin(W, n - i);
+    stp(y + i, c, V::add(ldp(x + i, c), ldp(y + i, c)));
+  }
+}
+
+const grurec::Kernels kTable = {
+    GRUREC_LEVEL_NAME, sgemm,      gru_fwd_gates, gru_fwd_out,
+    gru_bwd_out,       gru_bwd_gates, colsum_add, add,
+};
+
+}  // namespace
+}  // namespace GRUREC_NS
+
+const grurec::Kernels* grurec::GRUREC_TABLE_FN() { return &GRUREC_NS::kTable; }

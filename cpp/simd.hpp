@@ -1,0 +1,160 @@
+// Vector traits for one SIMD level. This header is included by exactly one
+// translation unit per level (kernels_scalar.cpp, kernels_avx2.cpp,
+// kernels_avx512.cpp), each compiled with its own -m flags, with
+// GRUREC_LEVEL_{SCALAR,AVX2,AVX512} and GRUREC_NS defined. Everything here is
+// generic over `V`, so the same kernel source serves every level.
+//
+// Everything lives in an anonymous namespace inside GRUREC_NS: code compiled
+// with -mavx512f must never be merged by the linker with a same-named inline
+// function of another level (an ODR/COMDAT merge would run AVX-512 code on a
+// CPU without it). For the same reason the kernel files use no std::
+// templates that other translation units might also instantiate.
+//
+// Contract of a trait V:
+//   V::W                 lanes per register
+//   V::reg               register type
+//   zero/set1/load/store load and store are unaligned
+//   add/sub/mul/div/fmadd fmadd(a, b, c) = a * b + c
+//   min/max
+//   exp                  |rel err| < 2e-7 on [-87, 88]; inputs clamped there
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#if defined(GRUREC_LEVEL_AVX2) || defined(GRUREC_LEVEL_AVX512)
+#include <immintrin.h>
+#endif
+
+namespace GRUREC_NS {
+namespace {
+
+// Polynomial exp shared by every level: x = n ln2 + r, |r| <= ln2/2,
+// exp(r) by a degree-6 minimax polynomial (Cephes expf coefficients),
+// 2^n by adding n to the exponent bits.
+constexpr float kExpHi = 88.3762626647949f;
+constexpr float kExpLo = -87.3365478515625f;  // keeps 2^n normal
+constexpr float kLog2e = 1.44269504088896341f;
+constexpr float kLn2Hi = 0.693359375f;
+constexpr float kLn2Lo = -2.12194440e-4f;
+constexpr float kP0 = 1.9875691500e-4f;
+constexpr float kP1 = 1.3981999507e-3f;
+constexpr float kP2 = 8.3334519073e-3f;
+constexpr float kP3 = 4.1665795894e-2f;
+constexpr float kP4 = 1.6666665459e-1f;
+constexpr float kP5 = 5.0000001201e-1f;
+
+#if defined(GRUREC_LEVEL_AVX512)
+struct V {
+  using reg = __m512;
+  static constexpr int W = 16;
+  static inline reg zero() { return _mm512_setzero_ps(); }
+  static inline reg set1(float x) { return _mm512_set1_ps(x); }
+  static inline reg load(const float* p) { return _mm512_loadu_ps(p); }
+  static inline void store(float* p, reg a) { _mm512_storeu_ps(p, a); }
+  static inline reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
+  static inline reg sub(reg a, reg b) { return _mm512_sub_ps(a, b); }
+  static inline reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
+  static inline reg div(reg a, reg b) { return _mm512_div_ps(a, b); }
+  static inline reg fmadd(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
+  static inline reg min(reg a, reg b) { return _mm512_min_ps(a, b); }
+  static inline reg max(reg a, reg b) { return _mm512_max_ps(a, b); }
+  static inline reg round(reg a) {
+    return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  }
+  // 2^n for integral-valued float n in the normal range.
+  static inline reg pow2n(reg n) {
+    __m512i i = _mm512_cvtps_epi32(n);
+    i = _mm512_slli_epi32(_mm512_add_epi32(i, _mm512_set1_epi32(127)), 23);
+    return _mm512_castsi512_ps(i);
+  }
+  static inline float hsum(reg a) { return _mm512_reduce_add_ps(a); }
+};
+#elif defined(GRUREC_LEVEL_AVX2)
+struct V {
+  using reg = __m256;
+  static constexpr int W = 8;
+  static inline reg zero() { return _mm256_setzero_ps(); }
+  static inline reg set1(float x) { return _mm256_set1_ps(x); }
+  static inline reg load(const float* p) { return _mm256_loadu_ps(p); }
+  static inline void store(float* p, reg a) { _mm256_storeu_ps(p, a); }
+  static inline reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
+  static inline reg sub(reg a, reg b) { return _mm256_sub_ps(a, b); }
+  static inline reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
+  static inline reg div(reg a, reg b) { return _mm256_div_ps(a, b); }
+  static inline reg fmadd(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
+  static inline reg min(reg a, reg b) { return _mm256_min_ps(a, b); }
+  static inline reg max(reg a, reg b) { return _mm256_max_ps(a, b); }
+  static inline reg round(reg a) {
+    return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  }
+  static inline reg pow2n(reg n) {
+    __m256i i = _mm256_cvtps_epi32(n);
+    i = _mm256_slli_epi32(_mm256_add_epi32(i, _mm256_set1_epi32(127)), 23);
+    return _mm256_castsi256_ps(i);
+  }
+  static inline float hsum(reg a) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+  }
+};
+#else  // scalar: portable C++, one lane
+struct V {
+  using reg = float;
+  static constexpr int W = 1;
+  static inline reg zero() { return 0.0f; }
+  static inline reg set1(float x) { return x; }
+  static inline reg load(const float* p) { return *p; }
+  static inline void store(float* p, reg a) { *p = a; }
+  static inline reg add(reg a, reg b) { return a + b; }
+  static inline reg sub(reg a, reg b) { return a - b; }
+  static inline reg mul(reg a, reg b) { return a * b; }
+  static inline reg div(reg a, reg b) { return a / b; }
+  static inline reg fmadd(reg a, reg b, reg c) { return a * b + c; }
+  static inline reg min(reg a, reg b) { return a < b ? a : b; }
+  static inline reg max(reg a, reg b) { return a > b ? a : b; }
+  static inline reg round(reg a) { return std::nearbyint(a); }
+  static inline reg pow2n(reg n) {
+    int32_t i = (static_cast<int32_t>(n) + 127) << 23;
+    float f;
+    std::memcpy(&f, &i, sizeof f);
+    return f;
+  }
+  static inline float hsum(reg a) { return a; }
+};
+#endif
+
+// exp(x), inputs clamped to [kExpLo, kExpHi].
+static inline V::reg vexp(V::reg x) {
+  x = V::min(V::max(x, V::set1(kExpLo)), V::set1(kExpHi));
+  V::reg n = V::round(V::mul(x, V::set1(kLog2e)));
+  V::reg r = V::fmadd(n, V::set1(-kLn2Hi), x);
+  r = V::fmadd(n, V::set1(-kLn2Lo), r);
+  V::reg p = V::set1(kP0);
+  p = V::fmadd(p, r, V::set1(kP1));
+  p = V::fmadd(p, r, V::set1(kP2));
+  p = V::fmadd(p, r, V::set1(kP3));
+  p = V::fmadd(p, r, V::set1(kP4));
+  p = V::fmadd(p, r, V::set1(kP5));
+  V::reg r2 = V::mul(r, r);
+  p = V::fmadd(p, r2, V::add(r, V::set1(1.0f)));
+  return V::mul(p, V::pow2n(n));
+}
+
+// sigmoid(x) = 1 / (1 + exp(-x))
+static inline V::reg vsigmoid(V::reg x) {
+  V::reg one = V::set1(1.0f);
+  return V::div(one, V::add(one, vexp(V::sub(V::zero(), x))));
+}
+
+// tanh(x) = 2 sigmoid(2x) - 1; absolute error ~1e-7, saturates cleanly.
+static inline V::reg vtanh(V::reg x) {
+  V::reg two = V::set1(2.0f);
+  return V::fmadd(two, vsigmoid(V::mul(two, x)), V::set1(-1.0f));
+}
+
+}  // namespace
+}  // namespace GRUREC_NS

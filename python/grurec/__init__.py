@@ -1,0 +1,68 @@
+"""grurec: GRU-based recommenders (GRU4Rec and beyond) with a fast C++ core.
+
+The native core picks the widest SIMD level the CPU supports at import
+(``simd_level()``); the environment variable ``GRUREC_SIMD`` (``scalar``,
+``avx2`` or ``avx512``) caps it, which is how the tests cover every path.
+"""
+from __future__ import annotations
+
+import os as _os
+import warnings as _warnings
+
+from . import _core
+from .ops import gru_backward, gru_forward
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "simd_level",
+    "available_simd_levels",
+    "set_simd_level",
+    "gru_forward",
+    "gru_backward",
+]
+
+_LEVELS = ("scalar", "avx2", "avx512")
+
+
+def simd_level() -> str:
+    """The SIMD level the native kernels run at: 'scalar', 'avx2' or 'avx512'."""
+    return _core.simd_level()
+
+
+def available_simd_levels() -> list[str]:
+    """Every level this CPU and build can run, narrowest first."""
+    return list(_core.available_simd_levels())
+
+
+def set_simd_level(level: str) -> None:
+    """Switch the kernels to ``level`` (for tests and comparisons).
+
+    Not safe while another thread is inside a native call.
+    """
+    if level not in _LEVELS:
+        raise ValueError(f"level must be one of {_LEVELS}, got {level!r}")
+    _core.set_simd_level(level)
+
+
+def _apply_env_cap() -> None:
+    want = _os.environ.get("GRUREC_SIMD", "").strip().lower()
+    if not want:
+        return
+    if want not in _LEVELS:
+        _warnings.warn(
+            f"GRUREC_SIMD={want!r} is not one of {_LEVELS}; ignored", RuntimeWarning, stacklevel=3
+        )
+        return
+    have = available_simd_levels()
+    if want in have:
+        _core.set_simd_level(want)
+    else:
+        _warnings.warn(
+            f"GRUREC_SIMD={want!r} is not supported here; using {have[-1]!r}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+_apply_env_cap()

@@ -1,0 +1,71 @@
+"""Plain float64 NumPy references of the math the native kernels implement.
+
+Written from the formulas (Cho et al. 2014; Hidasi et al. 2016), deliberately
+simple: no fusing, no in-place tricks. Every C++ kernel is compared to these.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def gru_forward(x, h0, W_ih, W_hh, b):
+    """x (T,B,I), h0 (B,H), W_ih (I,3H), W_hh (H,3H), b (3H,) -> h (T,B,H), cache."""
+    x, h0, W_ih, W_hh, b = (np.asarray(a, np.float64) for a in (x, h0, W_ih, W_hh, b))
+    T = x.shape[0]
+    H = h0.shape[1]
+    Wr, Wz, Wn = W_ih[:, :H], W_ih[:, H : 2 * H], W_ih[:, 2 * H :]
+    Ur, Uz, Un = W_hh[:, :H], W_hh[:, H : 2 * H], W_hh[:, 2 * H :]
+    br, bz, bn = b[:H], b[H : 2 * H], b[2 * H :]
+    h = h0
+    hs, gates, rhs = [], [], []
+    for t in range(T):
+        r = sigmoid(x[t] @ Wr + h @ Ur + br)
+        z = sigmoid(x[t] @ Wz + h @ Uz + bz)
+        n = np.tanh(x[t] @ Wn + (r * h) @ Un + bn)
+        gates.append(np.concatenate([r, z, n], axis=1))
+        rhs.append(r * h)
+        h = (1.0 - z) * h + z * n
+        hs.append(h)
+    return np.stack(hs), (np.stack(gates), np.stack(rhs))
+
+
+def gru_backward(dh_out, x, h0, W_ih, W_hh, b):
+    """Gradients of sum(h * dh_out) by reverse-mode over the reference forward."""
+    x, h0, W_ih, W_hh, b, dh_out = (
+        np.asarray(a, np.float64) for a in (x, h0, W_ih, W_hh, b, dh_out)
+    )
+    hs, (gates, _) = gru_forward(x, h0, W_ih, W_hh, b)
+    T = x.shape[0]
+    H = h0.shape[1]
+    Ur, Uz, Un = W_hh[:, :H], W_hh[:, H : 2 * H], W_hh[:, 2 * H :]
+    dx = np.zeros_like(x)
+    dW_ih = np.zeros_like(W_ih)
+    dW_hh = np.zeros_like(W_hh)
+    db = np.zeros_like(b)
+    carry = np.zeros_like(h0)
+    for t in reversed(range(T)):
+        hp = h0 if t == 0 else hs[t - 1]
+        r, z, n = gates[t][:, :H], gates[t][:, H : 2 * H], gates[t][:, 2 * H :]
+        dh = dh_out[t] + carry
+        dn = dh * z
+        dz = dh * (n - hp)
+        dhp = dh * (1.0 - z)
+        dan = dn * (1.0 - n**2)
+        daz = dz * z * (1.0 - z)
+        drh = dan @ Un.T
+        dr = drh * hp
+        dhp = dhp + drh * r
+        dar = dr * r * (1.0 - r)
+        dhp = dhp + dar @ Ur.T + daz @ Uz.T
+        dA = np.concatenate([dar, daz, dan], axis=1)
+        dx[t] = dA @ W_ih.T
+        dW_ih += x[t].T @ dA
+        dW_hh[:, : 2 * H] += hp.T @ dA[:, : 2 * H]
+        dW_hh[:, 2 * H :] += (r * hp).T @ dan
+        db += dA.sum(0)
+        carry = dhp
+    return dx, carry, dW_ih, dW_hh, db
