@@ -67,7 +67,17 @@ void pack_a(int64_t m, int64_t kc, const float* A, int64_t rsa, int64_t csa,
     const float* a = A + p * rsa;
     float* out = Ap + p * kc;
     if (csa == 1) {
-      for (int64_t i = 0; i < mr; ++i)
+      int64_t i = 0;
+      if (kHasT8 && MR % 8 == 0) {
+        // Row-major A: 8 x 8 register transposes (kc rounded down to 8).
+        const int64_t k8 = kc - kc % 8;
+        for (; i + 8 <= mr; i += 8) {
+          for (int64_t k = 0; k < k8; k += 8) transpose8(a + i * rsa + k, rsa, out + k * MR + i, MR);
+          for (int64_t k = k8; k < kc; ++k)
+            for (int64_t l = 0; l < 8; ++l) out[k * MR + i + l] = a[(i + l) * rsa + k];
+        }
+      }
+      for (; i < mr; ++i)
         for (int64_t k = 0; k < kc; ++k) out[k * MR + i] = a[i * rsa + k];
       for (int64_t i = mr; i < MR; ++i)
         for (int64_t k = 0; k < kc; ++k) out[k * MR + i] = 0.0f;
@@ -97,10 +107,28 @@ void pack_b(int64_t kc, int64_t n, const float* B, int64_t rsb, int64_t csb,
         for (int64_t j = nr; j < NR; ++j) out[k * NR + j] = 0.0f;
       }
     } else {
-      for (int64_t j = 0; j < nr; ++j)
-        for (int64_t k = 0; k < kc; ++k) out[k * NR + j] = b[k * rsb + j * csb];
-      for (int64_t j = nr; j < NR; ++j)
-        for (int64_t k = 0; k < kc; ++k) out[k * NR + j] = 0.0f;
+      // Transposing copy, 8 k at a time: 8 x 8 blocks in registers where
+      // the operand is truly transposed (rsb == 1), scalar for the rest.
+      int64_t k0 = 0;
+      if (kHasT8 && rsb == 1) {
+        for (; k0 + 8 <= kc; k0 += 8) {
+          int64_t j = 0;
+          for (; j + 8 <= nr; j += 8) transpose8(b + k0 + j * csb, csb, out + k0 * NR + j, NR);
+          for (; j < nr; ++j)
+            for (int64_t l = 0; l < 8; ++l) out[(k0 + l) * NR + j] = b[k0 + l + j * csb];
+          for (j = nr; j < NR; ++j)
+            for (int64_t l = 0; l < 8; ++l) out[(k0 + l) * NR + j] = 0.0f;
+        }
+      }
+      for (; k0 < kc; k0 += 8) {
+        const int64_t kb = imin(8, kc - k0);
+        for (int64_t j = 0; j < nr; ++j) {
+          const float* src = b + k0 * rsb + j * csb;
+          for (int64_t l = 0; l < kb; ++l) out[(k0 + l) * NR + j] = src[l * rsb];
+        }
+        for (int64_t j = nr; j < NR; ++j)
+          for (int64_t l = 0; l < kb; ++l) out[(k0 + l) * NR + j] = 0.0f;
+      }
     }
   }
 }
@@ -201,13 +229,23 @@ void sgemm(int64_t M, int64_t N, int64_t K, float alpha, const float* A,
         C[i * ldc + j] = (beta == 0.0f) ? 0.0f : beta * C[i * ldc + j];
     return;
   }
-  // Thread grid: split column panels first (each thread then packs only its
-  // own columns of B, the large operand in every GRU product), then rows.
+  // Thread grid tn x tm over column and row panels: the one whose busiest
+  // thread has the fewest micro-tiles; ties go to splitting columns (each
+  // thread then packs only its own columns of B, the larger operand in
+  // every GRU product).
   const int64_t pn = ceil_div(N, NR), pm = ceil_div(M, MR);
   const double macs = static_cast<double>(M) * N * K;
   int64_t nt = imax(1, imin(num_threads, static_cast<int64_t>(macs / 32768.0)));
-  const int64_t tn = imin(nt, pn);
-  const int64_t tm = imin(nt / tn, pm);
+  int64_t tn = 1, tm = 1, best = -1;
+  for (int64_t a = imin(nt, pn); a >= 1; --a) {
+    const int64_t b = imin(nt / a, pm);
+    const int64_t cost = ceil_div(pn, a) * ceil_div(pm, b);
+    if (best < 0 || cost < best) {
+      best = cost;
+      tn = a;
+      tm = b;
+    }
+  }
   nt = tn * tm;
   auto run = [&](int64_t t) {
     const int64_t tj = t % tn, ti = t / tn;
