@@ -153,6 +153,43 @@ void gru_backward(py::handle dx, py::handle dh0, py::handle dW_ih, py::handle dW
                        pwh, T, B, I, H, nt);
 }
 
+int loss_kind(const std::string& name) {
+  if (name == "cross-entropy") return grurec::kCrossEntropy;
+  if (name == "bpr-max") return grurec::kBprMax;
+  if (name == "top1-max") return grurec::kTop1Max;
+  throw py::value_error("loss must be 'cross-entropy', 'bpr-max' or 'top1-max', got '" + name + "'");
+}
+
+double loss(const std::string& name, py::handle R, py::handle qcorr, float elu, float bpreg,
+            float scale, py::handle dR, int num_threads) {
+  const int kind = loss_kind(name);
+  const int64_t B = dim("R", R, 2, 0), C = dim("R", R, 2, 1);
+  if (B > C) throw py::value_error("R: needs at least as many columns as rows (targets on the diagonal)");
+  const float* pr = checked("R", R, {B, C}, false);
+  const float* pq = qcorr.is_none() ? nullptr : checked("qcorr", qcorr, {C}, false);
+  float* pd = checked("dR", dR, {B, C}, true);
+  int nt = resolve_threads(num_threads);
+  py::gil_scoped_release nogil;
+  double total = 0.0;
+#ifdef GRUREC_HAVE_OPENMP
+#pragma omp parallel for num_threads(nt) reduction(+ : total) schedule(static)
+#endif
+  for (int64_t t = 0; t < nt; ++t)
+    total += K().loss(kind, B * t / nt, B * (t + 1) / nt, C, pr, pq, elu, bpreg, scale, pd);
+  return total;
+}
+
+void adagrad(py::handle w, py::handle acc, py::handle vel, py::handle g, float lr, float mu,
+             float eps) {
+  const int64_t n = dim("w", w, 1, 0);
+  float* pw = checked("w", w, {n}, true);
+  float* pa = checked("acc", acc, {n}, true);
+  float* pv = checked_opt("vel", vel, {n});
+  const float* pg = checked("g", g, {n}, false);
+  if (mu > 0.0f && !pv) throw py::value_error("vel is required when mu > 0");
+  K().adagrad(n, pw, pa, pv, pg, lr, mu, eps);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -182,6 +219,11 @@ PYBIND11_MODULE(_core, m) {
   m.def("sgemm", &sgemm, py::arg("a"), py::arg("b"), py::arg("c"), py::arg("alpha") = 1.0f,
         py::arg("beta") = 0.0f, py::arg("num_threads") = 0,
         "c = alpha * a @ b + beta * c; a and b may be any strided float32 views.");
+  m.def("loss", &loss, py::arg("loss"), py::arg("R"), py::arg("qcorr"), py::arg("elu"),
+        py::arg("bpreg"), py::arg("scale"), py::arg("dR"), py::arg("num_threads") = 0,
+        "Sampled-softmax family losses; writes dR, returns the summed loss.");
+  m.def("adagrad", &adagrad, py::arg("w"), py::arg("acc"), py::arg("vel"), py::arg("g"),
+        py::arg("lr"), py::arg("mu"), py::arg("eps"));
   m.def("gru_forward", &gru_forward, py::arg("h_out"), py::arg("gates"), py::arg("rh"),
         py::arg("x"), py::arg("h0"), py::arg("W_ih"), py::arg("W_hh"), py::arg("b"),
         py::arg("num_threads") = 0);

@@ -51,7 +51,26 @@ struct Kernels {
                      int64_t lda, float* out);
   // y[i] += x[i] for i in [0, n)
   void (*add)(int64_t n, const float* x, float* y);
+
+  // --- losses over sampled candidates (see loss.md in docs/) --------------
+  // Rows [b0, b1) of scores R[B, C] (row stride C); row i's target is
+  // column i. The final activation is ELU(elu) when elu > 0, else linear.
+  // qcorr[C] (cross-entropy only, may be null) is subtracted from every
+  // row's logits (logQ correction). Writes dR = scale * dL_i/dR (same
+  // layout; dR may not alias R) and returns the sum of L_i over the rows.
+  double (*loss)(int kind, int64_t b0, int64_t b1, int64_t C, const float* R,
+                 const float* qcorr, float elu, float bpreg, float scale,
+                 float* dR);
+
+  // Adagrad with Nesterov momentum on n parameters:
+  //   acc += g^2;  s = lr * g / sqrt(acc + eps)
+  //   mu > 0: vel = mu * vel - s;  w += mu * vel - s     (vel may not be null)
+  //   mu = 0: w -= s                                      (vel ignored)
+  void (*adagrad)(int64_t n, float* w, float* acc, float* vel, const float* g,
+                  float lr, float mu, float eps);
 };
+
+enum LossKind { kCrossEntropy = 0, kBprMax = 1, kTop1Max = 2 };
 
 const Kernels* kernels_scalar();
 const Kernels* kernels_avx2();    // nullptr when not compiled in

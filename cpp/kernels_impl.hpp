@@ -11,6 +11,7 @@
 // threads write the same element; each packs what its tile needs).
 #pragma once
 
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 
@@ -23,6 +24,10 @@
 
 namespace GRUREC_NS {
 namespace {
+
+using grurec::kBprMax;
+using grurec::kCrossEntropy;
+using grurec::kTop1Max;
 
 constexpr int W = V::W;
 constexpr int MR = GRUREC_MR;
@@ -372,9 +377,163 @@ void add(int64_t n, const float* x, float* y) {
   }
 }
 
+// --- losses -----------------------------------------------------------------
+// Lanes < c of a chunk, except lane `excl` (the target column, excluded
+// from the negatives of the ranking losses), weigh 1; the rest 0.
+inline V::reg lane_mask(int64_t c, int64_t excl) {
+  float t[W];
+  for (int64_t l = 0; l < W; ++l) t[l] = (l < c && l != excl) ? 1.0f : 0.0f;
+  return V::load(t);
+}
+
+// ELU(alpha) (alpha = 0: identity) and its derivative, lane-wise.
+inline V::reg act(V::reg x, float alpha) {
+  if (alpha <= 0.0f) return x;
+  const V::reg neg = V::min(x, V::zero());
+  return V::add(V::max(x, V::zero()),
+                V::mul(V::set1(alpha), V::sub(vexp(neg), V::set1(1.0f))));
+}
+inline V::reg dact(V::reg x, float alpha) {
+  if (alpha <= 0.0f) return V::set1(1.0f);
+  const V::reg p = V::pos_step(x);
+  const V::reg e = V::mul(V::set1(alpha), vexp(V::min(x, V::zero())));
+  return V::add(p, V::mul(V::sub(V::set1(1.0f), p), e));
+}
+inline float act1(float x, float alpha) {
+  float t[W] = {x};
+  V::store(t, act(V::load(t), alpha));
+  return t[0];
+}
+inline float dact1(float x, float alpha) {
+  float t[W] = {x};
+  V::store(t, dact(V::load(t), alpha));
+  return t[0];
+}
+
+constexpr float kBig = 3.0e38f;
+
+// One row; returns L_i. d (the dR row) doubles as scratch between passes.
+double loss_row(int kind, int64_t i, int64_t C, const float* r, const float* q,
+                float elu, float bpreg, float scale, float* d) {
+  const bool ranking = kind != kCrossEntropy;
+  const int64_t excl_chunk = ranking ? (i / W) * W : -1;
+  // Pass A: activated (and for CE, corrected) scores into d; masked max.
+  V::reg vmax = V::set1(-kBig);
+  for (int64_t j = 0; j < C; j += W) {
+    const int64_t c = imin(W, C - j);
+    V::reg a = act(ldp(r + j, c), elu);
+    if (q) a = V::sub(a, ldp(q + j, c));
+    stp(d + j, c, a);
+    if (c < W || j == excl_chunk) {
+      const V::reg w = lane_mask(c, j == excl_chunk ? i - j : -1);
+      a = V::add(V::mul(a, w), V::mul(V::sub(w, V::set1(1.0f)), V::set1(kBig)));
+    }
+    vmax = V::max(vmax, a);
+  }
+  const float m = V::hmax(vmax);
+  const float ri = d[i];
+  const V::reg vm = V::set1(m), vri = V::set1(ri), one = V::set1(1.0f);
+
+  // Pass B: e_j = exp(a_j - m) (0 where masked) into d, and the row sums.
+  V::reg sz = V::zero(), s1 = V::zero(), s2 = V::zero(), s3 = V::zero();
+  for (int64_t j = 0; j < C; j += W) {
+    const int64_t c = imin(W, C - j);
+    const V::reg a = ldp(d + j, c);
+    V::reg e = vexp(V::sub(a, vm));
+    if (c < W || j == excl_chunk) e = V::mul(e, lane_mask(c, j == excl_chunk ? i - j : -1));
+    sz = V::add(sz, e);
+    if (kind == kBprMax) {
+      const V::reg sg = vsigmoid(V::sub(vri, a));  // sigma(r_i - r_j)
+      s1 = V::fmadd(e, sg, s1);
+      s2 = V::fmadd(e, V::mul(a, a), s2);
+      s3 = V::fmadd(e, V::mul(sg, V::sub(one, sg)), s3);
+    } else if (kind == kTop1Max) {
+      const V::reg sg = vsigmoid(V::sub(a, vri));  // sigma(r_j - r_i)
+      s1 = V::fmadd(e, V::add(sg, vsigmoid(V::mul(a, a))), s1);
+      s3 = V::fmadd(e, V::mul(sg, V::sub(one, sg)), s3);
+    }
+    stp(d + j, c, e);
+  }
+  const double Z = V::hsum(sz);
+  double L;
+  const float dai = dact1(r[i], elu);
+  if (kind == kCrossEntropy) {
+    L = std::log(Z) + m - ri;
+    const V::reg k = V::set1(static_cast<float>(scale / Z));
+    for (int64_t j = 0; j < C; j += W) {
+      const int64_t c = imin(W, C - j);
+      stp(d + j, c, V::mul(V::mul(ldp(d + j, c), k), dact(ldp(r + j, c), elu)));
+    }
+    d[i] -= scale * dai;
+    return L;
+  }
+  const float invZ = static_cast<float>(1.0 / Z);
+  if (kind == kBprMax) {
+    const double P = V::hsum(s1) / Z + 1e-24, Q = V::hsum(s2) / Z;
+    L = -std::log(P) + bpreg * Q;
+    const V::reg vP = V::set1(static_cast<float>(1.0 / P)), vQ = V::set1(static_cast<float>(Q));
+    const V::reg vl = V::set1(bpreg), two = V::set1(2.0f);
+    for (int64_t j = 0; j < C; j += W) {
+      const int64_t c = imin(W, C - j);
+      const V::reg x = ldp(r + j, c), a = act(x, elu);
+      const V::reg s = V::mul(ldp(d + j, c), V::set1(invZ));
+      const V::reg sg = vsigmoid(V::sub(vri, a));
+      // s (1 - sg^2 / P) + bpreg s (a^2 - Q + 2a)
+      V::reg g = V::mul(s, V::sub(one, V::mul(V::mul(sg, sg), vP)));
+      g = V::fmadd(V::mul(vl, s), V::add(V::sub(V::mul(a, a), vQ), V::mul(two, a)), g);
+      stp(d + j, c, V::mul(V::mul(g, dact(x, elu)), V::set1(scale)));
+    }
+    d[i] = static_cast<float>(scale * dai * (-(V::hsum(s3) / Z) / P));
+    return L;
+  }
+  // TOP1-max
+  L = V::hsum(s1) / Z;
+  const V::reg vL = V::set1(static_cast<float>(L)), two = V::set1(2.0f);
+  for (int64_t j = 0; j < C; j += W) {
+    const int64_t c = imin(W, C - j);
+    const V::reg x = ldp(r + j, c), a = act(x, elu);
+    const V::reg s = V::mul(ldp(d + j, c), V::set1(invZ));
+    const V::reg sg = vsigmoid(V::sub(a, vri)), tq = vsigmoid(V::mul(a, a));
+    // s (c_j - L) + s (sg (1 - sg) + 2 a tq (1 - tq))
+    const V::reg cj = V::add(sg, tq);
+    V::reg g = V::add(V::sub(cj, vL), V::mul(sg, V::sub(one, sg)));
+    g = V::fmadd(V::mul(two, a), V::mul(tq, V::sub(one, tq)), g);
+    stp(d + j, c, V::mul(V::mul(V::mul(s, g), dact(x, elu)), V::set1(scale)));
+  }
+  d[i] = static_cast<float>(scale * dai * (-(V::hsum(s3) / Z)));
+  return L;
+}
+
+double loss(int kind, int64_t b0, int64_t b1, int64_t C, const float* R,
+            const float* qcorr, float elu, float bpreg, float scale, float* dR) {
+  double total = 0.0;
+  for (int64_t i = b0; i < b1; ++i)
+    total += loss_row(kind, i, C, R + i * C, qcorr, elu, bpreg, scale, dR + i * C);
+  return total;
+}
+
+void adagrad(int64_t n, float* w, float* acc, float* vel, const float* g,
+             float lr, float mu, float eps) {
+  const V::reg vlr = V::set1(lr), vmu = V::set1(mu), veps = V::set1(eps);
+  for (int64_t i = 0; i < n; i += W) {
+    const int64_t c = imin(W, n - i);
+    const V::reg gi = ldp(g + i, c);
+    const V::reg a = V::fmadd(gi, gi, ldp(acc + i, c));
+    stp(acc + i, c, a);
+    const V::reg s = V::div(V::mul(vlr, gi), V::sqrt(V::add(a, veps)));
+    if (mu > 0.0f) {
+      const V::reg v = V::sub(V::mul(vmu, ldp(vel + i, c)), s);
+      stp(vel + i, c, v);
+      stp(w + i, c, V::add(ldp(w + i, c), V::sub(V::mul(vmu, v), s)));
+    } else {
+      stp(w + i, c, V::sub(ldp(w + i, c), s));
+    }
+  }
+}
+
 const grurec::Kernels kTable = {
-    GRUREC_LEVEL_NAME, sgemm,      gru_fwd_gates, gru_fwd_out,
-    gru_bwd_out,       gru_bwd_gates, colsum_add, add,
+    GRUREC_LEVEL_NAME, sgemm,      gru_fwd_gates, gru_fwd_out, gru_bwd_out,
+    gru_bwd_gates,     colsum_add, add,           loss,        adagrad,
 };
 
 }  // namespace

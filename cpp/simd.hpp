@@ -15,7 +15,7 @@
 //   V::reg               register type
 //   zero/set1/load/store load and store are unaligned
 //   add/sub/mul/div/fmadd fmadd(a, b, c) = a * b + c
-//   min/max
+//   min/max/sqrt, pos_step (1 where > 0), hsum/hmax (horizontal sum / max of the lanes)
 //   exp                  |rel err| < 2e-7 on [-87, 88]; inputs clamped there
 #pragma once
 
@@ -60,6 +60,11 @@ struct V {
   static inline reg fmadd(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
   static inline reg min(reg a, reg b) { return _mm512_min_ps(a, b); }
   static inline reg max(reg a, reg b) { return _mm512_max_ps(a, b); }
+  static inline reg sqrt(reg a) { return _mm512_sqrt_ps(a); }
+  static inline reg pos_step(reg a) {  // 1 where a > 0, else 0
+    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(a, zero(), _CMP_GT_OQ), set1(1.0f));
+  }
+  static inline float hmax(reg a) { return _mm512_reduce_max_ps(a); }
   static inline reg round(reg a) {
     return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   }
@@ -86,6 +91,16 @@ struct V {
   static inline reg fmadd(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
   static inline reg min(reg a, reg b) { return _mm256_min_ps(a, b); }
   static inline reg max(reg a, reg b) { return _mm256_max_ps(a, b); }
+  static inline reg sqrt(reg a) { return _mm256_sqrt_ps(a); }
+  static inline reg pos_step(reg a) {
+    return _mm256_and_ps(_mm256_cmp_ps(a, zero(), _CMP_GT_OQ), set1(1.0f));
+  }
+  static inline float hmax(reg a) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+  }
   static inline reg round(reg a) {
     return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   }
@@ -116,6 +131,9 @@ struct V {
   static inline reg fmadd(reg a, reg b, reg c) { return a * b + c; }
   static inline reg min(reg a, reg b) { return a < b ? a : b; }
   static inline reg max(reg a, reg b) { return a > b ? a : b; }
+  static inline reg sqrt(reg a) { return std::sqrt(a); }
+  static inline reg pos_step(reg a) { return a > 0.0f ? 1.0f : 0.0f; }
+  static inline float hmax(reg a) { return a; }
   static inline reg round(reg a) { return std::nearbyint(a); }
   static inline reg pow2n(reg n) {
     int32_t i = (static_cast<int32_t>(n) + 127) << 23;

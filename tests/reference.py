@@ -69,3 +69,35 @@ def gru_backward(dh_out, x, h0, W_ih, W_hh, b):
         db += dA.sum(0)
         carry = dhp
     return dx, carry, dW_ih, dW_hh, db
+
+
+def elu(x, alpha):
+    return x if alpha <= 0 else np.where(x > 0, x, alpha * (np.exp(np.minimum(x, 0)) - 1))
+
+
+def loss_rows(kind, R, qcorr=None, elu_param=0.0, bpreg=0.0):
+    """Per-row losses of the published formulas; row i's target is column i.
+
+    cross-entropy: -log softmax(r - qcorr)_i
+    bpr-max (Hidasi & Karatzoglou 2018): -log sum_j s_j sigma(r_i - r_j)
+        + bpreg * sum_j s_j r_j^2, s = softmax over the negatives j != i
+    top1-max: sum_j s_j (sigma(r_j - r_i) + sigma(r_j^2))
+    """
+    R = elu(np.asarray(R, np.float64), elu_param)
+    B, C = R.shape
+    out = np.empty(B)
+    for i in range(B):
+        r = R[i]
+        if kind == "cross-entropy":
+            z = r - (0 if qcorr is None else np.asarray(qcorr, np.float64))
+            m = z.max()
+            out[i] = np.log(np.exp(z - m).sum()) + m - z[i]
+            continue
+        neg = np.delete(r, i)
+        s = np.exp(neg - neg.max())
+        s /= s.sum()
+        if kind == "bpr-max":
+            out[i] = -np.log((s * sigmoid(r[i] - neg)).sum() + 1e-24) + bpreg * (s * neg**2).sum()
+        else:
+            out[i] = (s * (sigmoid(neg - r[i]) + sigmoid(neg**2))).sum()
+    return out
