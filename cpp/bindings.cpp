@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "gru.hpp"
+#include "train.hpp"
 #include "kernels.hpp"
 
 namespace py = pybind11;
@@ -127,6 +128,21 @@ void gru_forward(py::handle h_out, py::handle gates, py::handle rh, py::handle x
   grurec::gru_forward(ph, pg, prh, px, ph0, pwi, pwh, pb, T, B, I, H, nt);
 }
 
+// Forward for input already folded into gates (a one-hot input's row lookup).
+void gru_forward_gates(py::handle h_out, py::handle gates, py::handle rh, py::handle h0,
+                       py::handle W_hh, int num_threads) {
+  const int64_t T = dim("gates", gates, 3, 0), B = dim("gates", gates, 3, 1);
+  const int64_t H = dim("h0", h0, 2, 1);
+  const float* ph0 = checked("h0", h0, {B, H}, false);
+  const float* pwh = checked("W_hh", W_hh, {H, 3 * H}, false);
+  float* ph = checked("h_out", h_out, {T, B, H}, true);
+  float* pg = checked("gates", gates, {T, B, 3 * H}, true);
+  float* prh = checked("rh", rh, {T, B, H}, true);
+  int nt = resolve_threads(num_threads);
+  py::gil_scoped_release nogil;
+  grurec::gru_forward(ph, pg, prh, nullptr, ph0, nullptr, pwh, nullptr, T, B, 0, H, nt);
+}
+
 void gru_backward(py::handle dx, py::handle dh0, py::handle dW_ih, py::handle dW_hh,
                   py::handle db, py::handle dA, py::handle dh_out, py::handle gates,
                   py::handle rh, py::handle x, py::handle h0, py::handle h_out,
@@ -190,6 +206,105 @@ void adagrad(py::handle w, py::handle acc, py::handle vel, py::handle g, float l
   K().adagrad(n, pw, pa, pv, pg, lr, mu, eps);
 }
 
+// (w, acc, vel-or-None) of one parameter, all float32 C-contiguous, same shape.
+grurec::Param param(const std::string& name, py::handle t) {
+  py::tuple tup = py::reinterpret_borrow<py::tuple>(t);
+  if (tup.size() != 3) throw py::value_error(name + ": expected (w, acc, vel)");
+  py::array w = py::reinterpret_borrow<py::array>(tup[0]);
+  Shape shape(w.shape(), w.shape() + w.ndim());
+  if (shape.size() == 1) shape.push_back(1);
+  Shape s2 = shape;
+  if (w.ndim() == 1) s2 = {shape[0]};
+  grurec::Param p;
+  p.w = checked((name + ".w").c_str(), tup[0], s2, true);
+  p.acc = checked((name + ".acc").c_str(), tup[1], s2, true);
+  p.vel = checked_opt((name + ".vel").c_str(), tup[2], s2);
+  p.rows = shape[0];
+  p.cols = shape[1];
+  return p;
+}
+
+py::dict train_epoch(py::list W_ih, py::list W_hh, py::list b, py::handle W_y, py::handle b_y,
+                     py::handle emb, py::dict cfg, py::handle offsets, py::handle items,
+                     py::handle pop, py::object progress) {
+  grurec::Net net;
+  grurec::TrainConfig c;
+  c.loss = loss_kind(cfg["loss"].cast<std::string>());
+  c.elu = cfg["elu_param"].cast<float>();
+  c.bpreg = cfg["bpreg"].cast<float>();
+  c.logq = cfg["logq"].cast<float>();
+  c.batch_size = cfg["batch_size"].cast<int64_t>();
+  c.n_sample = cfg["n_sample"].cast<int64_t>();
+  c.sample_alpha = cfg["sample_alpha"].cast<float>();
+  c.mode = cfg["mode"].cast<int>();
+  c.dropout_embed = cfg["dropout_p_embed"].cast<float>();
+  c.dropout_hidden = cfg["dropout_p_hidden"].cast<float>();
+  c.lr = cfg["learning_rate"].cast<float>();
+  c.momentum = cfg["momentum"].cast<float>();
+  c.seed = cfg["seed"].cast<uint64_t>();
+  c.num_threads = resolve_threads(cfg["num_threads"].cast<int>());
+  const int64_t L = static_cast<int64_t>(W_hh.size());
+  if (L < 1 || static_cast<int64_t>(W_ih.size()) != L || static_cast<int64_t>(b.size()) != L)
+    throw py::value_error("W_ih, W_hh and b must list the same number (>= 1) of layers");
+  for (int64_t l = 0; l < L; ++l) {
+    net.W_hh.push_back(param("W_hh[" + std::to_string(l) + "]", W_hh[l]));
+    net.W_ih.push_back(param("W_ih[" + std::to_string(l) + "]", W_ih[l]));
+    net.b.push_back(param("b[" + std::to_string(l) + "]", b[l]));
+    net.layers.push_back(net.W_hh[l].rows);
+  }
+  net.W_y = param("W_y", W_y);
+  net.b_y = param("b_y", b_y);
+  net.n_items = net.W_y.rows;
+  if (c.mode == 1) net.emb = param("emb", emb);
+  if ((c.momentum > 0) != (net.W_y.vel != nullptr))
+    throw py::value_error("momentum > 0 needs velocity buffers (and only then)");
+  const int64_t S = dim("offsets", offsets, 1, 0) - 1;
+  const int64_t E = py::reinterpret_borrow<py::array>(items).size();
+  if (!py::isinstance<py::array_t<int64_t>>(offsets) || !py::isinstance<py::array_t<int32_t>>(items))
+    throw py::type_error("offsets must be int64 and items int32 arrays");
+  py::array_t<int64_t, py::array::c_style> off = py::reinterpret_borrow<py::array>(offsets);
+  py::array_t<int32_t, py::array::c_style> it = py::reinterpret_borrow<py::array>(items);
+  const float* pp = checked("pop", pop, {net.n_items}, false);
+  if (S < 1 || off.at(0) != 0 || off.at(S) != E) throw py::value_error("offsets do not index items");
+  const int64_t* po = off.data();
+  const int32_t* pi = it.data();
+
+  grurec::Progress cb;
+  std::string py_error;
+  bool interrupted = false;
+  if (!progress.is_none()) {
+    cb = [&](int64_t events, double loss_sum, int64_t batches) {
+      py::gil_scoped_acquire gil;
+      if (PyErr_CheckSignals() != 0) {  // Ctrl-C: stop after this mini-batch
+        PyErr_Clear();
+        interrupted = true;
+        return false;
+      }
+      try {
+        return progress(events, loss_sum, batches).cast<bool>();
+      } catch (py::error_already_set& e) {
+        py_error = e.what();
+        return false;
+      }
+    };
+  }
+  grurec::EpochStats st;
+  {
+    py::gil_scoped_release nogil;
+    st = grurec::train_epoch(net, c, po, S, pi, pp, cb);
+  }
+  if (!py_error.empty()) throw std::runtime_error("progress callback failed: " + py_error);
+  py::dict r;
+  r["status"] = interrupted ? std::string("interrupted")
+                : st.status == grurec::EpochStats::kNonFinite ? std::string("nonfinite")
+                : st.status == grurec::EpochStats::kStopped  ? std::string("stopped")
+                                                              : std::string("done");
+  r["batches"] = st.batches;
+  r["events"] = st.events;
+  r["loss_sum"] = st.loss_sum;
+  return r;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -224,9 +339,16 @@ PYBIND11_MODULE(_core, m) {
         "Sampled-softmax family losses; writes dR, returns the summed loss.");
   m.def("adagrad", &adagrad, py::arg("w"), py::arg("acc"), py::arg("vel"), py::arg("g"),
         py::arg("lr"), py::arg("mu"), py::arg("eps"));
+  m.def("train_epoch", &train_epoch, py::arg("W_ih"), py::arg("W_hh"), py::arg("b"),
+        py::arg("W_y"), py::arg("b_y"), py::arg("emb"), py::arg("config"), py::arg("offsets"),
+        py::arg("items"), py::arg("pop"), py::arg("progress") = py::none(),
+        "One GRU4Rec training epoch in C++ (GIL released); see cpp/train.hpp.");
   m.def("gru_forward", &gru_forward, py::arg("h_out"), py::arg("gates"), py::arg("rh"),
         py::arg("x"), py::arg("h0"), py::arg("W_ih"), py::arg("W_hh"), py::arg("b"),
         py::arg("num_threads") = 0);
+  m.def("gru_forward_gates", &gru_forward_gates, py::arg("h_out"), py::arg("gates"),
+        py::arg("rh"), py::arg("h0"), py::arg("W_hh"), py::arg("num_threads") = 0,
+        "gru_forward with gates pre-filled with the input contribution x W_ih + b.");
   m.def("gru_backward", &gru_backward, py::arg("dx"), py::arg("dh0"), py::arg("dW_ih"),
         py::arg("dW_hh"), py::arg("db"), py::arg("dA"), py::arg("dh_out"), py::arg("gates"),
         py::arg("rh"), py::arg("x"), py::arg("h0"), py::arg("h_out"), py::arg("W_ih"),

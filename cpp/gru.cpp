@@ -46,9 +46,12 @@ void gru_forward(float* h_out, float* gates, float* rh, const float* x,
                  int nt) {
   const Kernels& k = K();
   const int64_t H3 = 3 * H;
-  // gates[t,b,:] = b + x[t,b,:] W_ih, all steps at once.
-  for (int64_t r = 0; r < T * B; ++r) std::memcpy(gates + r * H3, b, H3 * sizeof(float));
-  k.sgemm(T * B, H3, I, 1.0f, x, I, 1, W_ih, H3, 1, 1.0f, gates, H3, nt);
+  // gates[t,b,:] = b + x[t,b,:] W_ih, all steps at once (x null: the caller
+  // filled gates with it, e.g. a row lookup for one-hot input).
+  if (x) {
+    for (int64_t r = 0; r < T * B; ++r) std::memcpy(gates + r * H3, b, H3 * sizeof(float));
+    k.sgemm(T * B, H3, I, 1.0f, x, I, 1, W_ih, H3, 1, 1.0f, gates, H3, nt);
+  }
   for (int64_t t = 0; t < T; ++t) {
     const float* hp = (t == 0) ? h0 : h_out + (t - 1) * B * H;
     float* G = gates + t * B * H3;
@@ -102,7 +105,7 @@ void gru_backward(float* dx, float* dh0, float* dW_ih, float* dW_hh, float* db,
     // carry += [dA_r | dA_z] [U_r | U_z]^T
     k.sgemm(B, H, 2 * H, 1.0f, dAt, H3, 1, W_hh, 1, H3, 1.0f, carry.data(), H, nt);
   }
-  k.add(B * H, carry.data(), dh0);
+  if (dh0) k.add(B * H, carry.data(), dh0);
 
   // Weight gradients over all T*B rows at once.
   const int64_t R = T * B;
@@ -112,8 +115,8 @@ void gru_backward(float* dx, float* dh0, float* dW_ih, float* dW_hh, float* db,
     k.sgemm(H, 2 * H, R - B, 1.0f, h_out, 1, H, dA + B * H3, H3, 1, 1.0f, dW_hh, H3, nt);
   // dU_n += (r h)^T dA_n
   k.sgemm(H, H, R, 1.0f, rh, 1, H, dA + 2 * H, H3, 1, 1.0f, dW_hh + 2 * H, H3, nt);
-  if (dW_ih) k.sgemm(I, H3, R, 1.0f, x, 1, I, dA, H3, 1, 1.0f, dW_ih, H3, nt);
-  if (dx) k.sgemm(R, I, H3, 1.0f, dA, H3, 1, W_ih, 1, H3, 1.0f, dx, I, nt);
+  if (dW_ih && x) k.sgemm(I, H3, R, 1.0f, x, 1, I, dA, H3, 1, 1.0f, dW_ih, H3, nt);
+  if (dx && W_ih) k.sgemm(R, I, H3, 1.0f, dA, H3, 1, W_ih, 1, H3, 1.0f, dx, I, nt);
   parallel_rows(H3, R, nt, [&](int64_t j0, int64_t j1) {
     k.colsum_add(R, j0, j1, dA, H3, db);
   });

@@ -29,15 +29,19 @@
 namespace grurec {
 
 // h_out [T,B,H]; gates, rh: cache (above); x [T,B,I]; h0 [B,H].
+// x may be null: gates then already hold x W_ih + b (one-hot input is a row
+// lookup of W_ih, done by the caller) and W_ih, b are not read.
 void gru_forward(float* h_out, float* gates, float* rh, const float* x,
                  const float* h0, const float* W_ih, const float* W_hh,
                  const float* b, int64_t T, int64_t B, int64_t I, int64_t H,
                  int num_threads);
 
 // dh_out [T,B,H]: gradient of the loss w.r.t. every h_t (zero where the loss
-// does not read h_t). dx [T,B,I] and dW_ih may be null (skipped); dA, if not
+// does not read h_t). dx [T,B,I] and dW_ih may be null (skipped; they are
+// when x or W_ih is null); dA, if not
 // null, receives the pre-activation gradients [T,B,3H] (what a sparse
-// embedding update needs), otherwise scratch is used.
+// embedding update needs), otherwise scratch is used. dh0 may be null (no
+// gradient into the initial state, as in one-step training).
 void gru_backward(float* dx, float* dh0, float* dW_ih, float* dW_hh, float* db,
                   float* dA, const float* dh_out, const float* gates,
                   const float* rh, const float* x, const float* h0,

@@ -10,11 +10,19 @@ import os as _os
 import warnings as _warnings
 
 from . import _core
+from .data import SessionData, sessions_from_frame
+from .evaluation import evaluate
+from .model import GRU4Rec, ModelFitError
 from .ops import gru_backward, gru_forward
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "GRU4Rec",
+    "ModelFitError",
+    "SessionData",
+    "evaluate",
+    "sessions_from_frame",
     "simd_level",
     "available_simd_levels",
     "set_simd_level",

@@ -1,0 +1,87 @@
+// GRU4Rec training, one epoch per call (Hidasi et al. ICLR 2016; Hidasi &
+// Karatzoglou CIKM 2018).
+//
+// Session-parallel mini-batches: B slots each walk one session; at every
+// step a slot's input is its current item and its target the next item. A
+// slot whose session has no next item takes the next unused session and its
+// hidden state (all layers) is reset to zero; when no session is left the
+// slot retires and the batch shrinks, so every event of the epoch is used.
+// Hidden states carry over between mini-batches; gradients do not (one-step
+// back-propagation, as in GRU4Rec).
+//
+// Scores: the targets of the mini-batch (in-batch negatives for each other)
+// plus n_sample items shared by the mini-batch, drawn with probability
+// proportional to popularity^sample_alpha:  R[B, C] = y W_y[cand]^T + b_y[cand],
+// C = B + n_sample. Losses: see kernels.hpp. logQ correction (cross-entropy)
+// subtracts logq * log q_j from candidate j's logit, q_j being popularity
+// for the in-batch part and popularity^alpha for the sampled part (each
+// normalised), the probabilities each part was drawn with.
+//
+// Input modes: 0 = one-hot (W_ih of layer 0 is an item table [N, 3H0]),
+// 1 = separate embedding table [N, E], 2 = shared ("constrained"): the input
+// vector of an item is its output row W_y[item]. Dropout: dropout_embed on the
+// input vector (for one-hot input, on the single active input), dropout_hidden
+// on every layer's output; the recurrent state is never dropped.
+//
+// Optimizer: Adagrad with Nesterov momentum (kernels.hpp), dense for the GRU
+// weights, and for the item tables only on the rows the mini-batch touched.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+namespace grurec {
+
+// A parameter and its optimizer state, all float32 [rows, cols], owned by
+// Python. vel is null when momentum == 0.
+struct Param {
+  float* w = nullptr;
+  float* acc = nullptr;
+  float* vel = nullptr;
+  int64_t rows = 0, cols = 0;
+};
+
+struct TrainConfig {
+  int loss = 0;  // LossKind
+  float elu = 0.0f, bpreg = 0.0f, logq = 0.0f;
+  int64_t batch_size = 32, n_sample = 2048;
+  float sample_alpha = 0.75f;
+  int mode = 2;  // 0 one-hot, 1 separate embedding, 2 shared
+  float dropout_embed = 0.0f, dropout_hidden = 0.0f;
+  float lr = 0.1f, momentum = 0.0f, eps = 1e-6f;
+  uint64_t seed = 0;
+  int num_threads = 1;
+};
+
+struct Net {
+  int64_t n_items = 0;
+  std::vector<int64_t> layers;  // hidden sizes H_l
+  Param emb;                    // mode 1: [N, E]
+  std::vector<Param> W_ih;      // [I_l, 3H_l]; mode 0: layer 0 is [N, 3H_0]
+  std::vector<Param> W_hh;      // [H_l, 3H_l]
+  std::vector<Param> b;         // [1, 3H_l]
+  Param W_y, b_y;               // [N, H_L], [N, 1]
+};
+
+struct EpochStats {
+  enum Status { kDone = 0, kStopped = 1, kNonFinite = 2 };
+  int status = kDone;
+  int64_t batches = 0;
+  int64_t events = 0;   // (input, target) pairs trained
+  double loss_sum = 0;  // sum of per-event losses
+};
+
+// progress(events, loss_sum, batches) is called every ~0.2 s; returning
+// false stops the epoch after the current mini-batch (status kStopped).
+// With status kNonFinite the batch with a non-finite loss was not applied:
+// batches is its index.
+using Progress = std::function<bool(int64_t, double, int64_t)>;
+
+// offsets [S+1] into items [E]: sessions in training order, each of length
+// >= 2; pop [N]: item popularity (> 0 for every item used as a sample).
+EpochStats train_epoch(Net& net, const TrainConfig& cfg, const int64_t* offsets,
+                       int64_t n_sessions, const int32_t* items, const float* pop,
+                       const Progress& progress);
+
+}  // namespace grurec

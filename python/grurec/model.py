@@ -1,0 +1,268 @@
+"""GRU4Rec: session-based recommendation with GRUs (Hidasi et al. ICLR 2016;
+Hidasi & Karatzoglou CIKM 2018). Python sets up and validates; whole epochs
+run in C++ (``cpp/train.cpp``), with the GIL released.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from . import _core
+from .data import SessionData, drop_short_sessions, sessions_from_frame
+
+log = logging.getLogger("grurec")
+
+LOSSES = ("cross-entropy", "bpr-max", "top1-max")
+
+
+class ModelFitError(RuntimeError):
+    """Training could not continue (e.g. the loss became NaN or infinite)."""
+
+
+class GRU4Rec:
+    """Session-based next-item recommender.
+
+    Hyperparameters keep the published names, so tuned settings carry over:
+
+    layers: hidden sizes of the stacked GRU layers, e.g. ``[100]``.
+    loss: ``"cross-entropy"``, ``"bpr-max"`` or ``"top1-max"``.
+    elu_param: final activation of the scores, ELU(elu_param); 0 = linear.
+    bpreg: BPR-max score regularization.
+    logq: strength of the logQ correction of cross-entropy (0 = off).
+    batch_size, n_sample, sample_alpha: session-parallel mini-batch size; extra
+        negatives per mini-batch, drawn with probability ~ popularity^sample_alpha.
+    embedding: 0 = one-hot input, else the size of a separate input embedding.
+    constrained_embedding: the input vector of an item is its output vector
+        (shared table); overrides ``embedding``.
+    dropout_p_embed, dropout_p_hidden, learning_rate, momentum, n_epochs.
+    num_threads: 0 = all cores. random_state: seed (None = fresh entropy).
+    """
+
+    def __init__(
+        self,
+        layers: Sequence[int] = (100,),
+        loss: str = "cross-entropy",
+        elu_param: float = 0.0,
+        bpreg: float = 0.0,
+        logq: float = 0.0,
+        batch_size: int = 32,
+        n_sample: int = 2048,
+        sample_alpha: float = 0.75,
+        embedding: int = 0,
+        constrained_embedding: bool = True,
+        dropout_p_embed: float = 0.0,
+        dropout_p_hidden: float = 0.0,
+        learning_rate: float = 0.1,
+        momentum: float = 0.0,
+        n_epochs: int = 10,
+        num_threads: int = 0,
+        random_state: Optional[int] = None,
+        show_progress: bool = True,
+    ):
+        self.layers = [int(h) for h in (layers if isinstance(layers, (list, tuple)) else [layers])]
+        self.loss = loss
+        self.elu_param = float(elu_param)
+        self.bpreg = float(bpreg)
+        self.logq = float(logq)
+        self.batch_size = int(batch_size)
+        self.n_sample = int(n_sample)
+        self.sample_alpha = float(sample_alpha)
+        self.embedding = int(embedding)
+        self.constrained_embedding = bool(constrained_embedding)
+        self.dropout_p_embed = float(dropout_p_embed)
+        self.dropout_p_hidden = float(dropout_p_hidden)
+        self.learning_rate = float(learning_rate)
+        self.momentum = float(momentum)
+        self.n_epochs = int(n_epochs)
+        self.num_threads = int(num_threads)
+        self.random_state = random_state
+        self.show_progress = show_progress
+        self._check_params()
+        self.params: dict[str, np.ndarray] = {}
+        self.item_ids: Optional[np.ndarray] = None
+        self.epochs_trained = 0
+        self.history: list[dict] = []
+
+    # ------------------------------------------------------------------ setup
+    def _check_params(self) -> None:
+        def bad(name, why):
+            raise ValueError(f"{name}: {why}, got {getattr(self, name)!r}")
+
+        if not self.layers or any(h < 1 for h in self.layers):
+            bad("layers", "needs one or more positive layer sizes")
+        if self.loss not in LOSSES:
+            bad("loss", f"must be one of {LOSSES}")
+        for name in ("elu_param", "bpreg", "logq", "sample_alpha", "momentum"):
+            v = getattr(self, name)
+            if not math.isfinite(v) or v < 0:
+                bad(name, "must be a finite number >= 0")
+        if self.momentum >= 1:
+            bad("momentum", "must be < 1")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            bad("learning_rate", "must be > 0")
+        for name in ("dropout_p_embed", "dropout_p_hidden"):
+            v = getattr(self, name)
+            if not (0 <= v < 1):
+                bad(name, "must be in [0, 1)")
+        if self.batch_size < 1:
+            bad("batch_size", "must be >= 1")
+        if self.n_sample < 0:
+            bad("n_sample", "must be >= 0")
+        if self.embedding < 0:
+            bad("embedding", "must be 0 (one-hot input) or a positive size")
+        if self.n_epochs < 0:
+            bad("n_epochs", "must be >= 0")
+        if self.num_threads < 0:
+            bad("num_threads", "must be >= 0 (0 = all cores)")
+        if self.loss != "cross-entropy" and self.n_sample == 0 and self.batch_size == 1:
+            raise ValueError("loss: ranking losses need negatives: n_sample > 0 or batch_size > 1")
+
+    @property
+    def mode(self) -> int:
+        if self.constrained_embedding:
+            return 2
+        return 1 if self.embedding > 0 else 0
+
+    def _init_params(self, n_items: int, rng: np.random.Generator) -> None:
+        def uniform(rows, cols):
+            s = math.sqrt(6.0 / (rows + cols))
+            return rng.uniform(-s, s, (rows, cols)).astype(np.float32)
+
+        def gate_blocks(rows, H):  # each gate block initialised on its own fan
+            return np.concatenate([uniform(rows, H) for _ in range(3)], axis=1)
+
+        p: dict[str, np.ndarray] = {}
+        HL = self.layers[-1]
+        in_dim = {0: n_items, 1: self.embedding, 2: HL}[self.mode]
+        if self.mode == 1:
+            p["emb"] = uniform(n_items, self.embedding)
+        for l, H in enumerate(self.layers):
+            p[f"W_ih{l}"] = gate_blocks(in_dim, H)
+            p[f"W_hh{l}"] = gate_blocks(H, H)
+            p[f"b{l}"] = np.zeros(3 * H, np.float32)
+            in_dim = H
+        p["W_y"] = uniform(n_items, HL)
+        p["b_y"] = np.zeros(n_items, np.float32)
+        self.params = p
+        self._opt = {k: np.zeros_like(v) for k, v in p.items()}
+        self._vel = {k: np.zeros_like(v) for k, v in p.items()} if self.momentum > 0 else {}
+
+    def _triple(self, name):
+        return (self.params[name], self._opt[name], self._vel.get(name))
+
+    # -------------------------------------------------------------------- fit
+    def fit(self, data, session_col: str = "SessionId", item_col: str = "ItemId",
+            time_col: str = "Time", callback: Optional[Callable[[int, float], None]] = None):
+        """Train on an event table (a pandas DataFrame) for ``n_epochs`` epochs.
+
+        ``callback(epoch, loss)`` runs after every epoch. Ctrl-C stops between
+        mini-batches and leaves the model usable (trained so far).
+        """
+        self._check_params()
+        sd = data if isinstance(data, SessionData) else sessions_from_frame(
+            data, session_col, item_col, time_col)
+        n_short = int((sd.lengths() < 2).sum())
+        sd = drop_short_sessions(sd)
+        if sd.n_sessions == 0:
+            raise ValueError("no session has 2 or more events: nothing to learn from")
+        if n_short:
+            log.info("skipped %d sessions with a single event", n_short)
+        self.item_ids = sd.item_ids
+        n_items = len(sd.item_ids)
+        rng = np.random.default_rng(self.random_state)
+        self._init_params(n_items, rng)
+        pop = np.bincount(sd.items, minlength=n_items).astype(np.float32)
+        self.epochs_trained = 0
+        self.history = []
+        L = len(self.layers)
+        args = (
+            [self._triple(f"W_ih{l}") for l in range(L)],
+            [self._triple(f"W_hh{l}") for l in range(L)],
+            [self._triple(f"b{l}") for l in range(L)],
+            self._triple("W_y"),
+            self._triple("b_y"),
+            self._triple("emb") if self.mode == 1 else None,
+        )
+        n_train_events = int(sd.n_events - sd.n_sessions)
+        for epoch in range(self.n_epochs):
+            cfg = dict(
+                loss=self.loss, elu_param=self.elu_param, bpreg=self.bpreg, logq=self.logq,
+                batch_size=self.batch_size, n_sample=self.n_sample,
+                sample_alpha=self.sample_alpha, mode=self.mode,
+                dropout_p_embed=self.dropout_p_embed, dropout_p_hidden=self.dropout_p_hidden,
+                learning_rate=self.learning_rate, momentum=self.momentum,
+                seed=int(rng.integers(0, 2**63)), num_threads=self.num_threads,
+            )
+            bar = None
+            if self.show_progress:
+                from tqdm.auto import tqdm
+
+                bar = tqdm(total=n_train_events, desc=f"epoch {epoch + 1}/{self.n_epochs}",
+                           unit="ev", unit_scale=True, leave=True)
+            seen = [0]
+
+            def progress(events, loss_sum, batches):
+                if bar is not None:
+                    bar.update(events - seen[0])
+                    bar.set_postfix(loss=f"{loss_sum / max(events, 1):.4f}", refresh=False)
+                seen[0] = events
+                return True
+
+            t0 = time.perf_counter()
+            r = _core.train_epoch(*args, cfg, sd.offsets, sd.items, pop, progress)
+            dt = time.perf_counter() - t0
+            if bar is not None:
+                bar.close()
+            if r["status"] == "nonfinite":
+                raise ModelFitError(
+                    f"loss became NaN or infinite in epoch {epoch + 1}, mini-batch "
+                    f"{r['batches'] + 1}; that batch was not applied (try a lower learning_rate)")
+            loss = r["loss_sum"] / max(r["events"], 1)
+            self.history.append(dict(epoch=epoch + 1, loss=loss, events=r["events"],
+                                     seconds=dt, events_per_s=r["events"] / dt if dt else 0.0))
+            if r["status"] == "interrupted":
+                log.warning("training interrupted in epoch %d; the model keeps what it learned",
+                            epoch + 1)
+                break
+            self.epochs_trained += 1
+            log.info("epoch %d: loss %.4f, %.0f events/s", epoch + 1, loss, r["events"] / dt)
+            if callback is not None:
+                callback(epoch + 1, loss)
+        return self
+
+    # -------------------------------------------------------------- inference
+    def _check_fitted(self):
+        if not self.params:
+            raise RuntimeError("the model is not fitted: call fit() first")
+
+    def _step(self, states: list[np.ndarray], items: np.ndarray) -> np.ndarray:
+        """One GRU step for a batch of item indices; updates ``states`` in place
+        and returns the last layer's output (B, H_L)."""
+        p = self.params
+        B = len(items)
+        x = None
+        if self.mode == 1:
+            x = p["emb"][items]
+        elif self.mode == 2:
+            x = p["W_y"][items]
+        for l, H in enumerate(self.layers):
+            h_out = np.empty((1, B, H), np.float32)
+            rh = np.empty((1, B, H), np.float32)
+            gates = np.empty((1, B, 3 * H), np.float32)
+            if l == 0 and self.mode == 0:
+                gates[0] = p["W_ih0"][items] + p["b0"]
+                _core.gru_forward_gates(h_out, gates, rh, states[l], p[f"W_hh{l}"], self.num_threads)
+            else:
+                _core.gru_forward(h_out, gates, rh, np.ascontiguousarray(x[None]), states[l],
+                                  p[f"W_ih{l}"], p[f"W_hh{l}"], p[f"b{l}"], self.num_threads)
+            states[l] = h_out[0]
+            x = h_out[0]
+        return x
+
+    def score_items(self, h: np.ndarray) -> np.ndarray:
+        """Scores of every item for final hidden states ``h`` (B, H_L)."""
+        return h @ self.params["W_y"].T + self.params["b_y"]
