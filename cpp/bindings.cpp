@@ -343,6 +343,24 @@ PYBIND11_MODULE(_core, m) {
         py::arg("W_y"), py::arg("b_y"), py::arg("emb"), py::arg("config"), py::arg("offsets"),
         py::arg("items"), py::arg("pop"), py::arg("progress") = py::none(),
         "One GRU4Rec training epoch in C++ (GIL released); see cpp/train.hpp.");
+  m.def("sample_popularity", [](py::handle pop, float alpha, int64_t n, uint64_t seed) {
+    const int64_t N = dim("pop", pop, 1, 0);
+    const float* pp = checked("pop", pop, {N}, false);
+    if (N < 1 || n < 0) throw py::value_error("need at least one item and n >= 0");
+    bool any = false;
+    for (int64_t i = 0; i < N; ++i) {
+      if (!(pp[i] >= 0)) throw py::value_error("pop: negative or NaN at index " + std::to_string(i));
+      any = any || pp[i] > 0;
+    }
+    if (!any) throw py::value_error("pop: no item has positive popularity");
+    py::array_t<int32_t> out(n);
+    int32_t* po = out.mutable_data();
+    {
+      py::gil_scoped_release nogil;
+      grurec::sample_popularity(po, n, pp, N, alpha, seed);
+    }
+    return out;
+  }, py::arg("pop"), py::arg("alpha"), py::arg("n"), py::arg("seed"));
   m.def("gru_forward", &gru_forward, py::arg("h_out"), py::arg("gates"), py::arg("rh"),
         py::arg("x"), py::arg("h0"), py::arg("W_ih"), py::arg("W_hh"), py::arg("b"),
         py::arg("num_threads") = 0);

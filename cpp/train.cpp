@@ -125,6 +125,14 @@ void adagrad_rows(const Param& p, const Param* pb, const RowAgg& a, const TrainC
   }
 }
 
+// Sampling weights pop^alpha; items never seen (pop 0) are never drawn, also
+// for alpha = 0 (where pow(0, 0) would be 1).
+std::vector<double> sample_weights(const float* pop, int64_t n, float alpha) {
+  std::vector<double> w(n);
+  for (int64_t i = 0; i < n; ++i) w[i] = pop[i] > 0 ? std::pow(static_cast<double>(pop[i]), alpha) : 0.0;
+  return w;
+}
+
 // Dropout mask: 0 with probability p, else 1 / (1 - p).
 void draw_mask(Rng& rng, float p, float* m, int64_t n) {
   const float keep = 1.0f / (1.0f - p);
@@ -154,8 +162,7 @@ EpochStats train_epoch(Net& net, const TrainConfig& cfg, const int64_t* offsets,
   Alias sampler;
   std::vector<float> lq_in, lq_s;  // logq * log q_j, in-batch and sampled
   {
-    std::vector<double> w(N);
-    for (int64_t i = 0; i < N; ++i) w[i] = std::pow(std::max<double>(pop[i], 0.0), cfg.sample_alpha);
+    const std::vector<double> w = sample_weights(pop, N, cfg.sample_alpha);
     if (S > 0) sampler.build(w);
     if (cfg.loss == kCrossEntropy && cfg.logq > 0) {
       double tp = 0, tw = 0;
@@ -382,6 +389,14 @@ EpochStats train_epoch(Net& net, const TrainConfig& cfg, const int64_t* offsets,
   }
   if (progress) progress(st.events, st.loss_sum, st.batches);
   return st;
+}
+
+void sample_popularity(int32_t* out, int64_t n, const float* pop, int64_t n_items,
+                       float alpha, uint64_t seed) {
+  Alias a;
+  a.build(sample_weights(pop, n_items, alpha));
+  Rng rng(seed);
+  for (int64_t i = 0; i < n; ++i) out[i] = a.draw(rng);
 }
 
 }  // namespace grurec

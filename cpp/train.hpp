@@ -84,4 +84,9 @@ EpochStats train_epoch(Net& net, const TrainConfig& cfg, const int64_t* offsets,
                        int64_t n_sessions, const int32_t* items, const float* pop,
                        const Progress& progress);
 
+// The negative sampler on its own (for tests): n draws with probability
+// proportional to pop^alpha.
+void sample_popularity(int32_t* out, int64_t n, const float* pop, int64_t n_items,
+                       float alpha, uint64_t seed);
+
 }  // namespace grurec
