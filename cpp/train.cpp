@@ -165,16 +165,14 @@ EpochStats train_epoch(Net& net, const TrainConfig& cfg, const int64_t* offsets,
     const std::vector<double> w = sample_weights(pop, N, cfg.sample_alpha);
     if (S > 0) sampler.build(w);
     if (cfg.loss == kCrossEntropy && cfg.logq > 0) {
-      double tp = 0, tw = 0;
-      for (int64_t i = 0; i < N; ++i) {
-        tp += pop[i];
-        tw += w[i];
-      }
+      // Unnormalised: log count for in-batch columns, alpha * log count for
+      // sampled ones (see the header). A common constant per group would
+      // shift the two groups against each other.
       lq_in.resize(N);
       lq_s.resize(N);
       for (int64_t i = 0; i < N; ++i) {
-        lq_in[i] = static_cast<float>(cfg.logq * std::log(std::max<double>(pop[i], 1e-12) / tp));
-        lq_s[i] = static_cast<float>(cfg.logq * std::log(std::max(w[i], 1e-12) / tw));
+        lq_in[i] = static_cast<float>(cfg.logq * std::log(std::max<double>(pop[i], 1e-12)));
+        lq_s[i] = static_cast<float>(cfg.logq * std::log(std::max(w[i], 1e-12)));
       }
     }
   }

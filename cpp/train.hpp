@@ -13,9 +13,12 @@
 // plus n_sample items shared by the mini-batch, drawn with probability
 // proportional to popularity^sample_alpha:  R[B, C] = y W_y[cand]^T + b_y[cand],
 // C = B + n_sample. Losses: see kernels.hpp. logQ correction (cross-entropy)
-// subtracts logq * log q_j from candidate j's logit, q_j being popularity
-// for the in-batch part and popularity^alpha for the sampled part (each
-// normalised), the probabilities each part was drawn with.
+// subtracts logq * log q_j from candidate j's logit, with q_j the item's
+// training count for the in-batch part (targets occur in proportion to
+// popularity) and count^sample_alpha for the sampled part, both
+// unnormalised: the convention of the published GRU4Rec settings (logq = 1
+// was tuned with it; normalising each part separately measured 0.3 points
+// lower MRR@20 on rsc15-100k).
 //
 // Input modes: 0 = one-hot (W_ih of layer 0 is an item table [N, 3H0]),
 // 1 = separate embedding table [N, E], 2 = shared ("constrained"): the input

@@ -162,3 +162,73 @@ def test_exploding_training_raises_model_fit_error(synth):
     m = small_model(learning_rate=1e30, n_epochs=3)
     with pytest.raises(grurec.ModelFitError, match=r"epoch \d+, mini-batch \d+"):
         m.fit(synth)
+
+
+def _one_step_reference_check(mode, loss, nthreads, logq=0.0, elu=0.0, bpreg=0.0, seed=0):
+    """One whole training step of the native trainer against float64 finite
+    differences of the loss written plainly with the reference GRU and losses.
+
+    Sessions of length 2 and batch_size = number of sessions make one epoch
+    exactly one mini-batch; n_sample = 0 and no dropout make it deterministic.
+    Adagrad accumulators start at 1, so the update is close to linear in the
+    gradient: w_new = w - lr * g / sqrt(1 + g^2 + eps) checks every gradient's
+    magnitude, not just its sign.
+    """
+    rng = np.random.default_rng(seed)
+    S, N, H, E = 5, 7, 4, 3
+    inp = rng.integers(0, N, S).astype(np.int32)
+    tgt = rng.integers(0, N, S).astype(np.int32)
+    items = np.stack([inp, tgt], 1).ravel().astype(np.int32)
+    offsets = np.arange(0, 2 * S + 1, 2, dtype=np.int64)
+    pop = np.bincount(items, minlength=N).astype(np.float32) + 0.5
+    I0 = {0: N, 1: E, 2: H}[mode]
+    P = {"W_ih": rng.uniform(-.5, .5, (I0, 3 * H)), "W_hh": rng.uniform(-.5, .5, (H, 3 * H)),
+         "b": rng.uniform(-.2, .2, 3 * H), "W_y": rng.uniform(-.5, .5, (N, H)),
+         "b_y": rng.uniform(-.2, .2, N)}
+    if mode == 1:
+        P["emb"] = rng.uniform(-.5, .5, (N, E))
+    P = {k: v.astype(np.float32) for k, v in P.items()}
+    # logQ: log count for the in-batch columns (all of them here)
+    qcorr = logq * np.log(pop[tgt].astype(np.float64)) if logq > 0 else None
+
+    def mean_loss(Q):
+        x = {0: lambda: np.eye(N)[inp], 1: lambda: Q["emb"][inp], 2: lambda: Q["W_y"][inp]}[mode]()
+        h, _ = ref.gru_forward(x[None], np.zeros((S, H)), Q["W_ih"], Q["W_hh"], Q["b"])
+        R = h[0] @ Q["W_y"][tgt].T + Q["b_y"][tgt]
+        return ref.loss_rows(loss, R, qcorr, elu, bpreg).mean()
+
+    base = {k: v.astype(np.float64) for k, v in P.items()}
+    grads = {}
+    for name, v in base.items():
+        g = np.zeros_like(v)
+        for idx in np.ndindex(v.shape):
+            plus = {a: b.copy() for a, b in base.items()}
+            minus = {a: b.copy() for a, b in base.items()}
+            plus[name][idx] += 1e-6
+            minus[name][idx] -= 1e-6
+            g[idx] = (mean_loss(plus) - mean_loss(minus)) / 2e-6
+        grads[name] = g
+
+    lr, eps = 0.1, 1e-6
+    W = {k: v.copy() for k, v in P.items()}
+    acc = {k: np.ones_like(v) for k, v in P.items()}
+    triple = {k: (W[k], acc[k], None) for k in P}
+    cfg = dict(loss=loss, elu_param=elu, bpreg=bpreg, logq=logq, batch_size=S, n_sample=0,
+               sample_alpha=1.0, mode=mode, dropout_p_embed=0.0, dropout_p_hidden=0.0,
+               learning_rate=lr, momentum=0.0, seed=1, num_threads=nthreads)
+    r = _core.train_epoch([triple["W_ih"]], [triple["W_hh"]], [triple["b"]], triple["W_y"],
+                          triple["b_y"], triple.get("emb"), cfg, offsets, items, pop)
+    assert r["batches"] == 1 and r["events"] == S
+    assert r["loss_sum"] / S == pytest.approx(mean_loss(base), rel=1e-5)
+    for name in P:
+        want = base[name] - lr * grads[name] / np.sqrt(1 + grads[name] ** 2 + eps)
+        scale = lr * max(np.abs(grads[name]).max(), 1e-3)
+        np.testing.assert_allclose(W[name], want, rtol=0, atol=2e-4 * scale + 1e-7, err_msg=name)
+
+
+@pytest.mark.parametrize("mode", [0, 1, 2], ids=["onehot", "embedding", "shared"])
+@pytest.mark.parametrize("loss", ["cross-entropy", "bpr-max", "top1-max"])
+def test_training_step_equals_reference_gradient_and_adagrad(simd, nthreads, mode, loss):
+    kw = {"cross-entropy": dict(logq=1.0), "bpr-max": dict(elu=0.5, bpreg=1.0),
+          "top1-max": {}}[loss]
+    _one_step_reference_check(mode, loss, nthreads, **kw)

@@ -1,0 +1,117 @@
+"""GRU4Rec accuracy on the shared data sets: the published configurations, several seeds.
+
+Trains on a data set's training file and evaluates next-item prediction over all
+items (full ranking, standard tie handling: rank = 1 + number of items scored
+strictly higher) on its test file, with the hidden state reset for every test
+session. Targets never seen in training count as misses and are reported.
+
+Configurations (``CONFIGS``) are the published GRU4Rec settings (Hidasi & Czapp,
+RecSys 2023, official repository's parameter files): ``rsc15`` and ``retailrocket``,
+plus any tuned settings for a data set (``TUNED``). Prints a table and writes JSON.
+
+Usage:
+    python benchmarks/bench_accuracy.py --data rsc15-100k --config rsc15 --seeds 0 1 2
+    python benchmarks/bench_accuracy.py --data rsc15-100k --config rsc15 --set n_epochs=3
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import grurec
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "bench_accuracy.json"
+
+DATASETS = {
+    "rsc15-100k": ("rsc15-100k/yoochoose-clicks-100k_train_full.txt",
+                   "rsc15-100k/yoochoose-clicks-100k_test.txt"),
+    "rsc15-100k-valid": ("rsc15-100k/yoochoose-clicks-100k_train_tr.txt",
+                         "rsc15-100k/yoochoose-clicks-100k_train_valid.txt"),
+    "yoochoose1_64": ("yoochoose1_64/yoochoose1_64_sessions_train.tsv.gz",
+                      "yoochoose1_64/yoochoose1_64_sessions_test.tsv.gz"),
+    "diginetica": ("diginetica/diginetica_sessions_train.tsv.gz",
+                   "diginetica/diginetica_sessions_test.tsv.gz"),
+}
+
+CONFIGS = {
+    "rsc15": dict(loss="cross-entropy", layers=[100], batch_size=32, n_sample=2048,
+                  sample_alpha=0.75, logq=1.0, dropout_p_embed=0.1, dropout_p_hidden=0.0,
+                  learning_rate=0.1, momentum=0.0, constrained_embedding=True, embedding=0,
+                  elu_param=0.0, bpreg=0.0, n_epochs=10),
+    "retailrocket": dict(loss="bpr-max", layers=[224], batch_size=80, n_sample=2048,
+                         sample_alpha=0.4, logq=0.0, dropout_p_embed=0.5,
+                         dropout_p_hidden=0.05, learning_rate=0.05, momentum=0.4,
+                         constrained_embedding=True, embedding=0, elu_param=0.5, bpreg=1.95,
+                         n_epochs=10),
+}
+
+
+def load(name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    tr, te = DATASETS[name]
+    return (pd.read_csv(SHARED / tr, sep="\t"), pd.read_csv(SHARED / te, sep="\t"))
+
+
+def parse_set(items: list[str]) -> dict:
+    out = {}
+    for it in items:
+        k, v = it.split("=", 1)
+        out[k] = json.loads(v) if v[:1] in "[{" else (
+            float(v) if any(c in v for c in ".e") and not v.isalpha() else
+            (int(v) if v.lstrip("-").isdigit() else v))
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    p.add_argument("--data", default="rsc15-100k", choices=sorted(DATASETS))
+    p.add_argument("--config", default="rsc15", choices=sorted(CONFIGS))
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="override hyperparameters, e.g. n_epochs=3 layers=[200]")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--cutoffs", type=int, nargs="+", default=[5, 10, 20])
+    p.add_argument("--json", type=Path, default=DEFAULT_JSON)
+    args = p.parse_args(argv)
+
+    train, test = load(args.data)
+    params = dict(CONFIGS[args.config], **parse_set(args.set))
+    runs = []
+    for seed in args.seeds:
+        t0 = time.perf_counter()
+        model = grurec.GRU4Rec(**params, random_state=seed, num_threads=args.threads,
+                               show_progress=False).fit(train)
+        fit_s = time.perf_counter() - t0
+        res = grurec.evaluate(model, test, cutoffs=tuple(args.cutoffs))
+        ev = sum(h["events"] for h in model.history)
+        runs.append(dict(seed=seed, fit_seconds=fit_s, events_per_s=ev / fit_s, **res))
+        print(f"seed {seed}: " + " ".join(f"{k}={v:.4f}" for k, v in res.items()
+                                          if k.startswith(("recall", "mrr")))
+              + f"  ({fit_s:.1f} s, {ev / fit_s:,.0f} ev/s)", file=sys.stderr, flush=True)
+
+    keys = [k for k in runs[0] if k.startswith(("recall@", "mrr@"))]
+    mean = {k: statistics.mean(r[k] for r in runs) for k in keys}
+    print(f"\n{args.data}, config {args.config} {parse_set(args.set) or ''}, "
+          f"{len(runs)} seed(s), {runs[0]['n_events']} test events, "
+          f"{runs[0]['n_unknown_targets']} targets unseen in training (misses)")
+    print(f"{'seed':>6}" + "".join(f"{k:>11}" for k in keys) + f"{'fit s':>8}")
+    for r in runs:
+        print(f"{r['seed']:>6}" + "".join(f"{r[k]:>11.4f}" for k in keys)
+              + f"{r['fit_seconds']:>8.1f}")
+    print(f"{'mean':>6}" + "".join(f"{mean[k]:>11.4f}" for k in keys))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(dict(data=args.data, config=args.config, params=params,
+                                         runs=runs, mean=mean,
+                                         simd=grurec.simd_level()), indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
