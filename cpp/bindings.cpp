@@ -243,6 +243,8 @@ py::dict train_epoch(py::list W_ih, py::list W_hh, py::list b, py::handle W_y, p
   c.momentum = cfg["momentum"].cast<float>();
   c.seed = cfg["seed"].cast<uint64_t>();
   c.num_threads = resolve_threads(cfg["num_threads"].cast<int>());
+  c.workers = cfg.contains("workers") ? cfg["workers"].cast<int>() : 1;
+  if (c.workers < 1) throw py::value_error("workers must be >= 1");
   const int64_t L = static_cast<int64_t>(W_hh.size());
   if (L < 1 || static_cast<int64_t>(W_ih.size()) != L || static_cast<int64_t>(b.size()) != L)
     throw py::value_error("W_ih, W_hh and b must list the same number (>= 1) of layers");

@@ -17,6 +17,7 @@ from .data import SessionData, drop_short_sessions, sessions_from_frame
 log = logging.getLogger("grurec")
 
 LOSSES = ("cross-entropy", "bpr-max", "top1-max")
+PARALLEL = ("hogwild", "sync")
 
 
 class ModelFitError(RuntimeError):
@@ -40,6 +41,15 @@ class GRU4Rec:
         (shared table); overrides ``embedding``.
     dropout_p_embed, dropout_p_hidden, learning_rate, momentum, n_epochs.
     num_threads: 0 = all cores. random_state: seed (None = fresh entropy).
+    parallel: how threads share training. ``"hogwild"`` (default): each thread
+        runs its own stream of session-parallel mini-batches over every
+        num_threads-th session, updating the shared weights without locks
+        (as word2vec and fastText do); scales with cores, and results vary
+        slightly from run to run with more than one thread. ``"sync"``: one
+        stream, the matrix products split across threads; the published
+        algorithm step for step, but it scales poorly at GRU4Rec's small
+        batch sizes. With one thread both are the same, and a fixed
+        random_state gives identical weights.
     """
 
     def __init__(
@@ -62,6 +72,7 @@ class GRU4Rec:
         num_threads: int = 0,
         random_state: Optional[int] = None,
         show_progress: bool = True,
+        parallel: str = "hogwild",
     ):
         self.layers = [int(h) for h in (layers if isinstance(layers, (list, tuple)) else [layers])]
         self.loss = loss
@@ -81,6 +92,7 @@ class GRU4Rec:
         self.num_threads = int(num_threads)
         self.random_state = random_state
         self.show_progress = show_progress
+        self.parallel = parallel
         self._check_params()
         self.params: dict[str, np.ndarray] = {}
         self.item_ids: Optional[np.ndarray] = None
@@ -118,6 +130,8 @@ class GRU4Rec:
             bad("n_epochs", "must be >= 0")
         if self.num_threads < 0:
             bad("num_threads", "must be >= 0 (0 = all cores)")
+        if self.parallel not in PARALLEL:
+            bad("parallel", f"must be one of {PARALLEL}")
         if self.loss != "cross-entropy" and self.n_sample == 0 and self.batch_size == 1:
             raise ValueError("loss: ranking losses need negatives: n_sample > 0 or batch_size > 1")
 
@@ -196,6 +210,8 @@ class GRU4Rec:
                 dropout_p_embed=self.dropout_p_embed, dropout_p_hidden=self.dropout_p_hidden,
                 learning_rate=self.learning_rate, momentum=self.momentum,
                 seed=int(rng.integers(0, 2**63)), num_threads=self.num_threads,
+                workers=(self.num_threads or _core.default_num_threads())
+                if self.parallel == "hogwild" else 1,
             )
             bar = None
             if self.show_progress:
