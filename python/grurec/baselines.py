@@ -104,6 +104,14 @@ def _rank_in_group(groups: np.ndarray) -> np.ndarray:
     return np.arange(n) - np.repeat(starts, lengths)
 
 
+def _ranges(start: np.ndarray, cnt: np.ndarray) -> np.ndarray:
+    """Concatenation of start[j] .. start[j] + cnt[j] - 1 over j."""
+    total = int(cnt.sum())
+    if total == 0:
+        return np.zeros(0, np.int64)
+    return np.arange(total, dtype=np.int64) + np.repeat(start - (np.cumsum(cnt) - cnt), cnt)
+
+
 def _flatten(prefixes) -> tuple[np.ndarray, np.ndarray]:
     """(row of each entry, item index of each entry) of a list of prefixes."""
     lengths = np.fromiter((len(p) for p in prefixes), np.int64, count=len(prefixes))
@@ -450,7 +458,7 @@ class ItemKNN(SessionRecommender):
         start, stop = self.sim_indptr[last], self.sim_indptr[last + 1]
         cnt = stop - start
         rb = np.repeat(b, cnt)
-        pos = np.repeat(start, cnt) + _rank_in_group(rb)
+        pos = _ranges(start, cnt)
         out[rb, self.sim_indices[pos]] = self.sim_data[pos]
         return out
 
@@ -478,7 +486,7 @@ def _cooccurrence(offsets, items, lengths, N, max_pairs: int = 1 << 23):
         total = int(partners.sum())
         if total:
             src = np.repeat(np.arange(e0, e1), partners)
-            dst = src + 1 + _rank_in_group(src)
+            dst = _ranges(np.arange(e0, e1) + 1, partners)
             i, j = items[src], items[dst]
             k, c = np.unique(np.minimum(i, j) * N + np.maximum(i, j), return_counts=True)
             keys.append(k)
@@ -611,34 +619,41 @@ class VSKNN(SessionRecommender):
         # is among the M most recent of each of its items' lists).
         start, stop = self.item_sess_indptr[vi], self.item_sess_indptr[vi + 1]
         cnt = stop - start
-        eb = np.repeat(vb, cnt)
-        es = self.item_sess[np.repeat(start, cnt) + _rank_in_group(np.repeat(np.arange(len(vi)),
-                                                                              cnt))]
+        skey = np.repeat(vb * S, cnt) + self.item_sess[_ranges(start, cnt)]
         ew = np.repeat(vw, cnt)
-        skey = eb * S + es
-        order = np.argsort(skey, kind="stable")
+        # The order among equal keys only changes the summation order (a few ulp).
+        order = np.argsort(skey)
         skey = skey[order]
         g = _group_starts(skey)
         dot = np.add.reduceat(ew[order], g) if len(g) else np.zeros(0)
         cb, cs = skey[g] // S, skey[g] % S  # sorted by prefix, then recency
-        sample = _rank_in_group(cb) < M
-        cb, cs, dot = cb[sample], cs[sample], dot[sample]
+        rank = _rank_in_group(cb)  # 0 = the most recent candidate of the prefix
+        sample = rank < M
+        cb, cs, dot, rank = cb[sample], cs[sample], dot[sample], rank[sample]
         if self.similarity == "cosine":
             denom = norm[cb] * np.sqrt(self.sess_len[cs])
             sim = np.divide(dot, denom, out=np.zeros_like(dot), where=denom > 0)
         else:
             sim = dot
-        # k nearest: highest similarity, ties by recency (smaller r).
-        order = np.lexsort((cs, -sim, cb))
-        cb, cs, sim = cb[order], cs[order], sim[order]
-        nb = (_rank_in_group(cb) < self.k) & (sim > 0)
+        # k nearest: highest similarity, ties by recency. Candidates laid out
+        # (n, M) by recency rank, so "ties by lower column" is "the more recent".
+        width = int(rank.max()) + 1 if len(rank) else 0
+        if self.k < width:
+            D = np.full((n, width), -1.0)  # [n, width] sims; -1 = no candidate
+            D[cb, rank] = sim
+            C = np.zeros((n, width), np.int64)  # [n, width] the candidate sessions
+            C[cb, rank] = cs
+            top = _topk(D, self.k)
+            cb = np.repeat(np.arange(n), self.k)
+            sim = np.take_along_axis(D, top, 1).ravel()
+            cs = np.take_along_axis(C, top, 1).ravel()
+        nb = sim > 0
         cb, cs, sim = cb[nb], cs[nb], sim[nb]
 
         # Item scores: each neighbour adds its similarity to its items.
         ln = self.sess_len[cs]
         ib = np.repeat(cb, ln)
-        pos = np.repeat(self.sess_indptr[cs], ln) + _rank_in_group(np.repeat(np.arange(len(cs)),
-                                                                             ln))
+        pos = _ranges(self.sess_indptr[cs], ln)
         ikey = ib * N + self.sess_items[pos]
         u, inv = np.unique(ikey, return_inverse=True)
         total = np.bincount(inv, weights=np.repeat(sim, ln))
