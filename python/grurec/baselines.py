@@ -194,7 +194,9 @@ class SessionRecommender:
         """Scores of every item as the next item of each prefix.
 
         prefixes: a list of integer arrays of item indices (oldest first); -1
-        entries (items unknown to the model) are ignored.
+        entries (items unknown to the model) are ignored, so a 2-D array with
+        -1 padding works too. Calls are independent (no state is kept between
+        them) and read-only, so several threads may score at once.
         Returns float32 (len(prefixes), n_items); higher is better.
         """
         self._check_fitted()
@@ -253,8 +255,9 @@ class SessionRecommender:
             ``exclude_seen``), so every row holds k real items.
         exclude_seen: never recommend an item of the session itself.
         filter_items: if given, only these item ids are candidates.
-        unknown: ``"skip"`` ignores ids the model does not know (their number
-            is in ``last_unknown_count`` and logged); ``"error"`` raises
+        unknown: ``"skip"`` ignores ids the model does not know, in the
+            sessions and in ``filter_items`` (their number is in
+            ``last_unknown_count`` and logged as a warning); ``"error"`` raises
             ValueError naming the id and where it is.
         Returns (ids, scores): arrays (n_sessions, k) of item ids (the dtype of
         ``item_ids``) and float32 scores, best first, ties by lower item index.
