@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import grurec
 from grurec import baselines as bl
 from grurec.synthetic import generate_sessions
 
@@ -300,7 +301,7 @@ def test_itemknn_matches_dense_reference(rng):
 
 def test_cooccurrence_chunked_equals_one_pass(rng):
     sessions = _random_sessions(rng, 200, 30)
-    sd = __import__("grurec").sessions_from_frame(frame(sessions))
+    sd = grurec.sessions_from_frame(frame(sessions))
     offsets, items, lengths = bl._unique_session_items(sd)
     one = bl._cooccurrence(offsets, items, lengths, 30)
     many = bl._cooccurrence(offsets, items, lengths, 30, max_pairs=7)
@@ -370,7 +371,7 @@ def test_vsknn_matches_plain_reference(rng, k, M, weighting, similarity, idf):
 
 # ------------------------------------------------------------ planted signal
 def _recall_mrr_at_20(model, test):
-    sd = __import__("grurec").sessions_from_frame(test, item_ids=model.item_ids, unknown="keep")
+    sd = grurec.sessions_from_frame(test, item_ids=model.item_ids, unknown="keep")
     prefixes, targets = [], []
     for s in range(sd.n_sessions):
         seq = sd.items[sd.offsets[s]:sd.offsets[s + 1]]
