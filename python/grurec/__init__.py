@@ -9,7 +9,7 @@ from __future__ import annotations
 import os as _os
 import warnings as _warnings
 
-from . import _core
+from . import _core, baselines
 from .data import SessionData, sessions_from_frame
 from .evaluation import evaluate
 from .model import GRU4Rec, ModelFitError
