@@ -12,7 +12,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from . import _core
-from .data import SessionData, drop_short_sessions, sessions_from_frame
+from .data import drop_short_sessions, to_sessions
 
 log = logging.getLogger("grurec")
 
@@ -157,14 +157,16 @@ class GRU4Rec:
     # -------------------------------------------------------------------- fit
     def fit(self, data, session_col: str = "SessionId", item_col: str = "ItemId",
             time_col: str = "Time", callback: Optional[Callable[[int, float], None]] = None):
-        """Train on an event table (a pandas DataFrame) for ``n_epochs`` epochs.
+        """Train on events for ``n_epochs`` epochs.
 
-        ``callback(epoch, loss)`` runs after every epoch. Ctrl-C stops between
-        mini-batches and leaves the model usable (trained so far).
+        ``data``: anything ``grurec.data.to_sessions`` takes: a pandas or polars
+        DataFrame, a pyarrow Table, a dict of arrays, a path to a CSV/TSV/parquet
+        file, or a ``SessionData``. ``callback(epoch, loss)`` runs after every
+        epoch. Ctrl-C stops between mini-batches and leaves the model usable
+        (trained so far).
         """
         self._check_params()
-        sd = data if isinstance(data, SessionData) else sessions_from_frame(
-            data, session_col, item_col, time_col)
+        sd = to_sessions(data, session_col, item_col, time_col)
         n_short = int((sd.lengths() < 2).sum())
         sd = drop_short_sessions(sd)
         if sd.n_sessions == 0:
