@@ -90,8 +90,27 @@ class SessionData:
         counts = np.bincount(sess, minlength=self.n_sessions)
         nonempty = counts > 0
         offsets = np.r_[0, np.cumsum(counts[nonempty])].astype(np.int64)
-        return SessionData(offsets, self.items[keep], self.item_ids, self.session_ids[nonempty],
-                           None if self.times is None else self.times[keep])
+        out = SessionData(offsets, self.items[keep], self.item_ids, self.session_ids[nonempty],
+                          None if self.times is None else self.times[keep])
+        return out._resorted()
+
+    def _resorted(self) -> "SessionData":
+        """Sessions back in order of their first event (ties: session id), as
+        ``to_sessions`` lays them out; needed after events were removed."""
+        if self.times is None or self.n_sessions < 2:
+            return self
+        first = self.times[self.offsets[:-1]]
+        if (np.diff(first) > 0).all():
+            return self
+        order = np.lexsort((self.session_ids, first))
+        if (order == np.arange(len(order))).all():
+            return self
+        lengths = self.lengths()[order]
+        starts = self.offsets[:-1][order]
+        ev = np.repeat(starts - np.r_[0, np.cumsum(lengths)[:-1]], lengths) + np.arange(lengths.sum())
+        offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
+        return SessionData(offsets, self.items[ev], self.item_ids, self.session_ids[order],
+                           self.times[ev])
 
     def compact_items(self) -> "SessionData":
         """The same events with the vocabulary cut to the items that occur
