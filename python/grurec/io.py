@@ -264,6 +264,8 @@ def _foreign(head: bytes) -> ModelFileError:
 def _check_fixed(head: bytes, size: int) -> tuple[int, int]:
     """Validate the first 32 bytes against the real size; (json_len, total)."""
     if len(head) < _FIXED.size:
+        if not head:
+            raise ModelFileError("not a grurec model file: it is empty")
         if head == MAGIC[: len(head)] or head.startswith(MAGIC):
             raise ModelFileError(f"truncated model file: {size} bytes, shorter than the "
                                  f"{_FIXED.size}-byte header")
