@@ -276,10 +276,11 @@ def _extract(source, names, roles, sep, where) -> list:
                 out.append(_arrow_col(source.column(n)))
             return out
     if isinstance(source, Mapping):
-        out = []
         for n, r in zip(names, roles):
             if n not in source:
                 raise _missing(r, n, source.keys())
+        out = []
+        for n in names:
             v = source[n]
             if isinstance(v, np.ndarray):
                 if v.ndim != 1:
@@ -531,23 +532,28 @@ def _times(values, name: str, where: _Where) -> np.ndarray:
 
 
 def _object_times(arr, name, where) -> np.ndarray:
+    """Times given as Python objects or strings: numbers (also as text, as a
+    CSV column with one bad value reads) or ISO 8601 date-times."""
     import pandas as pd
 
-    if arr.dtype.kind == "O":
-        num = np.fromiter((isinstance(v, (int, float, np.integer, np.floating))
-                           and not isinstance(v, (bool, np.bool_)) for v in arr), bool, len(arr))
-        null = pd.isna(arr)
-        if (num | null).all():
-            return np.where(null, np.nan, arr).astype(np.float64)
-    else:
-        null = np.zeros(len(arr), bool)
-    parsed = pd.to_datetime(pd.Series(arr, dtype=object), errors="coerce", utc=True,
-                            format="ISO8601")
-    bad = parsed.isna().to_numpy() & ~null
-    if bad.any():
-        r = int(np.flatnonzero(bad)[0])
+    obj = pd.Series(arr, dtype=object)
+    null = obj.isna().to_numpy()
+    num = pd.to_numeric(obj, errors="coerce")
+    is_bool = np.fromiter((isinstance(v, (bool, np.bool_)) for v in arr), bool, len(arr))
+    num_ok = num.notna().to_numpy() & ~is_bool
+    if (num_ok | null).all():
+        t = num.to_numpy(dtype=np.float64, na_value=np.nan)
+        return t  # NaN rows are reported by the caller
+    parsed = pd.to_datetime(obj.where(~num_ok), errors="coerce", utc=True, format="ISO8601")
+    dt_ok = parsed.notna().to_numpy() & ~is_bool
+    bad = ~(num_ok | dt_ok | null)
+    if bad.any() or (num_ok.any() and dt_ok.any()):
+        r = int(np.flatnonzero(bad)[0]) if bad.any() else int(np.flatnonzero(num_ok)[0])
         v = arr[r].item() if isinstance(arr[r], np.generic) else arr[r]
         raise ValueError(f"column {name!r}: non-numeric time {v!r} at {where.row(r)} "
+                         "(times must be numbers, datetimes or ISO 8601 strings, not a mix)"
+                         if not bad.any() else
+                         f"column {name!r}: non-numeric time {v!r} at {where.row(r)} "
                          "(times must be numbers, datetimes or ISO 8601 strings)")
     if null.any():
         r = int(np.flatnonzero(null)[0])
@@ -577,8 +583,11 @@ def _vocab_lookup(item_ids: np.ndarray, uniques: np.ndarray, item_col: str) -> n
 
 def _unknown_error(item_col, value, where_row, vocab):
     kind = "strings" if (len(vocab) and isinstance(vocab[0], str)) else "integers"
+    if isinstance(value, np.generic):
+        value = value.item()
     return ValueError(
-        f"column {item_col!r}: item {value!r} at {where_row} is not in the model's "
+        f"{f'column {item_col!r}: ' if item_col else ''}item {value!r} at {where_row} is "
+        "not in the model's "
         f"vocabulary (its {len(vocab)} item ids are {kind}; pass unknown='drop' to skip "
         "such events)")
 
@@ -594,9 +603,7 @@ def _build(s_codes, s_uniques, i_codes, i_uniques, t, item_ids, unknown, item_co
         if not known.all():
             if unknown == "error":
                 r = int(np.flatnonzero(~known)[0])
-                v = i_uniques[i_codes[r]]
-                raise _unknown_error(item_col, v.item() if isinstance(v, np.generic) else v,
-                                     where.row(r), vocab)
+                raise _unknown_error(item_col, i_uniques[i_codes[r]], where.row(r), vocab)
             if unknown == "drop":
                 s_codes, idx, t = s_codes[known], idx[known], t[known]
     return _layout(s_codes, s_uniques, idx, t, vocab)
@@ -632,7 +639,7 @@ def _remap(sd: SessionData, item_ids, unknown: str) -> SessionData:
         if unknown == "error":
             e = int(np.flatnonzero(~known)[0])
             v = sd.item_ids[sd.items[e]] if sd.items[e] >= 0 else None
-            raise _unknown_error("item", v, f"event {e}", vocab)
+            raise _unknown_error(None, v, f"event {e}", vocab)
         if unknown == "drop":
             out = SessionData(sd.offsets, idx.astype(np.int32), vocab, sd.session_ids, sd.times)
             return out.select_events(known)
