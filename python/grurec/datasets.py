@@ -121,6 +121,8 @@ class _Frame:
 
 
 def _sessions(df, report: Report, text: str = "as sessions") -> SessionData:
+    if len(df) == 0:
+        raise ValueError(f"{report.name}: no events left after preprocessing:\n{report}")
     sd = to_sessions(df, S, I, T)
     report.add(text, "all", frame_counts(df), counts(sd))
     return sd
