@@ -13,7 +13,9 @@ straddle the cut are handled by ``straddling``:
 ``"test"``     (GRU4Rec, ICLR 2016) whole sessions go by their *last* event:
                a straddling session is a test session. Its early events can
                precede the last training events, so the guarantee below is
-               weaker: no *session* of the test set ends before one of train.
+               weaker: every training session ends before the cut, every test
+               session as assigned ends at or after it (removing unseen items
+               afterwards can remove a test session's last events).
 =============  ===============================================================
 
 Guarantee (all modes but ``"test"``): every training event is earlier than the
