@@ -10,6 +10,7 @@ import os as _os
 import warnings as _warnings
 
 from . import _core
+from . import datasets, splits  # noqa: F401  (grurec.datasets, grurec.splits)
 from .data import SessionData, sessions_from_frame, to_sessions
 from .evaluation import evaluate
 from .io import ModelFileError, load
