@@ -389,3 +389,19 @@ def test_layout_matches_a_plain_python_reference(rows, str_ids):
         assert sd.item_ids.tolist() == vocab
         assert sd.session_ids.tolist() == order
         assert sd.times.tolist() == times
+
+
+@pytest.mark.parametrize("str_ids", [False, True], ids=["int-ids", "str-ids"])
+def test_pandas_arrow_backed_columns(str_ids):
+    pa = pytest.importorskip("pyarrow")
+    df = frame(str_ids)
+    ids = pa.string() if str_ids else pa.int64()
+    arrow = df.astype({"SessionId": pd.ArrowDtype(ids), "ItemId": pd.ArrowDtype(ids),
+                       "Time": pd.ArrowDtype(pa.float64())})
+    assert_same(to_sessions(arrow), expected(str_ids))
+    ts = df.assign(Time=pd.to_datetime(df.Time, unit="s", utc=True)).astype(
+        {"Time": pd.ArrowDtype(pa.timestamp("ms", tz="UTC"))})
+    assert_same(to_sessions(ts), expected(str_ids))
+    arrow.loc[3, "Time"] = None
+    with pytest.raises(ValueError, match="column 'Time': NaN time at row 3"):
+        to_sessions(arrow)
