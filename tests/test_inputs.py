@@ -6,8 +6,6 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 import grurec
 from grurec.data import SessionData, _extract, _Where, to_sessions
@@ -351,44 +349,6 @@ def test_vocabulary_errors():
 def test_to_frame_round_trips():
     sd = to_sessions(frame(True))
     assert_same(to_sessions(sd.to_frame()), sd)
-
-
-# ------------------------------------------------------------------ property
-def reference_layout(rows):
-    """Plain-Python layout: sessions by (first time, id), events by (time, input order)."""
-    by = {}
-    for k, (s, i, t) in enumerate(rows):
-        by.setdefault(s, []).append((t, k, i))
-    order = sorted(by, key=lambda s: (min(t for t, _, _ in by[s]), s))
-    vocab = sorted({i for _, i, _ in rows})
-    items, times, offsets = [], [], [0]
-    for s in order:
-        for t, _, i in sorted(by[s]):
-            items.append(vocab.index(i))
-            times.append(t)
-        offsets.append(len(items))
-    return offsets, items, vocab, order, times
-
-
-@settings(max_examples=150, deadline=None)
-@given(st.lists(st.tuples(st.integers(-3, 6), st.one_of(st.integers(-5, 5)),
-                          st.integers(0, 4).map(float)), min_size=1, max_size=40),
-       st.booleans())
-def test_layout_matches_a_plain_python_reference(rows, str_ids):
-    if str_ids:
-        rows = [(f"s{s}", f"i{i}", t) for s, i, t in rows]
-    offsets, items, vocab, order, times = reference_layout(rows)
-    s, i, t = map(list, zip(*rows))
-    for src in (pd.DataFrame({"SessionId": s, "ItemId": i, "Time": t}),
-                {"SessionId": np.array(s, dtype=object if str_ids else np.int64),
-                 "ItemId": np.array(i, dtype=object if str_ids else np.int64),
-                 "Time": np.array(t)}):
-        sd = to_sessions(src)
-        assert sd.offsets.tolist() == offsets
-        assert sd.items.tolist() == items
-        assert sd.item_ids.tolist() == vocab
-        assert sd.session_ids.tolist() == order
-        assert sd.times.tolist() == times
 
 
 @pytest.mark.parametrize("str_ids", [False, True], ids=["int-ids", "str-ids"])

@@ -82,10 +82,11 @@ class _Frame:
     """A pandas event table (SessionId, ItemId, Time) and the report of what
     each step did to it."""
 
-    def __init__(self, df, report: Report):
+    def __init__(self, df, report: Report, read_step: bool = True):
         self.df = df
         self.report = report
-        report.add("read", "all", frame_counts(df), frame_counts(df))
+        if read_step:
+            report.add("read", "all", frame_counts(df), frame_counts(df))
 
     def step(self, text: str, keep) -> None:
         before = frame_counts(self.df)
@@ -225,10 +226,10 @@ def load_retailrocket(path: PathLike, *, event_types: Sequence[str] = ("view",),
     rep.add(f"keep events {list(event_types)}", "all", before, _rr_counts(df))
     df = _sessionize(df["visitorid"].to_numpy(), df["itemid"].to_numpy(),
                      df["timestamp"].to_numpy() / 1000.0, session_gap)
+    c = frame_counts(df)
     rep.add(f"sessions: a visitor's events split at gaps of {session_gap:g} s or more", "all",
-            (len(df), 0, 0), frame_counts(df))
-    f = _Frame.__new__(_Frame)
-    f.df, f.report = df, rep
+            c, c)
+    f = _Frame(df, rep, read_step=False)
     if remove_repeats:
         same = (df[S].to_numpy()[1:] == df[S].to_numpy()[:-1]) & \
                (df[I].to_numpy()[1:] == df[I].to_numpy()[:-1])

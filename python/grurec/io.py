@@ -50,7 +50,7 @@ import secrets
 import struct
 import sys
 import zlib
-from typing import Optional, Union
+from typing import Union
 
 import numpy as np
 
