@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .data import sessions_from_frame
+from .data import to_sessions
 
 
 def evaluate(model, test, cutoffs=(1, 5, 10, 20), mode: str = "standard",
@@ -19,8 +19,8 @@ def evaluate(model, test, cutoffs=(1, 5, 10, 20), mode: str = "standard",
     if mode not in ("standard", "conservative"):
         raise ValueError(f"mode must be 'standard' or 'conservative', got {mode!r}")
     model._check_fitted()
-    sd = sessions_from_frame(test, session_col, item_col, time_col, item_ids=model.item_ids,
-                             unknown="keep")
+    sd = to_sessions(test, session_col, item_col, time_col, item_ids=model.item_ids,
+                     unknown="keep")
     return _evaluate_sessions(model, sd, cutoffs, mode, batch_size)
 
 

@@ -12,7 +12,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from . import _core
-from .data import SessionData, drop_short_sessions, sessions_from_frame
+from .data import drop_short_sessions, to_sessions
 
 log = logging.getLogger("grurec")
 
@@ -165,20 +165,39 @@ class GRU4Rec:
         self._opt = {k: np.zeros_like(v) for k, v in p.items()}
         self._vel = {k: np.zeros_like(v) for k, v in p.items()} if self.momentum > 0 else {}
 
+    def _param_shapes(self, n_items: int) -> dict[str, tuple[int, ...]]:
+        """Name -> shape of every weight ``_init_params`` creates (model files
+        are checked against it before any weight is used)."""
+        HL = self.layers[-1]
+        in_dim = {0: n_items, 1: self.embedding, 2: HL}[self.mode]
+        shapes: dict[str, tuple[int, ...]] = {}
+        if self.mode == 1:
+            shapes["emb"] = (n_items, self.embedding)
+        for l, H in enumerate(self.layers):
+            shapes[f"W_ih{l}"] = (in_dim, 3 * H)
+            shapes[f"W_hh{l}"] = (H, 3 * H)
+            shapes[f"b{l}"] = (3 * H,)
+            in_dim = H
+        shapes["W_y"] = (n_items, HL)
+        shapes["b_y"] = (n_items,)
+        return shapes
+
     def _triple(self, name):
         return (self.params[name], self._opt[name], self._vel.get(name))
 
     # -------------------------------------------------------------------- fit
     def fit(self, data, session_col: str = "SessionId", item_col: str = "ItemId",
             time_col: str = "Time", callback: Optional[Callable[[int, float], None]] = None):
-        """Train on an event table (a pandas DataFrame) for ``n_epochs`` epochs.
+        """Train on events for ``n_epochs`` epochs.
 
-        ``callback(epoch, loss)`` runs after every epoch. Ctrl-C stops between
-        mini-batches and leaves the model usable (trained so far).
+        ``data``: anything ``grurec.data.to_sessions`` takes: a pandas or polars
+        DataFrame, a pyarrow Table, a dict of arrays, a path to a CSV/TSV/parquet
+        file, or a ``SessionData``. ``callback(epoch, loss)`` runs after every
+        epoch. Ctrl-C stops between mini-batches and leaves the model usable
+        (trained so far).
         """
         self._check_params()
-        sd = data if isinstance(data, SessionData) else sessions_from_frame(
-            data, session_col, item_col, time_col)
+        sd = to_sessions(data, session_col, item_col, time_col)
         n_short = int((sd.lengths() < 2).sum())
         sd = drop_short_sessions(sd)
         if sd.n_sessions == 0:
@@ -282,3 +301,34 @@ class GRU4Rec:
     def score_items(self, h: np.ndarray) -> np.ndarray:
         """Scores of every item for final hidden states ``h`` (B, H_L)."""
         return h @ self.params["W_y"].T + self.params["b_y"]
+
+    # ------------------------------------------------------------ model files
+    def save(self, path, *, optimizer: bool = False) -> None:
+        """Write the model to one file, atomically (see ``grurec.io``).
+
+        ``optimizer=True`` also stores the optimizer state (only needed to
+        continue training). Item ids must be integers or strings."""
+        from .io import save
+
+        save(self, path, optimizer=optimizer)
+
+    def to_bytes(self, *, optimizer: bool = False) -> bytes:
+        """The model file's bytes (what ``save`` writes)."""
+        from .io import to_bytes
+
+        return to_bytes(self, optimizer=optimizer)
+
+    @classmethod
+    def from_bytes(cls, data) -> "GRU4Rec":
+        """A model from ``to_bytes`` output; ``grurec.ModelFileError`` if the
+        bytes are not an intact model file."""
+        from .io import from_bytes
+
+        return from_bytes(data, cls=cls)
+
+    def __reduce__(self):
+        # Pickling (multiprocessing, Dask, copy.deepcopy) goes through the
+        # model file format: the pickle holds the class and the file's bytes.
+        from .io import _rebuild
+
+        return (_rebuild, (type(self), self.to_bytes()))
