@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "gru.hpp"
+#include "infer.hpp"
 #include "train.hpp"
 #include "kernels.hpp"
 
@@ -307,6 +308,89 @@ py::dict train_epoch(py::list W_ih, py::list W_hh, py::list b, py::handle W_y, p
   return r;
 }
 
+// A weights-only Net from a model's parameter dict (W_ih{l}, W_hh{l}, b{l},
+// W_y, b_y, and emb for mode 1), every shape checked against `layers`.
+grurec::Net net_from_params(py::dict p, const std::vector<int64_t>& layers, int mode) {
+  if (layers.empty()) throw py::value_error("layers: at least one layer");
+  if (mode < 0 || mode > 2) throw py::value_error("mode must be 0, 1 or 2");
+  auto get = [&](const std::string& key) -> py::handle {
+    if (!p.contains(key.c_str())) throw py::value_error("params: missing '" + key + "'");
+    return p[key.c_str()];
+  };
+  grurec::Net net;
+  net.layers = layers;
+  const int64_t L = static_cast<int64_t>(layers.size()), HL = layers.back();
+  const int64_t N = dim("W_y", get("W_y"), 2, 0);
+  net.n_items = N;
+  net.W_y.w = checked("W_y", get("W_y"), {N, HL}, false);
+  net.W_y.rows = N;
+  net.W_y.cols = HL;
+  net.b_y.w = checked("b_y", get("b_y"), {N}, false);
+  int64_t in = mode == 0 ? N : (mode == 2 ? HL : -1);
+  if (mode == 1) {
+    const int64_t E = dim("emb", get("emb"), 2, 1);
+    net.emb.w = checked("emb", get("emb"), {N, E}, false);
+    net.emb.rows = N;
+    net.emb.cols = E;
+    in = E;
+  }
+  for (int64_t l = 0; l < L; ++l) {
+    const int64_t H = layers[l];
+    if (H < 1) throw py::value_error("layers: sizes must be >= 1");
+    const std::string sl = std::to_string(l);
+    grurec::Param wi, wh, b;
+    wi.w = checked(("W_ih" + sl).c_str(), get("W_ih" + sl), {in, 3 * H}, false);
+    wi.rows = in;
+    wi.cols = 3 * H;
+    wh.w = checked(("W_hh" + sl).c_str(), get("W_hh" + sl), {H, 3 * H}, false);
+    wh.rows = H;
+    wh.cols = 3 * H;
+    b.w = checked(("b" + sl).c_str(), get("b" + sl), {3 * H}, false);
+    b.rows = 3 * H;
+    b.cols = 1;
+    net.W_ih.push_back(wi);
+    net.W_hh.push_back(wh);
+    net.b.push_back(b);
+    in = H;
+  }
+  return net;
+}
+
+py::array_t<float> session_states(py::dict params, std::vector<int64_t> layers, int mode,
+                                  py::array_t<int64_t, py::array::c_style> offsets,
+                                  py::array_t<int32_t, py::array::c_style> items,
+                                  bool all_prefixes, int num_threads) {
+  grurec::Net net = net_from_params(params, layers, mode);
+  if (offsets.ndim() != 1 || offsets.shape(0) < 1)
+    throw py::value_error("offsets: expected a 1-D array of n_sessions + 1 values");
+  if (items.ndim() != 1) throw py::value_error("items: expected a 1-D array");
+  const int64_t S = offsets.shape(0) - 1, E = items.shape(0);
+  const int64_t* po = offsets.data();
+  const int32_t* pi = items.data();
+  if (po[0] != 0 || po[S] != E)
+    throw py::value_error("offsets: must start at 0 and end at len(items)");
+  for (int64_t s = 0; s < S; ++s) {
+    if (po[s + 1] < po[s]) throw py::value_error("offsets: must not decrease (session " + std::to_string(s) + ")");
+    if (all_prefixes && po[s + 1] == po[s])
+      throw py::value_error("session " + std::to_string(s) + " is empty");
+  }
+  for (int64_t e = 0; e < E; ++e)
+    if (pi[e] < -1 || pi[e] >= net.n_items)
+      throw py::value_error("items: index " + std::to_string(pi[e]) + " at position " +
+                            std::to_string(e) + " is outside [-1, " +
+                            std::to_string(net.n_items) + ")");
+  const int64_t HL = layers.back();
+  const int64_t rows = all_prefixes ? E - S : S;
+  py::array_t<float> out({rows, HL});
+  float* pout = out.mutable_data();
+  const int nt = resolve_threads(num_threads);
+  {
+    py::gil_scoped_release nogil;
+    grurec::session_states(net, mode, po, S, pi, all_prefixes, pout, nt);
+  }
+  return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -363,6 +447,10 @@ PYBIND11_MODULE(_core, m) {
     }
     return out;
   }, py::arg("pop"), py::arg("alpha"), py::arg("n"), py::arg("seed"));
+  m.def("session_states", &session_states, py::arg("params"), py::arg("layers"),
+        py::arg("mode"), py::arg("offsets"), py::arg("items"), py::arg("all_prefixes"),
+        py::arg("num_threads") = 0,
+        "Last-layer GRU states after each session (or after every prefix); see cpp/infer.hpp.");
   m.def("gru_forward", &gru_forward, py::arg("h_out"), py::arg("gates"), py::arg("rh"),
         py::arg("x"), py::arg("h0"), py::arg("W_ih"), py::arg("W_hh"), py::arg("b"),
         py::arg("num_threads") = 0);

@@ -322,9 +322,20 @@ class SessionRecommender:
         if k_eff < k:
             log.info("recommend: k=%d capped at %d (candidates left after exclusions)", k, k_eff)
 
+        top, scores = self._recommend_topk(rows, idx, n_sess, k_eff, exclude_seen, candidate)
+        return self.item_ids[top], scores
+
+    def _recommend_topk(self, rows, idx, n_sess, k, exclude_seen, candidate):
+        """Indices (n_sess, k) and float32 scores of the k best items per
+        session, best first, ties by lower index. ``rows``/``idx``: the known
+        events, flat (session row, item index), rows non-decreasing;
+        ``candidate``: bool (n_items,) of the allowed items; ``k`` is already
+        capped so that every session has k allowed items. This default scores
+        densely, a chunk of sessions at a time; models with a factorised
+        scorer override it."""
         starts = np.searchsorted(rows, np.arange(n_sess + 1))
-        out_ids = np.empty((n_sess, k_eff), dtype=self.item_ids.dtype)
-        out_scores = np.empty((n_sess, k_eff), np.float32)
+        out_top = np.empty((n_sess, k), np.int64)
+        out_scores = np.empty((n_sess, k), np.float32)
         for c0 in range(0, n_sess, _RECOMMEND_CHUNK):
             c1 = min(c0 + _RECOMMEND_CHUNK, n_sess)
             e0, e1 = starts[c0], starts[c1]
@@ -334,10 +345,10 @@ class SessionRecommender:
                 scores[:, ~candidate] = -np.inf
             if exclude_seen:
                 scores[crow, citem] = -np.inf
-            top = _topk(scores, k_eff)
-            out_ids[c0:c1] = self.item_ids[top]
+            top = _topk(scores, k)
+            out_top[c0:c1] = top
             out_scores[c0:c1] = np.take_along_axis(scores, top, axis=1)
-        return out_ids, out_scores
+        return out_top, out_scores
 
 
 def _topk(scores: np.ndarray, k: int) -> np.ndarray:

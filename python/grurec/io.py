@@ -133,6 +133,8 @@ def _layout(model, optimizer: bool) -> tuple[bytes, list, int, int]:
         ids_meta, id_arrays = _item_id_arrays(model.item_ids)
         arrays += id_arrays
         arrays += [(f"params/{k}", v) for k, v in model.params.items()]
+        if getattr(model, "popularity", None) is not None:
+            arrays.append(("popularity", np.ascontiguousarray(model.popularity, np.int64)))
         if optimizer:
             arrays += [(f"opt/{k}", v) for k, v in getattr(model, "_opt", {}).items()]
             arrays += [(f"vel/{k}", v) for k, v in getattr(model, "_vel", {}).items()]
@@ -530,8 +532,15 @@ def _model_from(meta, arrays, cls=None):
             if k not in want or a.shape != tuple(want[k]) or a.dtype != np.float32:
                 raise ModelFileError(f"invalid model file: {label} state {k!r} does not match "
                                      "the weights")
+    pop = arrays.get("popularity")
+    if pop is not None:
+        if pop.shape != (n_items,) or pop.dtype != np.int64 or (pop < 0).any():
+            raise ModelFileError("invalid model file: 'popularity' must hold one non-negative "
+                                 "int64 training count per item")
+        model.popularity = pop
     other = names - {f"params/{k}" for k in params} - {f"opt/{k}" for k in opt} \
-        - {f"vel/{k}" for k in vel} - {"item_ids", "item_ids/offsets", "item_ids/utf8"}
+        - {f"vel/{k}" for k in vel} - {"item_ids", "item_ids/offsets", "item_ids/utf8",
+                                       "popularity"}
     if other:
         raise ModelFileError(f"invalid model file: unexpected arrays {sorted(other)}")
     model._opt = opt

@@ -12,7 +12,8 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from . import _core
-from .data import drop_short_sessions, to_sessions
+from .baselines import SessionRecommender
+from .data import SessionData, drop_short_sessions, to_sessions
 
 log = logging.getLogger("grurec")
 
@@ -24,7 +25,7 @@ class ModelFitError(RuntimeError):
     """Training could not continue (e.g. the loss became NaN or infinite)."""
 
 
-class GRU4Rec:
+class GRU4Rec(SessionRecommender):
     """Session-based next-item recommender.
 
     Hyperparameters keep the published names, so tuned settings carry over:
@@ -94,8 +95,8 @@ class GRU4Rec:
         self.show_progress = show_progress
         self.parallel = parallel
         self._check_params()
+        super().__init__()
         self.params: dict[str, np.ndarray] = {}
-        self.item_ids: Optional[np.ndarray] = None
         self.epochs_trained = 0
         self.history: list[dict] = []
 
@@ -199,16 +200,20 @@ class GRU4Rec:
         self._check_params()
         sd = to_sessions(data, session_col, item_col, time_col)
         n_short = int((sd.lengths() < 2).sum())
-        sd = drop_short_sessions(sd)
+        # Items seen only in single-event sessions are never trained: they
+        # leave the vocabulary (recommend() then treats them as unknown).
+        sd = drop_short_sessions(sd).compact_items()
         if sd.n_sessions == 0:
             raise ValueError("no session has 2 or more events: nothing to learn from")
         if n_short:
             log.info("skipped %d sessions with a single event", n_short)
-        self.item_ids = sd.item_ids
+        self.item_ids = np.asarray(sd.item_ids)
+        self._index = None
         n_items = len(sd.item_ids)
         rng = np.random.default_rng(self.random_state)
         self._init_params(n_items, rng)
-        pop = np.bincount(sd.items, minlength=n_items).astype(np.float32)
+        self.popularity = np.bincount(sd.items, minlength=n_items).astype(np.int64)
+        pop = self.popularity.astype(np.float32)
         self.epochs_trained = 0
         self.history = []
         L = len(self.layers)
@@ -274,6 +279,18 @@ class GRU4Rec:
         if not self.params:
             raise RuntimeError("the model is not fitted: call fit() first")
 
+    def _states(self, offsets: np.ndarray, items: np.ndarray, all_prefixes: bool = False,
+                num_threads: Optional[int] = None) -> np.ndarray:
+        """Last-layer hidden states, in C++ with the GIL released: after each
+        session (offsets [S+1] into item indices, -1 = unknown, skipped), or
+        after every prefix that has a next event (``all_prefixes``; rows
+        ``offsets[s] - s + t``). The state starts at zero for every session."""
+        self._check_fitted()
+        return _core.session_states(self.params, self.layers, self.mode,
+                                    np.ascontiguousarray(offsets, np.int64),
+                                    np.ascontiguousarray(items, np.int32), all_prefixes,
+                                    self.num_threads if num_threads is None else num_threads)
+
     def _step(self, states: list[np.ndarray], items: np.ndarray) -> np.ndarray:
         """One GRU step for a batch of item indices; updates ``states`` in place
         and returns the last layer's output (B, H_L)."""
@@ -290,17 +307,48 @@ class GRU4Rec:
             gates = np.empty((1, B, 3 * H), np.float32)
             if l == 0 and self.mode == 0:
                 gates[0] = p["W_ih0"][items] + p["b0"]
-                _core.gru_forward_gates(h_out, gates, rh, states[l], p[f"W_hh{l}"], self.num_threads)
+                _core.gru_forward_gates(h_out, gates, rh, states[l], p[f"W_hh{l}"], 1)
             else:
                 _core.gru_forward(h_out, gates, rh, np.ascontiguousarray(x[None]), states[l],
-                                  p[f"W_ih{l}"], p[f"W_hh{l}"], p[f"b{l}"], self.num_threads)
+                                  p[f"W_ih{l}"], p[f"W_hh{l}"], p[f"b{l}"], 1)
             states[l] = h_out[0]
             x = h_out[0]
         return x
 
     def score_items(self, h: np.ndarray) -> np.ndarray:
-        """Scores of every item for final hidden states ``h`` (B, H_L)."""
+        """Scores of every item for final hidden states ``h`` (B, H_L): a dense
+        (B, n_items) matrix; ``recommend`` never builds one."""
         return h @ self.params["W_y"].T + self.params["b_y"]
+
+    def _score(self, rows, items, n):
+        # score_prefixes(): dense scores of every item after each prefix.
+        offsets = np.searchsorted(rows, np.arange(n + 1)).astype(np.int64)
+        return self.score_items(self._states(offsets, items)).astype(np.float32, copy=False)
+
+    def _recommend_topk(self, rows, idx, n_sess, k, exclude_seen, candidate):
+        # Final states in C++, then the blocked top-k over the output table:
+        # no (n_sessions, n_items) matrix for any number of sessions.
+        from .topk import _topk_csr
+
+        offsets = np.searchsorted(rows, np.arange(n_sess + 1)).astype(np.int64)
+        h = self._states(offsets, idx)
+        ex_off = ex_idx = None
+        if exclude_seen:
+            key = np.unique(rows.astype(np.int64) * self.n_items + idx)  # sorted, deduplicated
+            ex_idx = key % self.n_items
+            ex_off = np.searchsorted(key // self.n_items, np.arange(n_sess + 1)).astype(np.int64)
+        allowed = None if candidate.all() else candidate
+        return _topk_csr(h, self.params["W_y"], self.params["b_y"], k, ex_off, ex_idx, allowed,
+                         self.num_threads)
+
+    def new_session(self) -> "LiveSession":
+        """A live session: ``click(item_id)`` advances it by one GRU step,
+        ``recommend(k)`` scores every item from its state. A service can keep
+        thousands; each holds only its hidden state and clicked items."""
+        from .session import LiveSession
+
+        self._check_fitted()
+        return LiveSession(self)
 
     # ------------------------------------------------------------ model files
     def save(self, path, *, optimizer: bool = False) -> None:
