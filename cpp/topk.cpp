@@ -50,24 +50,28 @@ inline bool better(const Cand& a, const Cand& b) { return a.s > b.s || (a.s == b
 // (t / P, t % P).
 struct Plan {
   int64_t dp;   // padded query row length (multiple of the lane count)
-  int64_t Qs;   // queries scored together against an item block (L1-sized)
+  int64_t Qs;   // queries scored together against an item block (L1-sized, whole panels)
   int64_t QB;   // queries per task (a multiple of nothing; the last block is shorter)
   int64_t nQB;  // query blocks
   int64_t P;    // item ranges
   int64_t Nb;   // items per block (L2-sized)
   int64_t cap;  // candidate slots per query (top-k only)
+  int64_t panel;  // queries per block of the many-query kernel
+  int64_t work() const { return (Qs + panel) * (ceil_div(dp, 4) * 4); }
   int64_t tasks() const { return nQB * P; }
   int64_t range_begin(int64_t p, int64_t N) const { return N * p / P; }
 };
 
 // cap_per_query: 0 for rank counts; partial_per_query: K when partial top-k
 // lists must be kept per item range (top-k), 0 otherwise.
-Plan make_plan(int64_t Q, int64_t N, int64_t D, int64_t K, int T, int lanes, bool topk) {
+Plan make_plan(int64_t Q, int64_t N, int64_t D, int64_t K, int T, const TopkKernels& tk,
+               bool topk) {
   Plan p;
-  p.dp = std::max<int64_t>(lanes, ceil_div(D, lanes) * lanes);
-  // Query sub-block: its padded rows (about 24 KiB) stay in L1 while the
+  p.dp = std::max<int64_t>(tk.pad, ceil_div(D, tk.pad) * tk.pad);
+  // Query sub-block: its packed rows (about 24 KiB) stay in L1 while the
   // item rows of a micro-block are reused against it.
-  p.Qs = clamp64(24576 / (p.dp * 4), 4, 256) / 4 * 4;
+  p.panel = tk.panel;
+  p.Qs = clamp64(24576 / (p.dp * 4), p.panel, 256) / p.panel * p.panel;
   p.cap = 0;
   int64_t qb_max = 256;
   if (topk) {
@@ -133,6 +137,7 @@ void finish(Running& r, int64_t K, int64_t* idx, float* score) {
 struct Scratch {
   std::vector<float> qp;     // [QB, dp] padded query rows
   std::vector<float> tile;   // [Qs, Nb] scores of a query sub-block x an item block
+  std::vector<float> work;   // packed queries of a sub-block (dots)
   std::vector<int32_t> ci;   // [Nb] candidate positions in a tile row
   std::vector<float> cv;     // [Nb] their scores
   std::vector<Cand> cand;    // [QB, cap] candidate buffers
@@ -143,6 +148,7 @@ struct Scratch {
     if (!qp.empty()) return;
     qp.assign(p.QB * p.dp, 0.0f);
     tile.resize(p.Qs * p.Nb);
+    work.resize(p.work());
     if (topk) {
       ci.resize(p.Nb);
       cv.resize(p.Nb);
@@ -204,7 +210,7 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
          int num_threads) {
   if (Q <= 0) return kTopkOk;
   const TopkKernels& tk = TK();
-  const Plan plan = make_plan(Q, N, D, K, num_threads, tk.lanes, true);
+  const Plan plan = make_plan(Q, N, D, K, num_threads, tk, true);
   const int64_t P = plan.P;
   // Partial lists when the items are split: [Q, P] counts, [Q, P, K] entries.
   std::vector<int64_t> part_n;
@@ -232,7 +238,7 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
       for (int64_t s0 = 0; s0 < nQ; s0 += plan.Qs) {
         const int64_t ns = std::min(plan.Qs, nQ - s0);
         tk.dots(ns, nb, D, s.qp.data() + s0 * plan.dp, plan.dp, items + i0 * D, s.tile.data(),
-                plan.Nb);
+                plan.Nb, s.work.data());
         for (int64_t b = 0; b < ns; ++b) {
           const int64_t q = s0 + b;
           Running& r = s.run[q];
@@ -317,7 +323,7 @@ int rank_counts(int64_t* greater, int64_t* equal, const float* queries, const fl
                 int num_threads) {
   if (Q <= 0) return kTopkOk;
   const TopkKernels& tk = TK();
-  const Plan plan = make_plan(Q, N, D, 0, num_threads, tk.lanes, false);
+  const Plan plan = make_plan(Q, N, D, 0, num_threads, tk, false);
   const int64_t P = plan.P;
   std::vector<int64_t> part;  // [P, Q, 2]
   try {
@@ -336,7 +342,7 @@ int rank_counts(int64_t* greater, int64_t* equal, const float* queries, const fl
       // The target's score, by the same kernel and the same bias addition.
       const int64_t tgt = targets[qa + q];
       float dot = 0.0f;
-      tk.dots(1, 1, D, s.qp.data() + q * plan.dp, plan.dp, items + tgt * D, &dot, 1);
+      tk.dots(1, 1, D, s.qp.data() + q * plan.dp, plan.dp, items + tgt * D, &dot, 1, s.work.data());
       s.st[q] = bias ? dot + bias[tgt] : dot;
       s.cnt[2 * q] = s.cnt[2 * q + 1] = 0;
     }
@@ -347,7 +353,7 @@ int rank_counts(int64_t* greater, int64_t* equal, const float* queries, const fl
       for (int64_t s0 = 0; s0 < nQ; s0 += plan.Qs) {
         const int64_t ns = std::min(plan.Qs, nQ - s0);
         tk.dots(ns, nb, D, s.qp.data() + s0 * plan.dp, plan.dp, items + i0 * D, s.tile.data(),
-                plan.Nb);
+                plan.Nb, s.work.data());
         for (int64_t b = 0; b < ns; ++b) {
           const int64_t q = s0 + b;
           tk.count(nb, s.tile.data() + b * plan.Nb, bias0, s.st[q], &s.cnt[2 * q],

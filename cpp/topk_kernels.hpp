@@ -4,17 +4,19 @@
 // independently). topk.cpp picks the table whose name matches the active
 // kernel table, so grurec.set_simd_level / GRUREC_SIMD switch both.
 //
-// The canonical score. For a query q and an item row x, both of length D,
-// with W the lane count of the level (16 avx512, 8 avx2, 1 scalar):
-//   p_l = fma(q[cW+l], x[cW+l], p_l) for chunks c = 0, 1, ... in order,
-//         starting from p_l = 0, lanes past D contributing 0 * 0;
-//   dot = the halving tree of the lanes: fold lane l + W/2 onto lane l, then
-//         l + W/4 onto l, ..., down to one lane;
+// The canonical score. For a query q and an item row x, both of length D:
+//   p_l = fma(q[8c+l], x[8c+l], p_l) for chunks c = 0, 1, ... in order,
+//         l = 0..7, starting from p_l = 0, elements past D counting as 0;
+//   dot = halving tree of the lanes: p_l + p_{l+4} (l < 4), then + the lane
+//         2 further, then lane 0 + lane 1;
 //   score = dot + bias[i]   (no addition without a bias).
-// Every path (one query or many, any block position, any thread count)
-// computes exactly this, so at one SIMD level a score is a function of the
-// query row, the item row and its bias only: topk and rank_counts agree
-// bit for bit, and duplicated item rows tie exactly.
+// The avx2 and avx512 levels compute exactly this (so they agree with each
+// other); the scalar level has the same lanes and tree but rounds the
+// product before the addition (the x86-64 baseline has no FMA). Every path
+// (one query or many, any block position, any thread count) computes the
+// level's score, so at one level a score is a function of the query row, the
+// item row and its bias only: topk and rank_counts agree, and duplicated
+// item rows tie exactly.
 #pragma once
 
 #include <cstdint>
@@ -23,13 +25,15 @@ namespace grurec {
 
 struct TopkKernels {
   const char* name;  // "scalar", "avx2" or "avx512"
-  int lanes;         // W above: query rows passed to dots are padded to a multiple of it
+  int pad;    // query rows passed to dots are zero-padded to a multiple of this
+  int panel;  // queries per block of the many-query kernel
 
   // T[b*ldt + j] = dot(Qp[b*ldq : b*ldq + D], X[j*D : j*D + D]) for b < nq,
-  // j < nx. Qp rows are zero from D to the next multiple of `lanes`
-  // (ldq >= that); X is row-major [nx, D]. nq, nx >= 1.
+  // j < nx. Qp rows are zero from D to the next multiple of `pad` (ldq >=
+  // that); X is row-major [nx, D]; nq, nx >= 1. work holds at least
+  // ceil(nq / panel) * panel * 8 * ceil(D / 8) floats.
   void (*dots)(int64_t nq, int64_t nx, int64_t D, const float* Qp, int64_t ldq,
-               const float* X, float* T, int64_t ldt);
+               const float* X, float* T, int64_t ldt, float* work);
 
   // With s_j = row[j] (+ bias[j] when bias is not null), j < n: writes j and
   // s_j of every s_j > thr (so never a NaN) to idx/val in increasing j and
