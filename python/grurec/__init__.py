@@ -14,6 +14,7 @@ from .data import SessionData, sessions_from_frame
 from .evaluation import evaluate
 from .model import GRU4Rec, ModelFitError
 from .ops import gru_backward, gru_forward
+from .topk import topk
 
 __version__ = "0.1.0"
 
@@ -28,6 +29,7 @@ __all__ = [
     "set_simd_level",
     "gru_forward",
     "gru_backward",
+    "topk",
 ]
 
 _LEVELS = ("scalar", "avx2", "avx512")
