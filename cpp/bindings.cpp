@@ -12,6 +12,7 @@
 #include "infer.hpp"
 #include "train.hpp"
 #include "kernels.hpp"
+#include "topk.hpp"
 
 namespace py = pybind11;
 using grurec::K;
@@ -391,6 +392,146 @@ py::array_t<float> session_states(py::dict params, std::vector<int64_t> layers, 
   return out;
 }
 
+// --- top-k and rank counts (cpp/topk.hpp) ---------------------------------
+// The Python wrappers (python/grurec/topk.py) give the friendly messages;
+// these checks make sure no input can crash the native code.
+
+// A C-contiguous array of dtype T and exactly `shape`; writable if `out`.
+template <class T>
+T* checked_as(const char* name, const char* dtype, py::handle obj, const Shape& shape, bool out) {
+  if (!py::isinstance<py::array>(obj))
+    throw py::type_error(std::string(name) + ": expected a numpy array");
+  py::array a = py::reinterpret_borrow<py::array>(obj);
+  if (!a.dtype().is(py::dtype::of<T>()))
+    throw py::type_error(std::string(name) + ": expected dtype " + dtype + ", got " +
+                         std::string(py::str(a.dtype())));
+  if (!(a.flags() & py::array::c_style))
+    throw py::value_error(std::string(name) + ": must be C-contiguous");
+  if (out && !a.writeable()) throw py::value_error(std::string(name) + ": must be writable");
+  bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
+  for (size_t i = 0; ok && i < shape.size(); ++i) ok = a.shape(i) == shape[i];
+  if (!ok)
+    throw py::value_error(std::string(name) + ": expected shape " + shape_str(shape) +
+                          ", got " + shape_str(a));
+  return static_cast<T*>(a.mutable_data());
+}
+
+void topk_raise(int status) {
+  if (status == grurec::kTopkNoMemory) throw std::bad_alloc();
+}
+
+// Writes out_idx[Q, k] and out_scores[Q, k]; returns False when some score
+// was not finite (the outputs are then meaningless).
+bool topk_native(py::handle queries, py::handle items, py::handle bias, int64_t k,
+                 py::handle excl_offsets, py::handle excl_indices, py::handle allowed,
+                 py::handle out_idx, py::handle out_scores, int num_threads) {
+  const int64_t Q = dim("queries", queries, 2, 0), D = dim("queries", queries, 2, 1);
+  const int64_t N = dim("items", items, 2, 0);
+  const float* pq = checked("queries", queries, {Q, D}, false);
+  const float* px = checked("items", items, {N, D}, false);
+  const float* pb = bias.is_none() ? nullptr : checked("bias", bias, {N}, false);
+  if (k < 1 || k > N)
+    throw py::value_error("k must be in [1, n_items] = [1, " + std::to_string(N) + "], got " +
+                          std::to_string(k));
+  const int64_t* po = nullptr;
+  const int64_t* pe = nullptr;
+  if (excl_offsets.is_none() != excl_indices.is_none())
+    throw py::value_error("excl_offsets and excl_indices: give both or neither");
+  if (!excl_offsets.is_none()) {
+    po = checked_as<int64_t>("excl_offsets", "int64", excl_offsets, {Q + 1}, false);
+    const int64_t nnz = dim("excl_indices", excl_indices, 1, 0);
+    pe = checked_as<int64_t>("excl_indices", "int64", excl_indices, {nnz}, false);
+    if (po[0] != 0 || po[Q] != nnz)
+      throw py::value_error("excl_offsets must start at 0 and end at len(excl_indices)");
+    for (int64_t q = 0; q < Q; ++q) {
+      if (po[q + 1] < po[q]) throw py::value_error("excl_offsets must be non-decreasing");
+      for (int64_t j = po[q]; j < po[q + 1]; ++j) {
+        if (pe[j] < 0 || pe[j] >= N)
+          throw py::value_error("excl_indices: item index " + std::to_string(pe[j]) +
+                                " out of range [0, " + std::to_string(N) + ")");
+        if (j > po[q] && pe[j] < pe[j - 1])
+          throw py::value_error("excl_indices must be ascending within each query");
+      }
+    }
+  }
+  const uint8_t* pa = nullptr;
+  if (!allowed.is_none()) {
+    if (py::isinstance<py::array>(allowed) &&
+        py::reinterpret_borrow<py::array>(allowed).dtype().is(py::dtype::of<bool>()))
+      pa = reinterpret_cast<const uint8_t*>(checked_as<bool>("allowed", "bool", allowed, {N}, false));
+    else
+      pa = checked_as<uint8_t>("allowed", "bool or uint8", allowed, {N}, false);
+  }
+  int64_t* pi = checked_as<int64_t>("out_idx", "int64", out_idx, {Q, k}, true);
+  float* ps = checked("out_scores", out_scores, {Q, k}, true);
+  const int nt = resolve_threads(num_threads);
+  int status;
+  {
+    py::gil_scoped_release nogil;
+    status = grurec::topk(pi, ps, pq, px, pb, Q, N, D, k, po, pe, pa, nt);
+  }
+  topk_raise(status);
+  return status == grurec::kTopkOk;
+}
+
+void check_targets(const int64_t* t, int64_t n, int64_t N) {
+  for (int64_t i = 0; i < n; ++i)
+    if (t[i] < 0 || t[i] >= N)
+      throw py::value_error("targets[" + std::to_string(i) + "] = " + std::to_string(t[i]) +
+                            " is out of range [0, " + std::to_string(N) + ")");
+}
+
+// Writes greater[Q], equal[Q]; returns False when some score was not finite.
+bool rank_counts_native(py::handle queries, py::handle items, py::handle bias, py::handle targets,
+                        py::handle greater, py::handle equal, int num_threads) {
+  const int64_t Q = dim("queries", queries, 2, 0), D = dim("queries", queries, 2, 1);
+  const int64_t N = dim("items", items, 2, 0);
+  const float* pq = checked("queries", queries, {Q, D}, false);
+  const float* px = checked("items", items, {N, D}, false);
+  const float* pb = bias.is_none() ? nullptr : checked("bias", bias, {N}, false);
+  const int64_t* pt = checked_as<int64_t>("targets", "int64", targets, {Q}, false);
+  check_targets(pt, Q, N);
+  int64_t* pg = checked_as<int64_t>("greater", "int64", greater, {Q}, true);
+  int64_t* pe = checked_as<int64_t>("equal", "int64", equal, {Q}, true);
+  const int nt = resolve_threads(num_threads);
+  int status;
+  {
+    py::gil_scoped_release nogil;
+    status = grurec::rank_counts(pg, pe, pq, px, pb, pt, Q, N, D, nt);
+  }
+  topk_raise(status);
+  return status == grurec::kTopkOk;
+}
+
+bool rank_counts_dense_native(py::handle scores, py::handle targets, py::handle greater,
+                              py::handle equal, int num_threads) {
+  const int64_t R = dim("scores", scores, 2, 0), N = dim("scores", scores, 2, 1);
+  const float* ps = checked("scores", scores, {R, N}, false);
+  const int64_t* pt = checked_as<int64_t>("targets", "int64", targets, {R}, false);
+  check_targets(pt, R, N);
+  int64_t* pg = checked_as<int64_t>("greater", "int64", greater, {R}, true);
+  int64_t* pe = checked_as<int64_t>("equal", "int64", equal, {R}, true);
+  const int nt = resolve_threads(num_threads);
+  int status;
+  {
+    py::gil_scoped_release nogil;
+    status = grurec::rank_counts_dense(pg, pe, ps, pt, R, N, nt);
+  }
+  topk_raise(status);
+  return status == grurec::kTopkOk;
+}
+
+float stream_max_native(py::handle x, int num_threads) {
+  if (!py::isinstance<py::array>(x)) throw py::type_error("x: expected a numpy array");
+  py::array a = py::reinterpret_borrow<py::array>(x);
+  Shape shape(a.shape(), a.shape() + a.ndim());
+  const float* p = checked("x", x, shape, false);
+  if (a.size() == 0) throw py::value_error("x: empty");
+  const int nt = resolve_threads(num_threads);
+  py::gil_scoped_release nogil;
+  return grurec::stream_max(p, a.size(), nt);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -461,4 +602,19 @@ PYBIND11_MODULE(_core, m) {
         py::arg("dW_hh"), py::arg("db"), py::arg("dA"), py::arg("dh_out"), py::arg("gates"),
         py::arg("rh"), py::arg("x"), py::arg("h0"), py::arg("h_out"), py::arg("W_ih"),
         py::arg("W_hh"), py::arg("num_threads") = 0);
+
+  m.def("topk", &topk_native, py::arg("queries"), py::arg("items"), py::arg("bias"),
+        py::arg("k"), py::arg("excl_offsets"), py::arg("excl_indices"), py::arg("allowed"),
+        py::arg("out_idx"), py::arg("out_scores"), py::arg("num_threads") = 0,
+        "Top-k items per query into out_idx/out_scores (see cpp/topk.hpp); "
+        "False when some score was not finite.");
+  m.def("rank_counts", &rank_counts_native, py::arg("queries"), py::arg("items"),
+        py::arg("bias"), py::arg("targets"), py::arg("greater"), py::arg("equal"),
+        py::arg("num_threads") = 0,
+        "Items scoring above / equal to each query's target; False when some score was not finite.");
+  m.def("rank_counts_dense", &rank_counts_dense_native, py::arg("scores"), py::arg("targets"),
+        py::arg("greater"), py::arg("equal"), py::arg("num_threads") = 0,
+        "rank_counts for a dense score block (rows x items).");
+  m.def("stream_max", &stream_max_native, py::arg("x"), py::arg("num_threads") = 0,
+        "max of a float32 array read once by num_threads threads (memory-bandwidth probe).");
 }

@@ -16,6 +16,7 @@ from .evaluation import evaluate
 from .io import ModelFileError, load
 from .model import GRU4Rec, ModelFitError
 from .ops import gru_backward, gru_forward
+from .topk import topk
 
 __version__ = "0.1.0"
 
@@ -33,6 +34,7 @@ __all__ = [
     "set_simd_level",
     "gru_forward",
     "gru_backward",
+    "topk",
 ]
 
 _LEVELS = ("scalar", "avx2", "avx512")

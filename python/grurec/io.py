@@ -132,9 +132,9 @@ def _layout(model, optimizer: bool) -> tuple[bytes, list, int, int]:
     if fitted:
         ids_meta, id_arrays = _item_id_arrays(model.item_ids)
         arrays += id_arrays
-        arrays += [(f"params/{k}", v) for k, v in model.params.items()]
         if getattr(model, "popularity", None) is not None:
             arrays.append(("popularity", np.ascontiguousarray(model.popularity, np.int64)))
+        arrays += [(f"params/{k}", v) for k, v in model.params.items()]
         if optimizer:
             arrays += [(f"opt/{k}", v) for k, v in getattr(model, "_opt", {}).items()]
             arrays += [(f"vel/{k}", v) for k, v in getattr(model, "_vel", {}).items()]
