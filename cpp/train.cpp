@@ -190,10 +190,18 @@ std::vector<double> sample_weights(const float* pop, int64_t n, float alpha) {
   return w;
 }
 
-// Dropout mask: 0 with probability p, else 1 / (1 - p).
+// Dropout mask: 0 with probability p, else 1 / (1 - p). Two draws from
+// each 64-bit output, compared as integers against p * 2^32.
 void draw_mask(Rng& rng, float p, float* m, int64_t n) {
   const float keep = 1.0f / (1.0f - p);
-  for (int64_t i = 0; i < n; ++i) m[i] = rng.uniform() < p ? 0.0f : keep;
+  const uint64_t thr = static_cast<uint64_t>(static_cast<double>(p) * 4294967296.0);
+  int64_t i = 0;
+  for (; i + 2 <= n; i += 2) {
+    const uint64_t r = rng.next();
+    m[i] = (r & 0xFFFFFFFFull) < thr ? 0.0f : keep;
+    m[i + 1] = (r >> 32) < thr ? 0.0f : keep;
+  }
+  if (i < n) m[i] = (rng.next() >> 32) < thr ? 0.0f : keep;
 }
 
 void mul_into(const float* a, const float* b, float* out, int64_t n) {
