@@ -365,3 +365,24 @@ def test_quickstart_runs():
     assert out.returncode == 0, out.stderr
     for name in ("GRU4Rec", "POP", "S-POP", "Item-KNN", "V-SKNN"):
         assert name in out.stdout
+
+
+def test_recommend_takes_an_event_table(model, tmp_path):
+    ids = model.item_ids
+    df = pd.DataFrame({"SessionId": ["b", "b", "a", "a", "a"],
+                       "ItemId": [ids[3], ids[4], ids[5], ids[6], ids[7]],
+                       "Time": [10, 11, 0, 1, 2]})
+    got_ids, got_scores = model.recommend(df, k=7)
+    # sessions ordered by their first event: a, then b
+    assert list(model.last_session_ids) == ["a", "b"]
+    want_ids, want_scores = model.recommend([[ids[5], ids[6], ids[7]], [ids[3], ids[4]]], k=7)
+    np.testing.assert_array_equal(got_ids, want_ids)
+    np.testing.assert_array_equal(got_scores, want_scores)
+    df.to_csv(tmp_path / "s.csv", index=False)
+    np.testing.assert_array_equal(model.recommend(str(tmp_path / "s.csv"), k=7)[0], want_ids)
+    bad = df.assign(ItemId=[ids[3], "zzz", ids[5], ids[6], ids[7]]) if ids.dtype == object \
+        else df.assign(ItemId=[ids[3], -5, ids[5], ids[6], ids[7]])
+    with pytest.raises(ValueError, match="ItemId"):
+        model.recommend(bad, k=3, unknown="error")
+    model.recommend(bad, k=3)
+    assert model.last_unknown_count == 1

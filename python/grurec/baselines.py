@@ -46,11 +46,11 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from .data import SessionData, sessions_from_frame
+from .data import SessionData, sessions_from_frame, to_sessions
 
 log = logging.getLogger("grurec")
 
@@ -246,10 +246,17 @@ class SessionRecommender:
         return np.asarray(self._index.get_indexer(typed), dtype=np.int64)
 
     def recommend(self, sessions, k: int = 20, exclude_seen: bool = False,
-                  filter_items=None, unknown: str = "skip"):
+                  filter_items=None, unknown: str = "skip", *, session_col: str = "SessionId",
+                  item_col: str = "ItemId", time_col: str = "Time"):
         """Top-k next items for each session.
 
-        sessions: a list of sequences of the user's item ids (oldest first).
+        sessions: a list of sequences of the user's item ids (oldest first),
+            or events: anything ``grurec.to_sessions`` takes (a pandas or
+            polars DataFrame, an Arrow table, a dict of arrays, a CSV/TSV/
+            parquet path, a ``SessionData``; columns named by ``session_col``,
+            ``item_col``, ``time_col``). For events, the rows of the result
+            follow ``to_sessions``' session order (by first event time), and
+            ``last_session_ids`` holds the session id of each row.
         k: list length; capped at the number of items every session can still
             get (the candidates, minus the session's own items under
             ``exclude_seen``), so every row holds k real items.
@@ -266,22 +273,32 @@ class SessionRecommender:
         if unknown not in ("skip", "error"):
             raise _bad("unknown", "must be 'skip' or 'error'", unknown)
         k = _check_int("k", k, 1)
-        if isinstance(sessions, (str, bytes)) or not hasattr(sessions, "__len__"):
-            raise ValueError("sessions: expected a list of sequences of item ids, got "
-                             f"{type(sessions).__name__}")
-        lengths = []
-        flat: list = []
-        for j, s in enumerate(sessions):
-            if isinstance(s, (str, bytes)) or not hasattr(s, "__len__"):
-                raise ValueError(f"session {j}: expected a sequence of item ids, got "
-                                 f"{type(s).__name__} {s!r}")
-            lengths.append(len(s))
-            flat.extend(list(s))
+        self.last_session_ids = None
+        if _is_event_source(sessions):
+            # unknown="error" makes to_sessions name the column, row and id.
+            sd = to_sessions(sessions, session_col, item_col, time_col, item_ids=self.item_ids,
+                             unknown="keep" if unknown == "skip" else "error")
+            self.last_session_ids = sd.session_ids
+            lengths = sd.lengths()
+            flat = None
+            idx = sd.items.astype(np.int64)
+        else:
+            if isinstance(sessions, bytes) or not hasattr(sessions, "__len__"):
+                raise ValueError("sessions: expected a list of sequences of item ids or an "
+                                 f"event table, got {type(sessions).__name__}")
+            lengths = []
+            flat: list = []
+            for j, s in enumerate(sessions):
+                if isinstance(s, (str, bytes)) or not hasattr(s, "__len__"):
+                    raise ValueError(f"session {j}: expected a sequence of item ids, got "
+                                     f"{type(s).__name__} {s!r}")
+                lengths.append(len(s))
+                flat.extend(list(s))
+            idx = self._lookup(flat)
         n_sess = len(lengths)
         N = self.n_items
         lengths = np.asarray(lengths, np.int64)
         rows = np.repeat(np.arange(n_sess), lengths)
-        idx = self._lookup(flat)
         miss = idx < 0
         n_unknown = int(miss.sum())
         if n_unknown and unknown == "error":
@@ -349,6 +366,16 @@ class SessionRecommender:
             out_top[c0:c1] = top
             out_scores[c0:c1] = np.take_along_axis(scores, top, axis=1)
         return out_top, out_scores
+
+
+def _is_event_source(x) -> bool:
+    """An event table or file (what to_sessions reads), not a list of sessions."""
+    import os
+
+    if isinstance(x, (str, os.PathLike, SessionData, Mapping)):
+        return True
+    mod = type(x).__module__.split(".")[0]
+    return mod in ("pandas", "polars", "pyarrow")
 
 
 def _topk(scores: np.ndarray, k: int) -> np.ndarray:
