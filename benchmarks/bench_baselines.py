@@ -7,17 +7,16 @@ items scored strictly higher ("standard" tie handling). Targets never seen in
 training cannot be ranked: they count as misses and their number is reported.
 Prefix items unknown to the model are passed as -1 and ignored by the models.
 
-The evaluator is written here, on ``score_prefixes``, until the library's
-evaluator (being rewritten to call ``score_prefixes``) lands.
+The evaluation is ``grurec.evaluate`` (the library's: it calls the models'
+``score_prefixes`` and ranks with the native code).
 
 ``--zero-ties`` also reports the kNN figures with the popularity fallback
 removed (scores clipped at 0, so unscored items tie at 0), under standard and
 conservative (1 + number scored higher or equal, other than the target) tie
 handling: how much a 0-tie would flatter a kNN baseline.
 
-Timing columns: ``fit s`` (fit), ``score s`` (time inside score_prefixes),
-``eval s`` (the whole evaluation loop with the ranking; with --zero-ties it
-includes the two extra rankings).
+Timing columns: ``fit s`` (fit), ``eval s`` (grurec.evaluate, scoring
+included).
 
 Usage:
     python benchmarks/bench_baselines.py                       # all data sets, all models
@@ -34,22 +33,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 import grurec
 from grurec import baselines as bl
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "bench_baselines.json"
+from bench_accuracy import load  # the shared data sets, one table for all benchmarks
 
-DATASETS = {
-    "rsc15-100k": ("rsc15-100k/yoochoose-clicks-100k_train_full.txt",
-                   "rsc15-100k/yoochoose-clicks-100k_test.txt"),
-    "yoochoose1_64": ("yoochoose1_64/yoochoose1_64_sessions_train.tsv.gz",
-                      "yoochoose1_64/yoochoose1_64_sessions_test.tsv.gz"),
-    "diginetica": ("diginetica/diginetica_sessions_train.tsv.gz",
-                   "diginetica/diginetica_sessions_test.tsv.gz"),
-}
+DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "bench_baselines.json"
+DATASETS = ("rsc15-100k", "yoochoose1_64", "diginetica")
 
 MODELS = {
     "POP": lambda: bl.Popularity(),
@@ -69,71 +60,45 @@ PUBLISHED = {
 }
 
 
-def load(name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    tr, te = DATASETS[name]
-    return pd.read_csv(SHARED / tr, sep="\t"), pd.read_csv(SHARED / te, sep="\t")
+class _ZeroTies:
+    """A model seen with its popularity fallback removed: scores clipped at 0,
+    so every item without kNN evidence ties at 0 (what a plain kNN scores)."""
+
+    def __init__(self, model):
+        self._m = model
+        self.item_ids = model.item_ids
+        self.popularity = model.popularity
+        self.n_items = model.n_items
+
+    def _check_fitted(self):
+        self._m._check_fitted()
+
+    def _lookup(self, ids):
+        return self._m._lookup(ids)
+
+    def score_prefixes(self, prefixes):
+        return np.maximum(self._m.score_prefixes(prefixes), 0)
 
 
-def test_prefixes(model, test: pd.DataFrame):
-    """Every (prefix, target) of the test sessions, prefixes of one session in order."""
-    sd = grurec.sessions_from_frame(test, item_ids=model.item_ids, unknown="keep")
-    prefixes, targets = [], []
-    for s in range(sd.n_sessions):
-        seq = sd.items[sd.offsets[s]:sd.offsets[s + 1]]
-        for t in range(1, len(seq)):
-            prefixes.append(seq[:t])
-            targets.append(seq[t])
-    return prefixes, np.asarray(targets, np.int64)
-
-
-def ranks_of(scores: np.ndarray, targets: np.ndarray, mode: str = "standard") -> np.ndarray:
-    """Rank of each target among all items; unknown targets (-1) get a huge rank."""
-    ts = scores[np.arange(len(targets)), np.maximum(targets, 0)][:, None]
-    if mode == "standard":
-        r = 1 + (scores > ts).sum(1)
-    else:
-        r = (scores >= ts).sum(1)  # the target itself counts once: 1 + others >=
-    return np.where(targets >= 0, r, np.iinfo(np.int64).max)
-
-
-def metrics(ranks: np.ndarray, cutoff: int) -> tuple[float, float]:
-    hit = ranks <= cutoff
-    return float(hit.mean()), float(np.where(hit, 1.0 / np.minimum(ranks, 2**62), 0.0).mean())
-
-
-def run_one(name: str, make, train, test, cutoff: int, batch: int, zero_ties: bool) -> dict:
+def run_one(name: str, make, train, test, cutoff: int, zero_ties: bool) -> dict:
     model = make()
     t0 = time.perf_counter()
     model.fit(train)
     fit_s = time.perf_counter() - t0
-    prefixes, targets = test_prefixes(model, test)
-    ranks, ranks_z, ranks_zc = [], [], []
-    score_s = 0.0
     t0 = time.perf_counter()
-    for c in range(0, len(prefixes), batch):
-        t1 = time.perf_counter()
-        sc = model.score_prefixes(prefixes[c:c + batch])
-        score_s += time.perf_counter() - t1
-        tg = targets[c:c + batch]
-        ranks.append(ranks_of(sc, tg))
-        if zero_ties:
-            np.maximum(sc, 0, out=sc)
-            ranks_z.append(ranks_of(sc, tg))
-            ranks_zc.append(ranks_of(sc, tg, "conservative"))
+    res = grurec.evaluate(model, test, cutoffs=(cutoff,))
     eval_s = time.perf_counter() - t0
-    ranks = np.concatenate(ranks)
-    rec, mrr = metrics(ranks, cutoff)
     out = dict(model=name, params={k: v for k, v in vars(model).items()
                                    if k in ("n_sims", "lmbd", "alpha", "k", "sample_size",
                                             "weighting", "similarity", "idf_weighting")},
-               n_items=int(len(model.item_ids)), n_events=int(len(ranks)),
-               n_unknown_targets=int((targets < 0).sum()),
-               recall=rec, mrr=mrr, fit_s=fit_s, eval_s=eval_s, score_s=score_s,
-               events_per_s=len(ranks) / eval_s if eval_s else 0.0)
+               n_items=int(len(model.item_ids)), n_events=res["n_events"],
+               n_unknown_targets=res["n_unknown_targets"],
+               recall=res[f"recall@{cutoff}"], mrr=res[f"mrr@{cutoff}"], fit_s=fit_s,
+               eval_s=eval_s, events_per_s=res["n_events"] / eval_s if eval_s else 0.0)
     if zero_ties:
-        for key, rk in (("zero_ties_standard", ranks_z), ("zero_ties_conservative", ranks_zc)):
-            r, m = metrics(np.concatenate(rk), cutoff)
-            out[key] = dict(recall=r, mrr=m)
+        for mode in ("standard", "conservative"):
+            z = grurec.evaluate(_ZeroTies(model), test, cutoffs=(cutoff,), mode=mode)
+            out[f"zero_ties_{mode}"] = dict(recall=z[f"recall@{cutoff}"], mrr=z[f"mrr@{cutoff}"])
     return out
 
 
@@ -143,7 +108,6 @@ def main(argv=None) -> int:
     p.add_argument("--models", nargs="+", default=list(MODELS),
                    choices=sorted(MODELS) + sorted(ALIASES))
     p.add_argument("--cutoff", type=int, default=20)
-    p.add_argument("--batch", type=int, default=256, help="prefixes per score_prefixes call")
     p.add_argument("--zero-ties", action="store_true",
                    help="also report kNN figures with unscored items tied at 0")
     p.add_argument("--json", type=Path, default=DEFAULT_JSON)
@@ -154,13 +118,13 @@ def main(argv=None) -> int:
     results = []
     header = (f"{'data':<14} {'model':<9} {'items':>6} {'events':>7} {'unk.tgt':>7} "
               f"{'Recall@' + str(K):>9} {'MRR@' + str(K):>8} {'published P/MRR':>16} "
-              f"{'fit s':>6} {'score s':>7} {'eval s':>7}")
+              f"{'fit s':>6} {'eval s':>7}")
     print(header)
     print("-" * len(header))
     for data in args.data:
         train, test = load(data)
         for name in names:
-            r = run_one(name, MODELS[name], train, test, K, args.batch,
+            r = run_one(name, MODELS[name], train, test, K,
                         args.zero_ties and name in ("Item-KNN", "V-SKNN"))
             r["data"] = data
             pub = PUBLISHED.get((data, name))
@@ -169,14 +133,14 @@ def main(argv=None) -> int:
             pub_s = f"{pub[0]:.2f}/{pub[1]:.2f}" if pub else "-"
             print(f"{data:<14} {name:<9} {r['n_items']:>6} {r['n_events']:>7} "
                   f"{r['n_unknown_targets']:>7} {100 * r['recall']:>8.2f}% "
-                  f"{100 * r['mrr']:>7.2f}% {pub_s:>16} {r['fit_s']:>6.1f} {r['score_s']:>7.1f} "
+                  f"{100 * r['mrr']:>7.2f}% {pub_s:>16} {r['fit_s']:>6.1f} "
                   f"{r['eval_s']:>7.1f}", flush=True)
             if "zero_ties_standard" in r:
                 zs, zc = r["zero_ties_standard"], r["zero_ties_conservative"]
                 print(f"{'':<14}   0-ties: standard {100 * zs['recall']:.2f}%/"
                       f"{100 * zs['mrr']:.2f}%, conservative {100 * zc['recall']:.2f}%/"
                       f"{100 * zc['mrr']:.2f}%", flush=True)
-    meta = dict(cutoff=K, batch=args.batch, python=sys.version.split()[0],
+    meta = dict(cutoff=K, python=sys.version.split()[0],
                 numpy=np.__version__, machine=platform.machine(),
                 cpu_count=os.cpu_count(), processor=platform.processor(),
                 tie_handling="standard: rank = 1 + number of items scored strictly higher",
