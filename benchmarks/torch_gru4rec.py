@@ -67,6 +67,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -501,3 +502,63 @@ class TorchGRU4Rec:
             out[f"recall@{k}"] = float(hit.mean()) if len(ranks) else 0.0
             out[f"mrr@{k}"] = float(np.where(hit, 1.0 / np.minimum(ranks, 2**62), 0).mean()) if len(ranks) else 0.0
         return out
+
+
+# ------------------------------------------------------------------ accuracy check
+
+CONFIGS = {  # the published settings benchmarks/bench_train.py times
+    "rsc15": dict(loss="cross-entropy", layers=[100], batch_size=32, n_sample=2048,
+                  sample_alpha=0.75, logq=1.0, dropout_p_embed=0.1, dropout_p_hidden=0.0,
+                  learning_rate=0.1, momentum=0.0, constrained_embedding=True),
+    "retailrocket": dict(loss="bpr-max", layers=[224], batch_size=80, n_sample=2048,
+                         sample_alpha=0.4, dropout_p_embed=0.5, dropout_p_hidden=0.05,
+                         learning_rate=0.05, momentum=0.4, bpreg=1.95, elu_param=0.5,
+                         constrained_embedding=True),
+}
+
+
+def main(argv=None) -> int:
+    """Train both implementations on a train file, evaluate both on a test file
+    (full ranking, standard ties): the accuracy cross-check of the baseline."""
+    import argparse
+    import json
+
+    import pandas as pd
+
+    data = Path(__file__).resolve().parents[2] / "shared" / "data" / "rsc15-100k"
+    p = argparse.ArgumentParser(description=main.__doc__.split("\n")[0])
+    p.add_argument("--train", type=Path, default=data / "yoochoose-clicks-100k_train_full.txt")
+    p.add_argument("--test", type=Path, default=data / "yoochoose-clicks-100k_test.txt")
+    p.add_argument("--config", choices=sorted(CONFIGS), default="rsc15")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="0 = torch's / grurec's default")
+    p.add_argument("--no-grurec", action="store_true", help="train only the torch model")
+    args = p.parse_args(argv)
+    train = pd.read_csv(args.train, sep="\t")
+    test = pd.read_csv(args.test, sep="\t")
+    cfg = dict(CONFIGS[args.config], n_epochs=args.epochs, random_state=args.seed,
+               num_threads=args.threads)
+    out = {}
+    m = TorchGRU4Rec(**cfg).fit(train)
+    out["torch"] = dict(m.evaluate(test, cutoffs=(5, 20)), history=m.history)
+    if not args.no_grurec:
+        import grurec
+
+        g = grurec.GRU4Rec(**cfg, show_progress=False).fit(train)
+        out["grurec"] = dict(grurec.evaluate(g, test, cutoffs=(5, 20)), history=g.history)
+    for impl, r in out.items():
+        eps = sum(h["events"] for h in r["history"]) / sum(h["seconds"] for h in r["history"])
+        print(f"{args.config} {args.epochs} epochs seed {args.seed} {impl:>6}: "
+              f"Recall@20 {r['recall@20']:.4f}  MRR@20 {r['mrr@20']:.4f}  "
+              f"Recall@5 {r['recall@5']:.4f}  MRR@5 {r['mrr@5']:.4f}  "
+              f"loss {r['history'][-1]['loss']:.4f}  {eps:,.0f} events/s  "
+              f"({r['n_events']} test events)")
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
