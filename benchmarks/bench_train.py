@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -274,6 +275,10 @@ NOTES = [
 ]
 
 
+def fmt_load(la) -> str:
+    return "/".join(f"{x:.1f}" for x in la)
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -314,6 +319,7 @@ def main(argv=None) -> int:
 
     ceilings: dict[int, dict] = {}
     rows: list[dict] = []
+    load = {"start": os.getloadavg()}
     for k, n in enumerate(args.threads):
         log(f"threads={n}: sgemm ceilings")
         ceilings[n] = measure_ceiling(n, args.quick)
@@ -327,6 +333,13 @@ def main(argv=None) -> int:
                 log(f"  {res['events_per_s']:,.0f} events/s, loss {res['loss']:.4f}")
                 rows.append(dict(config=name, threads=n, impl=impl,
                                  flops_per_event=flops_per_event(cfg)["total"], **res))
+        # The same sgemm again after the training runs: on a shared machine a
+        # drop shows that other work took the cores during this block.
+        log(f"threads={n}: sgemm ceilings again")
+        after = measure_ceiling(n, args.quick)
+        ceilings[n]["after"] = after
+        ceilings[n]["drift"] = after["best"] / ceilings[n]["best"] - 1.0
+    load["end"] = os.getloadavg()
     fill_ratios(rows, ceilings)
 
     m = machine_info()
@@ -335,6 +348,11 @@ def main(argv=None) -> int:
     print(f"GRU4Rec training, {len(df):,} synthetic events / {len(sd_g.item_ids):,} items, "
           f"{args.epochs} epoch(s) per row\n")
     print(format_table(rows, ceilings, args.configs))
+    drift = ", ".join(f"{n} thread(s) {c['drift'] * 100:+.0f}%" for n, c in ceilings.items())
+    notes.append(f"best sgemm after the training runs vs before: {drift}; load average "
+                 f"(1/5/15 min) at start {fmt_load(load['start'])}, at end "
+                 f"{fmt_load(load['end'])} on {os.cpu_count()} CPUs. A drop or a load above "
+                 f"the thread count means the machine was shared and the rows are noisy.")
     print("\n".join("* " + s for s in notes))
     result = dict(benchmark="GRU4Rec training throughput", command=" ".join(sys.argv),
                   data=dict(events=len(df), items=args.items, items_seen=len(sd_g.item_ids),
@@ -343,7 +361,8 @@ def main(argv=None) -> int:
                   epochs=args.epochs, configs={k: CONFIGS[k] for k in args.configs},
                   flops_per_event={k: flops_per_event(CONFIGS[k]) for k in args.configs},
                   official_events_per_s=OFFICIAL_EVENTS_PER_S, machine=m,
-                  ceilings=list(ceilings.values()), results=rows, notes=notes)
+                  ceilings=list(ceilings.values()), load_average=load, results=rows,
+                  notes=notes)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwrote {args.json}")
