@@ -77,6 +77,7 @@ def main(argv=None) -> int:
                    help="override hyperparameters, e.g. n_epochs=3 layers=[200]")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--parallel", default="hogwild", choices=["hogwild", "sync"])
     p.add_argument("--cutoffs", type=int, nargs="+", default=[5, 10, 20])
     p.add_argument("--json", type=Path, default=DEFAULT_JSON)
     args = p.parse_args(argv)
@@ -87,7 +88,7 @@ def main(argv=None) -> int:
     for seed in args.seeds:
         t0 = time.perf_counter()
         model = grurec.GRU4Rec(**params, random_state=seed, num_threads=args.threads,
-                               show_progress=False).fit(train)
+                               parallel=args.parallel, show_progress=False).fit(train)
         fit_s = time.perf_counter() - t0
         res = grurec.evaluate(model, test, cutoffs=tuple(args.cutoffs))
         ev = sum(h["events"] for h in model.history)
@@ -108,6 +109,7 @@ def main(argv=None) -> int:
     print(f"{'mean':>6}" + "".join(f"{mean[k]:>11.4f}" for k in keys))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(dict(data=args.data, config=args.config, params=params,
+                                         threads=args.threads, parallel=args.parallel,
                                          runs=runs, mean=mean,
                                          simd=grurec.simd_level()), indent=2) + "\n")
     return 0

@@ -9,8 +9,10 @@
 #include <vector>
 
 #include "gru.hpp"
+#include "infer.hpp"
 #include "train.hpp"
 #include "kernels.hpp"
+#include "topk.hpp"
 
 namespace py = pybind11;
 using grurec::K;
@@ -243,6 +245,8 @@ py::dict train_epoch(py::list W_ih, py::list W_hh, py::list b, py::handle W_y, p
   c.momentum = cfg["momentum"].cast<float>();
   c.seed = cfg["seed"].cast<uint64_t>();
   c.num_threads = resolve_threads(cfg["num_threads"].cast<int>());
+  c.workers = cfg.contains("workers") ? cfg["workers"].cast<int>() : 1;
+  if (c.workers < 1) throw py::value_error("workers must be >= 1");
   const int64_t L = static_cast<int64_t>(W_hh.size());
   if (L < 1 || static_cast<int64_t>(W_ih.size()) != L || static_cast<int64_t>(b.size()) != L)
     throw py::value_error("W_ih, W_hh and b must list the same number (>= 1) of layers");
@@ -305,6 +309,229 @@ py::dict train_epoch(py::list W_ih, py::list W_hh, py::list b, py::handle W_y, p
   return r;
 }
 
+// A weights-only Net from a model's parameter dict (W_ih{l}, W_hh{l}, b{l},
+// W_y, b_y, and emb for mode 1), every shape checked against `layers`.
+grurec::Net net_from_params(py::dict p, const std::vector<int64_t>& layers, int mode) {
+  if (layers.empty()) throw py::value_error("layers: at least one layer");
+  if (mode < 0 || mode > 2) throw py::value_error("mode must be 0, 1 or 2");
+  auto get = [&](const std::string& key) -> py::handle {
+    if (!p.contains(key.c_str())) throw py::value_error("params: missing '" + key + "'");
+    return p[key.c_str()];
+  };
+  grurec::Net net;
+  net.layers = layers;
+  const int64_t L = static_cast<int64_t>(layers.size()), HL = layers.back();
+  const int64_t N = dim("W_y", get("W_y"), 2, 0);
+  net.n_items = N;
+  net.W_y.w = checked("W_y", get("W_y"), {N, HL}, false);
+  net.W_y.rows = N;
+  net.W_y.cols = HL;
+  net.b_y.w = checked("b_y", get("b_y"), {N}, false);
+  int64_t in = mode == 0 ? N : (mode == 2 ? HL : -1);
+  if (mode == 1) {
+    const int64_t E = dim("emb", get("emb"), 2, 1);
+    net.emb.w = checked("emb", get("emb"), {N, E}, false);
+    net.emb.rows = N;
+    net.emb.cols = E;
+    in = E;
+  }
+  for (int64_t l = 0; l < L; ++l) {
+    const int64_t H = layers[l];
+    if (H < 1) throw py::value_error("layers: sizes must be >= 1");
+    const std::string sl = std::to_string(l);
+    grurec::Param wi, wh, b;
+    wi.w = checked(("W_ih" + sl).c_str(), get("W_ih" + sl), {in, 3 * H}, false);
+    wi.rows = in;
+    wi.cols = 3 * H;
+    wh.w = checked(("W_hh" + sl).c_str(), get("W_hh" + sl), {H, 3 * H}, false);
+    wh.rows = H;
+    wh.cols = 3 * H;
+    b.w = checked(("b" + sl).c_str(), get("b" + sl), {3 * H}, false);
+    b.rows = 3 * H;
+    b.cols = 1;
+    net.W_ih.push_back(wi);
+    net.W_hh.push_back(wh);
+    net.b.push_back(b);
+    in = H;
+  }
+  return net;
+}
+
+py::array_t<float> session_states(py::dict params, std::vector<int64_t> layers, int mode,
+                                  py::array_t<int64_t, py::array::c_style> offsets,
+                                  py::array_t<int32_t, py::array::c_style> items,
+                                  bool all_prefixes, int num_threads) {
+  grurec::Net net = net_from_params(params, layers, mode);
+  if (offsets.ndim() != 1 || offsets.shape(0) < 1)
+    throw py::value_error("offsets: expected a 1-D array of n_sessions + 1 values");
+  if (items.ndim() != 1) throw py::value_error("items: expected a 1-D array");
+  const int64_t S = offsets.shape(0) - 1, E = items.shape(0);
+  const int64_t* po = offsets.data();
+  const int32_t* pi = items.data();
+  if (po[0] != 0 || po[S] != E)
+    throw py::value_error("offsets: must start at 0 and end at len(items)");
+  for (int64_t s = 0; s < S; ++s) {
+    if (po[s + 1] < po[s]) throw py::value_error("offsets: must not decrease (session " + std::to_string(s) + ")");
+    if (all_prefixes && po[s + 1] == po[s])
+      throw py::value_error("session " + std::to_string(s) + " is empty");
+  }
+  for (int64_t e = 0; e < E; ++e)
+    if (pi[e] < -1 || pi[e] >= net.n_items)
+      throw py::value_error("items: index " + std::to_string(pi[e]) + " at position " +
+                            std::to_string(e) + " is outside [-1, " +
+                            std::to_string(net.n_items) + ")");
+  const int64_t HL = layers.back();
+  const int64_t rows = all_prefixes ? E - S : S;
+  py::array_t<float> out({rows, HL});
+  float* pout = out.mutable_data();
+  const int nt = resolve_threads(num_threads);
+  {
+    py::gil_scoped_release nogil;
+    grurec::session_states(net, mode, po, S, pi, all_prefixes, pout, nt);
+  }
+  return out;
+}
+
+// --- top-k and rank counts (cpp/topk.hpp) ---------------------------------
+// The Python wrappers (python/grurec/topk.py) give the friendly messages;
+// these checks make sure no input can crash the native code.
+
+// A C-contiguous array of dtype T and exactly `shape`; writable if `out`.
+template <class T>
+T* checked_as(const char* name, const char* dtype, py::handle obj, const Shape& shape, bool out) {
+  if (!py::isinstance<py::array>(obj))
+    throw py::type_error(std::string(name) + ": expected a numpy array");
+  py::array a = py::reinterpret_borrow<py::array>(obj);
+  if (!a.dtype().is(py::dtype::of<T>()))
+    throw py::type_error(std::string(name) + ": expected dtype " + dtype + ", got " +
+                         std::string(py::str(a.dtype())));
+  if (!(a.flags() & py::array::c_style))
+    throw py::value_error(std::string(name) + ": must be C-contiguous");
+  if (out && !a.writeable()) throw py::value_error(std::string(name) + ": must be writable");
+  bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
+  for (size_t i = 0; ok && i < shape.size(); ++i) ok = a.shape(i) == shape[i];
+  if (!ok)
+    throw py::value_error(std::string(name) + ": expected shape " + shape_str(shape) +
+                          ", got " + shape_str(a));
+  return static_cast<T*>(a.mutable_data());
+}
+
+void topk_raise(int status) {
+  if (status == grurec::kTopkNoMemory) throw std::bad_alloc();
+}
+
+// Writes out_idx[Q, k] and out_scores[Q, k]; returns False when some score
+// was not finite (the outputs are then meaningless).
+bool topk_native(py::handle queries, py::handle items, py::handle bias, int64_t k,
+                 py::handle excl_offsets, py::handle excl_indices, py::handle allowed,
+                 py::handle out_idx, py::handle out_scores, int num_threads) {
+  const int64_t Q = dim("queries", queries, 2, 0), D = dim("queries", queries, 2, 1);
+  const int64_t N = dim("items", items, 2, 0);
+  const float* pq = checked("queries", queries, {Q, D}, false);
+  const float* px = checked("items", items, {N, D}, false);
+  const float* pb = bias.is_none() ? nullptr : checked("bias", bias, {N}, false);
+  if (k < 1 || k > N)
+    throw py::value_error("k must be in [1, n_items] = [1, " + std::to_string(N) + "], got " +
+                          std::to_string(k));
+  const int64_t* po = nullptr;
+  const int64_t* pe = nullptr;
+  if (excl_offsets.is_none() != excl_indices.is_none())
+    throw py::value_error("excl_offsets and excl_indices: give both or neither");
+  if (!excl_offsets.is_none()) {
+    po = checked_as<int64_t>("excl_offsets", "int64", excl_offsets, {Q + 1}, false);
+    const int64_t nnz = dim("excl_indices", excl_indices, 1, 0);
+    pe = checked_as<int64_t>("excl_indices", "int64", excl_indices, {nnz}, false);
+    if (po[0] != 0 || po[Q] != nnz)
+      throw py::value_error("excl_offsets must start at 0 and end at len(excl_indices)");
+    for (int64_t q = 0; q < Q; ++q) {
+      if (po[q + 1] < po[q]) throw py::value_error("excl_offsets must be non-decreasing");
+      for (int64_t j = po[q]; j < po[q + 1]; ++j) {
+        if (pe[j] < 0 || pe[j] >= N)
+          throw py::value_error("excl_indices: item index " + std::to_string(pe[j]) +
+                                " out of range [0, " + std::to_string(N) + ")");
+        if (j > po[q] && pe[j] < pe[j - 1])
+          throw py::value_error("excl_indices must be ascending within each query");
+      }
+    }
+  }
+  const uint8_t* pa = nullptr;
+  if (!allowed.is_none()) {
+    if (py::isinstance<py::array>(allowed) &&
+        py::reinterpret_borrow<py::array>(allowed).dtype().is(py::dtype::of<bool>()))
+      pa = reinterpret_cast<const uint8_t*>(checked_as<bool>("allowed", "bool", allowed, {N}, false));
+    else
+      pa = checked_as<uint8_t>("allowed", "bool or uint8", allowed, {N}, false);
+  }
+  int64_t* pi = checked_as<int64_t>("out_idx", "int64", out_idx, {Q, k}, true);
+  float* ps = checked("out_scores", out_scores, {Q, k}, true);
+  const int nt = resolve_threads(num_threads);
+  int status;
+  {
+    py::gil_scoped_release nogil;
+    status = grurec::topk(pi, ps, pq, px, pb, Q, N, D, k, po, pe, pa, nt);
+  }
+  topk_raise(status);
+  return status == grurec::kTopkOk;
+}
+
+void check_targets(const int64_t* t, int64_t n, int64_t N) {
+  for (int64_t i = 0; i < n; ++i)
+    if (t[i] < 0 || t[i] >= N)
+      throw py::value_error("targets[" + std::to_string(i) + "] = " + std::to_string(t[i]) +
+                            " is out of range [0, " + std::to_string(N) + ")");
+}
+
+// Writes greater[Q], equal[Q]; returns False when some score was not finite.
+bool rank_counts_native(py::handle queries, py::handle items, py::handle bias, py::handle targets,
+                        py::handle greater, py::handle equal, int num_threads) {
+  const int64_t Q = dim("queries", queries, 2, 0), D = dim("queries", queries, 2, 1);
+  const int64_t N = dim("items", items, 2, 0);
+  const float* pq = checked("queries", queries, {Q, D}, false);
+  const float* px = checked("items", items, {N, D}, false);
+  const float* pb = bias.is_none() ? nullptr : checked("bias", bias, {N}, false);
+  const int64_t* pt = checked_as<int64_t>("targets", "int64", targets, {Q}, false);
+  check_targets(pt, Q, N);
+  int64_t* pg = checked_as<int64_t>("greater", "int64", greater, {Q}, true);
+  int64_t* pe = checked_as<int64_t>("equal", "int64", equal, {Q}, true);
+  const int nt = resolve_threads(num_threads);
+  int status;
+  {
+    py::gil_scoped_release nogil;
+    status = grurec::rank_counts(pg, pe, pq, px, pb, pt, Q, N, D, nt);
+  }
+  topk_raise(status);
+  return status == grurec::kTopkOk;
+}
+
+bool rank_counts_dense_native(py::handle scores, py::handle targets, py::handle greater,
+                              py::handle equal, int num_threads) {
+  const int64_t R = dim("scores", scores, 2, 0), N = dim("scores", scores, 2, 1);
+  const float* ps = checked("scores", scores, {R, N}, false);
+  const int64_t* pt = checked_as<int64_t>("targets", "int64", targets, {R}, false);
+  check_targets(pt, R, N);
+  int64_t* pg = checked_as<int64_t>("greater", "int64", greater, {R}, true);
+  int64_t* pe = checked_as<int64_t>("equal", "int64", equal, {R}, true);
+  const int nt = resolve_threads(num_threads);
+  int status;
+  {
+    py::gil_scoped_release nogil;
+    status = grurec::rank_counts_dense(pg, pe, ps, pt, R, N, nt);
+  }
+  topk_raise(status);
+  return status == grurec::kTopkOk;
+}
+
+float stream_max_native(py::handle x, int num_threads) {
+  if (!py::isinstance<py::array>(x)) throw py::type_error("x: expected a numpy array");
+  py::array a = py::reinterpret_borrow<py::array>(x);
+  Shape shape(a.shape(), a.shape() + a.ndim());
+  const float* p = checked("x", x, shape, false);
+  if (a.size() == 0) throw py::value_error("x: empty");
+  const int nt = resolve_threads(num_threads);
+  py::gil_scoped_release nogil;
+  return grurec::stream_max(p, a.size(), nt);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -361,6 +588,10 @@ PYBIND11_MODULE(_core, m) {
     }
     return out;
   }, py::arg("pop"), py::arg("alpha"), py::arg("n"), py::arg("seed"));
+  m.def("session_states", &session_states, py::arg("params"), py::arg("layers"),
+        py::arg("mode"), py::arg("offsets"), py::arg("items"), py::arg("all_prefixes"),
+        py::arg("num_threads") = 0,
+        "Last-layer GRU states after each session (or after every prefix); see cpp/infer.hpp.");
   m.def("gru_forward", &gru_forward, py::arg("h_out"), py::arg("gates"), py::arg("rh"),
         py::arg("x"), py::arg("h0"), py::arg("W_ih"), py::arg("W_hh"), py::arg("b"),
         py::arg("num_threads") = 0);
@@ -371,4 +602,19 @@ PYBIND11_MODULE(_core, m) {
         py::arg("dW_hh"), py::arg("db"), py::arg("dA"), py::arg("dh_out"), py::arg("gates"),
         py::arg("rh"), py::arg("x"), py::arg("h0"), py::arg("h_out"), py::arg("W_ih"),
         py::arg("W_hh"), py::arg("num_threads") = 0);
+
+  m.def("topk", &topk_native, py::arg("queries"), py::arg("items"), py::arg("bias"),
+        py::arg("k"), py::arg("excl_offsets"), py::arg("excl_indices"), py::arg("allowed"),
+        py::arg("out_idx"), py::arg("out_scores"), py::arg("num_threads") = 0,
+        "Top-k items per query into out_idx/out_scores (see cpp/topk.hpp); "
+        "False when some score was not finite.");
+  m.def("rank_counts", &rank_counts_native, py::arg("queries"), py::arg("items"),
+        py::arg("bias"), py::arg("targets"), py::arg("greater"), py::arg("equal"),
+        py::arg("num_threads") = 0,
+        "Items scoring above / equal to each query's target; False when some score was not finite.");
+  m.def("rank_counts_dense", &rank_counts_dense_native, py::arg("scores"), py::arg("targets"),
+        py::arg("greater"), py::arg("equal"), py::arg("num_threads") = 0,
+        "rank_counts for a dense score block (rows x items).");
+  m.def("stream_max", &stream_max_native, py::arg("x"), py::arg("num_threads") = 0,
+        "max of a float32 array read once by num_threads threads (memory-bandwidth probe).");
 }

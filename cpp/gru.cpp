@@ -76,36 +76,46 @@ void gru_backward(float* dx, float* dh0, float* dW_ih, float* dW_hh, float* db,
                   int64_t T, int64_t B, int64_t I, int64_t H, int nt) {
   const Kernels& k = K();
   const int64_t H3 = 3 * H;
-  std::vector<float> dA_scratch;
+  // Per-thread scratch, kept between calls: at training sizes these are
+  // hundreds of KiB, and fresh allocations that large are fresh pages the
+  // kernel must zero on every mini-batch.
+  thread_local std::vector<float> dA_scratch, carry, dh, drh;
   if (!dA) {
-    dA_scratch.resize(static_cast<size_t>(T * B * H3));
+    if (dA_scratch.size() < static_cast<size_t>(T * B * H3)) dA_scratch.resize(T * B * H3);
     dA = dA_scratch.data();
   }
-  std::vector<float> carry(static_cast<size_t>(B * H), 0.0f);  // dL/dh_t from step t+1
-  std::vector<float> dh(static_cast<size_t>(B * H));
-  std::vector<float> drh(static_cast<size_t>(B * H));
+  carry.assign(static_cast<size_t>(B * H), 0.0f);  // dL/dh_t from step t+1
+  if (dh.size() < static_cast<size_t>(B * H)) {
+    dh.resize(B * H);
+    drh.resize(B * H);
+  }
+  // Raw pointers: the parallel lambdas below run on other threads, where the
+  // names would denote those threads' own (empty) thread_local vectors.
+  float* const pcarry = carry.data();
+  float* const pdh = dh.data();
+  float* const pdrh = drh.data();
 
   for (int64_t t = T - 1; t >= 0; --t) {
     const float* hp = (t == 0) ? h0 : h_out + (t - 1) * B * H;
     const float* G = gates + t * B * H3;
     float* dAt = dA + t * B * H3;
-    std::memcpy(dh.data(), dh_out + t * B * H, B * H * sizeof(float));
-    k.add(B * H, carry.data(), dh.data());
+    std::memcpy(pdh, dh_out + t * B * H, B * H * sizeof(float));
+    k.add(B * H, pcarry, pdh);
     // dA_z, dA_n; carry = dh * (1 - z)
     parallel_rows(B, H, nt, [&](int64_t r0, int64_t r1) {
-      k.gru_bwd_out(r0, r1, H, dh.data(), G, hp, dAt, carry.data());
+      k.gru_bwd_out(r0, r1, H, pdh, G, hp, dAt, pcarry);
     });
     // drh = dA_n U_n^T
     k.sgemm(B, H, H, 1.0f, dAt + 2 * H, H3, 1, W_hh + 2 * H, 1, H3, 0.0f,
-            drh.data(), H, nt);
+            pdrh, H, nt);
     // dA_r; carry += drh * r
     parallel_rows(B, H, nt, [&](int64_t r0, int64_t r1) {
-      k.gru_bwd_gates(r0, r1, H, drh.data(), G, hp, dAt, carry.data());
+      k.gru_bwd_gates(r0, r1, H, pdrh, G, hp, dAt, pcarry);
     });
     // carry += [dA_r | dA_z] [U_r | U_z]^T
-    k.sgemm(B, H, 2 * H, 1.0f, dAt, H3, 1, W_hh, 1, H3, 1.0f, carry.data(), H, nt);
+    k.sgemm(B, H, 2 * H, 1.0f, dAt, H3, 1, W_hh, 1, H3, 1.0f, pcarry, H, nt);
   }
-  if (dh0) k.add(B * H, carry.data(), dh0);
+  if (dh0) k.add(B * H, pcarry, dh0);
 
   // Weight gradients over all T*B rows at once.
   const int64_t R = T * B;

@@ -86,6 +86,10 @@ void pack_a(int64_t m, int64_t kc, const float* A, int64_t rsa, int64_t csa,
         for (int64_t k = 0; k < kc; ++k) out[k * MR + i] = a[i * rsa + k];
       for (int64_t i = mr; i < MR; ++i)
         for (int64_t k = 0; k < kc; ++k) out[k * MR + i] = 0.0f;
+    } else if (rsa == 1 && mr == MR) {
+      // A transposed view (x^T in a weight gradient): the MR values of one
+      // k are contiguous.
+      for (int64_t k = 0; k < kc; ++k) std::memcpy(out + k * MR, a + k * csa, MR * sizeof(float));
     } else {
       for (int64_t k = 0; k < kc; ++k) {
         for (int64_t i = 0; i < mr; ++i) out[k * MR + i] = a[i * rsa + k * csa];

@@ -55,6 +55,10 @@ struct TrainConfig {
   float lr = 0.1f, momentum = 0.0f, eps = 1e-6f;
   uint64_t seed = 0;
   int num_threads = 1;
+  // Streams of mini-batches run at once (Hogwild: each thread its own
+  // sessions, lock-free updates of the shared tables). 1 = one stream whose
+  // kernels use num_threads threads. Capped at num_threads.
+  int workers = 1;
 };
 
 struct Net {

@@ -62,10 +62,3 @@ def test_env_var_with_unknown_value_warns_and_is_ignored():
 def test_set_simd_level_rejects_unknown_level():
     with pytest.raises(ValueError, match="level must be one of"):
         grurec.set_simd_level("neon")
-
-
-def test_quickstart_runs():
-    out = subprocess.run([sys.executable, "-m", "grurec", "quickstart", "--repeats", "2"],
-                         capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    assert "max |grurec - numpy|" in out.stdout

@@ -9,25 +9,32 @@ from __future__ import annotations
 import os as _os
 import warnings as _warnings
 
-from . import _core
-from .data import SessionData, sessions_from_frame
+from . import _core, baselines
+from . import datasets, splits  # noqa: F401  (grurec.datasets, grurec.splits)
+from .data import SessionData, sessions_from_frame, to_sessions
 from .evaluation import evaluate
+from .io import ModelFileError, load
 from .model import GRU4Rec, ModelFitError
 from .ops import gru_backward, gru_forward
+from .topk import topk
 
 __version__ = "0.1.0"
 
 __all__ = [
     "GRU4Rec",
     "ModelFitError",
+    "ModelFileError",
     "SessionData",
     "evaluate",
+    "load",
     "sessions_from_frame",
+    "to_sessions",
     "simd_level",
     "available_simd_levels",
     "set_simd_level",
     "gru_forward",
     "gru_backward",
+    "topk",
 ]
 
 _LEVELS = ("scalar", "avx2", "avx512")

@@ -1,66 +1,247 @@
 """The ``grurec`` command line.
 
-``grurec quickstart`` is the README's first command. Until the trainer lands
-it demonstrates the native core: it checks the GRU layer against a NumPy
-computation of the same math and times a forward+backward step.
+    grurec quickstart                      GRU4Rec against the baselines on a built-in set
+    grurec train EVENTS -o MODEL [options] train GRU4Rec (hyperparameters as options)
+    grurec evaluate MODEL TEST             full-ranking next-item metrics
+    grurec recommend MODEL ITEM [ITEM...]  next items for one session
+    grurec recommend MODEL --events FILE   next items for every session of a file
+
+EVENTS / TEST / FILE: CSV, TSV (optionally .gz) or parquet with columns
+SessionId, ItemId, Time (names set with --session-col, --item-col, --time-col).
 """
 from __future__ import annotations
 
 import argparse
+import inspect
+import json
+import logging
 import sys
 import time
 
 import numpy as np
 
+log = logging.getLogger("grurec")
 
-def _numpy_gru_step(x, h, W_ih, W_hh, b):
-    H = h.shape[1]
-    g = x @ W_ih + b
-    g[:, : 2 * H] += h @ W_hh[:, : 2 * H]
-    rz = 1.0 / (1.0 + np.exp(-g[:, : 2 * H]))
-    r, z = rz[:, :H], rz[:, H:]
-    n = np.tanh(g[:, 2 * H :] + (r * h) @ W_hh[:, 2 * H :])
-    return (1.0 - z) * h + z * n
+# GRU4Rec options the CLI exposes, with their types (from the signature).
+_SKIP = {"self", "show_progress"}
 
 
-def quickstart(args: argparse.Namespace) -> int:
+def _model_options(p: argparse.ArgumentParser) -> None:
+    from .model import GRU4Rec
+
+    g = p.add_argument_group("GRU4Rec hyperparameters (published names)")
+    for name, par in inspect.signature(GRU4Rec.__init__).parameters.items():
+        if name in _SKIP:
+            continue
+        d = par.default
+        flag = "--" + name.replace("_", "-")
+        if name == "layers":
+            g.add_argument(flag, type=int, nargs="+", default=list(d), metavar="H")
+        elif isinstance(d, bool):
+            g.add_argument(flag, type=_bool, default=d, metavar="BOOL")
+        elif name == "random_state":
+            g.add_argument(flag, type=int, default=None)
+        else:
+            g.add_argument(flag, type=type(d), default=d)
+
+
+def _bool(s: str) -> bool:
+    v = s.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {s!r}")
+
+
+def _columns(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--session-col", default="SessionId")
+    p.add_argument("--item-col", default="ItemId")
+    p.add_argument("--time-col", default="Time")
+
+
+def _cols(args) -> dict:
+    return dict(session_col=args.session_col, item_col=args.item_col, time_col=args.time_col)
+
+
+# ----------------------------------------------------------------- commands
+def cmd_train(args) -> int:
     import grurec
-    from grurec import _core
+    from .model import GRU4Rec
 
-    print(f"grurec {grurec.__version__}: SIMD level {grurec.simd_level()} "
-          f"(available: {', '.join(grurec.available_simd_levels())}), "
-          f"{_core.default_num_threads()} threads, OpenMP {'on' if _core.openmp_enabled() else 'off'}")
-    rng = np.random.default_rng(0)
-    B, I, H = 80, 224, 224
-    x = rng.standard_normal((B, I), dtype=np.float32)
-    h0 = rng.uniform(-1, 1, (B, H)).astype(np.float32)
-    W_ih = (rng.standard_normal((I, 3 * H)) * 0.1).astype(np.float32)
-    W_hh = (rng.standard_normal((H, 3 * H)) * 0.1).astype(np.float32)
-    b = np.zeros(3 * H, np.float32)
-    h, cache = grurec.gru_forward(x, h0, W_ih, W_hh, b)
-    err = float(np.abs(h - _numpy_gru_step(x.astype(np.float64), h0, W_ih, W_hh, b)).max())
-    print(f"GRU step B={B} I=H={H}: max |grurec - numpy| = {err:.2e}")
+    hp = {name: getattr(args, name) for name in inspect.signature(GRU4Rec.__init__).parameters
+          if name not in _SKIP}
+    model = GRU4Rec(**hp, show_progress=not args.quiet)
+    t0 = time.perf_counter()
+    model.fit(args.events, **_cols(args))
+    print(f"trained {model.epochs_trained} epochs on {args.events} in "
+          f"{time.perf_counter() - t0:.1f} s ({len(model.item_ids)} items)")
+    model.save(args.output)
+    print(f"saved {args.output}")
+    if args.test:
+        _print_metrics(grurec.evaluate(model, args.test, cutoffs=args.cutoffs, **_cols(args)),
+                       args.json)
+    return 0
 
-    flops = 18 * B * (I * H + H * H)
-    best = float("inf")
-    for _ in range(args.repeats):
-        t = time.perf_counter()
-        h, cache = grurec.gru_forward(x, h0, W_ih, W_hh, b)
-        grurec.gru_backward(np.ones_like(h), cache, x, h0, h, W_ih, W_hh)
-        best = min(best, time.perf_counter() - t)
-    print(f"forward+backward: {best * 1e6:.0f} us, {flops / best / 1e9:.1f} GFLOP/s "
-          f"(best of {args.repeats}; see benchmarks/bench_gru.py for the comparison)")
-    return 0 if err < 1e-4 else 1
+
+def cmd_evaluate(args) -> int:
+    import grurec
+
+    model = grurec.load(args.model)
+    t0 = time.perf_counter()
+    res = grurec.evaluate(model, args.test, cutoffs=args.cutoffs, mode=args.mode,
+                          **_cols(args))
+    res["seconds"] = time.perf_counter() - t0
+    _print_metrics(res, args.json)
+    return 0
+
+
+def cmd_recommend(args) -> int:
+    import grurec
+
+    model = grurec.load(args.model)
+    if args.events:
+        from .data import to_sessions
+
+        sd = to_sessions(args.events, **_cols(args), item_ids=model.item_ids, unknown="keep")
+        sessions = [sd.item_ids[sd.items[a:b][sd.items[a:b] >= 0]]
+                    for a, b in zip(sd.offsets[:-1], sd.offsets[1:])]
+        names = sd.session_ids
+    else:
+        typed = [_parse_id(x, model.item_ids) for x in args.items]
+        sessions, names = [typed], ["session"]
+    ids, scores = model.recommend(sessions, k=args.k, exclude_seen=args.exclude_seen)
+    w = sys.stdout
+    w.write("session,rank,item,score\n")
+    for name, row_ids, row_scores in zip(names, ids, scores):
+        for r, (i, s) in enumerate(zip(row_ids, row_scores), 1):
+            w.write(f"{name},{r},{i},{s:.6g}\n")
+    return 0
+
+
+def _parse_id(text: str, item_ids: np.ndarray):
+    """An item id typed on the command line, as the model's id type."""
+    if item_ids.dtype.kind in "iu":
+        try:
+            return int(text)
+        except ValueError:
+            return text
+    return text
+
+
+def cmd_quickstart(args) -> int:
+    import grurec
+    from . import baselines
+    from .synthetic import generate_sessions
+
+    print(f"grurec {grurec.__version__}: SIMD {grurec.simd_level()}, "
+          f"{grurec._core.default_num_threads()} threads")
+    train = generate_sessions(n_events=args.events, n_items=args.items, mean_length=6,
+                              signal=0.6, seed=1)
+    test = generate_sessions(n_events=args.events // 10, n_items=args.items, mean_length=6,
+                             signal=0.6, seed=2)
+    print(f"synthetic sessions: {len(train):,} training / {len(test):,} test events, "
+          f"{args.items:,} items (Zipf popularity; 60% of next items follow a hidden "
+          f"item-to-item successor map, the rest are popularity draws)\n")
+    models = [
+        ("GRU4Rec", grurec.GRU4Rec(layers=[100], loss="cross-entropy", batch_size=32,
+                                   n_sample=2048, sample_alpha=0.75, logq=1.0,
+                                   dropout_p_embed=0.1, learning_rate=0.1,
+                                   n_epochs=args.epochs, random_state=0,
+                                   show_progress=not args.quiet)),
+        ("POP", baselines.Popularity()),
+        ("S-POP", baselines.SessionPopularity()),
+        ("Item-KNN", baselines.ItemKNN()),
+        ("V-SKNN", baselines.VSKNN()),
+    ]
+    rows = []
+    for name, m in models:
+        t0 = time.perf_counter()
+        m.fit(train)
+        fit_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        r = grurec.evaluate(m, test, cutoffs=(5, 20))
+        rows.append((name, r["recall@20"], r["mrr@20"], r["recall@5"], fit_s,
+                     time.perf_counter() - t0))
+    print(f"\n{'model':<10}{'Recall@20':>11}{'MRR@20':>9}{'Recall@5':>10}{'fit s':>8}"
+          f"{'eval s':>8}")
+    for name, r20, m20, r5, fs, es in rows:
+        print(f"{name:<10}{r20:>11.4f}{m20:>9.4f}{r5:>10.4f}{fs:>8.1f}{es:>8.1f}")
+    print(f"\n{r['n_events']:,} test predictions, full ranking over all items, standard ties.")
+    return 0
+
+
+def _print_metrics(res: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(res, indent=2))
+        return
+    ks = sorted({int(k.split("@")[1]) for k in res if "@" in k})
+    print(f"{'K':>4}{'recall':>9}{'mrr':>9}{'ndcg':>9}{'coverage':>10}{'popularity':>12}")
+    for k in ks:
+        pop = res.get(f"popularity@{k}")
+        print(f"{k:>4}{res[f'recall@{k}']:>9.4f}{res[f'mrr@{k}']:>9.4f}{res[f'ndcg@{k}']:>9.4f}"
+              f"{res[f'coverage@{k}']:>10.4f}{'' if pop is None else f'{pop:.4f}':>12}")
+    print(f"{res['n_events']:,} predictions in {res['n_sessions']:,} sessions; "
+          f"{res['n_unknown_targets']:,} targets unknown to the model (counted as misses)")
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="grurec", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="grurec", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True)
-    q = sub.add_parser("quickstart", help="a short demo of what grurec does")
-    q.add_argument("--repeats", type=int, default=50)
-    q.set_defaults(func=quickstart)
+
+    q = sub.add_parser("quickstart", help="GRU4Rec against the baselines on a built-in set")
+    q.add_argument("--events", type=int, default=300_000)
+    q.add_argument("--items", type=int, default=5_000)
+    q.add_argument("--epochs", type=int, default=5)
+    q.add_argument("--quiet", action="store_true", help="no progress bars")
+    q.set_defaults(func=cmd_quickstart)
+
+    t = sub.add_parser("train", help="train GRU4Rec on an events file and save it")
+    t.add_argument("events", help="training events (CSV/TSV/parquet)")
+    t.add_argument("-o", "--output", required=True, help="model file to write")
+    t.add_argument("--test", help="also evaluate on this test file")
+    t.add_argument("--cutoffs", type=int, nargs="+", default=[5, 10, 20])
+    t.add_argument("--json", action="store_true", help="metrics as JSON")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
+    _columns(t)
+    _model_options(t)
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="full-ranking next-item evaluation")
+    e.add_argument("model")
+    e.add_argument("test")
+    e.add_argument("--cutoffs", type=int, nargs="+", default=[1, 5, 10, 20])
+    e.add_argument("--mode", default="standard", choices=["standard", "conservative", "median"])
+    e.add_argument("--json", action="store_true")
+    _columns(e)
+    e.set_defaults(func=cmd_evaluate)
+
+    r = sub.add_parser("recommend", help="next items for sessions")
+    r.add_argument("model")
+    r.add_argument("items", nargs="*", help="the session's item ids, oldest first")
+    r.add_argument("--events", help="recommend for every session of this file instead")
+    r.add_argument("-k", type=int, default=20)
+    r.add_argument("--exclude-seen", action="store_true")
+    _columns(r)
+    r.set_defaults(func=cmd_recommend)
+
     args = parser.parse_args(argv)
-    return args.func(args)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "recommend" and not args.items and not args.events:
+        parser.error("recommend: give item ids or --events FILE")
+    try:
+        return args.func(args)
+    except (ValueError, TypeError, OSError) as exc:
+        # Bad input, a missing file or a corrupt model: one clear line, exit 2.
+        from .io import ModelFileError
+
+        kind = "model file" if isinstance(exc, ModelFileError) else "error"
+        print(f"grurec {args.command}: {kind}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

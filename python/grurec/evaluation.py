@@ -1,68 +1,210 @@
-"""Next-item evaluation with full ranking (every item is a candidate).
+"""Next-item evaluation with full ranking.
 
 For every test session, each next item is predicted from the prefix before
-it; the hidden state starts at zero for every test session. A target's rank
-is 1 + the number of items scored strictly higher ("standard"), or 1 + the
-number scored higher or equal other than the target ("conservative").
-Targets never seen in training cannot be ranked and count as misses.
+it, and its rank among ALL the model's items is taken (a ``candidates`` list,
+if given, is the only way to rank among fewer items). The hidden state starts
+at zero for every test session; an input item the model does not know leaves
+the state unchanged; a target it does not know cannot be ranked and counts as
+a miss (reported in ``n_unknown_targets``).
+
+Ranks, with r the target's score (GRU4Rec's definitions):
+
+    standard      1 + #{items scoring > r}
+    conservative  1 + #{items scoring >= r, other than the target}
+    median        1 + #{> r} + #{= r, other than the target} / 2
+
+A target ranked exactly K is a hit at K. Metrics, averaged over test events:
+``recall@K`` (hit rate), ``mrr@K`` (1/rank if rank <= K else 0) and
+``ndcg@K`` (1/log2(rank + 1) if rank <= K else 0; one relevant item, so the
+ideal DCG is 1). Over the top-K lists of all test events: ``coverage@K``
+(fraction of the model's items that appear in any list) and
+``popularity@K`` (mean training popularity of the listed items, relative to
+the most popular item's).
+
+For GRU4Rec the states of every prefix come from C++ and the ranks from the
+native blocked scorer (``_core.rank_counts``), a chunk of test events at a
+time: memory stays bounded and no n_events x n_items matrix is built. Other
+models (``grurec.baselines``) provide ``score_prefixes`` (dense scores of a
+chunk of prefixes), ranked by the same native code.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .data import sessions_from_frame
+from .data import to_sessions
+from .topk import _rank_counts, _rank_counts_dense, _ranks, _topk_csr
+
+MODES = ("standard", "conservative", "median")
 
 
 def evaluate(model, test, cutoffs=(1, 5, 10, 20), mode: str = "standard",
-             session_col="SessionId", item_col="ItemId", time_col="Time",
-             batch_size: int = 512) -> dict:
-    if mode not in ("standard", "conservative"):
-        raise ValueError(f"mode must be 'standard' or 'conservative', got {mode!r}")
+             session_col: str = "SessionId", item_col: str = "ItemId", time_col: str = "Time",
+             candidates=None, chunk_events: int = 32768, num_threads: int | None = None) -> dict:
+    """Full-ranking next-item evaluation of a fitted model on test sessions.
+
+    test: anything ``grurec.to_sessions`` takes (DataFrame, Arrow table,
+        file path, ``SessionData``...). Sessions with one event have nothing
+        to predict and are skipped.
+    cutoffs: the K of the metrics; mode: tie handling (module docstring).
+    candidates: optional item ids to rank among instead of all items
+        (targets outside them count as misses).
+    chunk_events: test events scored at a time (memory bound).
+    Returns a dict: the metrics for every K, ``n_events`` (predictions made,
+    unknown targets included), ``n_sessions``, ``n_unknown_targets``,
+    ``n_items`` (items ranked among).
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    cutoffs = _check_cutoffs(cutoffs)
+    if int(chunk_events) < 1:
+        raise ValueError(f"chunk_events must be >= 1, got {chunk_events!r}")
     model._check_fitted()
-    sd = sessions_from_frame(test, session_col, item_col, time_col, item_ids=model.item_ids,
-                             unknown="keep")
-    return _evaluate_sessions(model, sd, cutoffs, mode, batch_size)
+    nt = getattr(model, "num_threads", 0) if num_threads is None else int(num_threads)
+    sd = to_sessions(test, session_col, item_col, time_col, item_ids=model.item_ids,
+                     unknown="keep")
+    sd = sd.select_sessions(sd.lengths() >= 2)
+    N = len(model.item_ids)
+    cand = None
+    if candidates is not None:
+        cand = np.unique(model._lookup(list(candidates)))
+        cand = cand[cand >= 0]
+        if len(cand) == 0:
+            raise ValueError("candidates: none of the given items is known to the model")
+    n_ranked = N if cand is None else len(cand)
+    K = max(cutoffs)
 
-
-def _evaluate_sessions(model, sd, cutoffs, mode, batch_size):
-    offsets, items = sd.offsets, sd.items
-    lengths = np.diff(offsets)
-    sessions = np.flatnonzero(lengths >= 2)
-    ranks = []
-    n_unknown_targets = 0
-    for start in range(0, len(sessions), batch_size):
-        chunk = sessions[start:start + batch_size]
-        states = [np.zeros((len(chunk), H), np.float32) for H in model.layers]
-        max_len = int(lengths[chunk].max())
-        for t in range(max_len - 1):
-            live = lengths[chunk] > t + 1
-            idx = np.flatnonzero(live)
-            if len(idx) == 0:
-                break
-            inp = items[offsets[chunk[idx]] + t]
-            tgt = items[offsets[chunk[idx]] + t + 1]
-            sub = [s[idx] for s in states]
-            known_in = inp >= 0
-            h = model._step(sub, np.where(known_in, inp, 0))
-            # An unknown input item leaves the state as it was.
-            for l in range(len(states)):
-                new = np.where(known_in[:, None], sub[l], states[l][idx])
-                states[l][idx] = new
-            h = states[-1][idx]
-            scores = model.score_items(h)
-            known_t = tgt >= 0
-            n_unknown_targets += int((~known_t).sum())
-            ts = scores[np.arange(len(idx)), np.maximum(tgt, 0)][:, None]
-            if mode == "standard":
-                r = (scores > ts).sum(1) + 1
-            else:
-                r = (scores >= ts).sum(1)
-            r = np.where(known_t, r, np.iinfo(np.int64).max)
-            ranks.append(r)
-    ranks = np.concatenate(ranks) if ranks else np.zeros(0, np.int64)
-    out = {"n_events": int(len(ranks)), "n_unknown_targets": n_unknown_targets}
-    for k in cutoffs:
-        hit = ranks <= k
-        out[f"recall@{k}"] = float(hit.mean()) if len(ranks) else 0.0
-        out[f"mrr@{k}"] = float(np.where(hit, 1.0 / np.minimum(ranks, 2**62), 0).mean()) if len(ranks) else 0.0
+    acc = _Accumulator(cutoffs, n_ranked, _popularity(model, cand))
+    for s0, s1 in _chunks(sd.offsets, int(chunk_events)):
+        off = sd.offsets[s0:s1 + 1] - sd.offsets[s0]
+        items = sd.items[sd.offsets[s0]:sd.offsets[s1]]
+        starts = np.zeros(len(items), bool)
+        starts[off[:-1]] = True
+        targets = items[~starts]  # event t + 1 of every session, in prefix-row order
+        if cand is not None:  # targets into candidate positions (-1: not a candidate)
+            pos = np.searchsorted(cand, targets)
+            pos = np.minimum(pos, len(cand) - 1)
+            targets = np.where((targets >= 0) & (cand[pos] == targets), pos, -1)
+        known = targets >= 0
+        if hasattr(model, "_states"):
+            ranks, top = _gru_ranks(model, off, items, targets, known, cand, K, mode, nt)
+        else:
+            ranks, top = _dense_ranks(model, off, items, targets, known, cand, K, mode, nt)
+        acc.add(ranks, known, top)
+    out = acc.result()
+    out["n_sessions"] = int(sd.n_sessions)
     return out
+
+
+def _check_cutoffs(cutoffs) -> tuple[int, ...]:
+    try:
+        ks = tuple(int(k) for k in cutoffs)
+    except TypeError:
+        ks = (int(cutoffs),)
+    if not ks or min(ks) < 1:
+        raise ValueError(f"cutoffs must be positive integers, got {cutoffs!r}")
+    return ks
+
+
+def _chunks(offsets: np.ndarray, max_events: int):
+    """Session ranges [s0, s1) of about max_events events each (at least one
+    session per chunk)."""
+    S = len(offsets) - 1
+    s0 = 0
+    while s0 < S:
+        s1 = int(np.searchsorted(offsets, offsets[s0] + max_events, side="right")) - 1
+        s1 = min(max(s1, s0 + 1), S)
+        yield s0, s1
+        s0 = s1
+
+
+def _popularity(model, cand):
+    pop = getattr(model, "popularity", None)
+    if pop is None:
+        return None
+    pop = np.asarray(pop, np.float64)
+    if cand is not None:
+        pop = pop[cand]
+    top = pop.max() if len(pop) else 0.0
+    return pop / top if top > 0 else pop
+
+
+def _gru_ranks(model, off, items, targets, known, cand, K, mode, nt):
+    h = model._states(off, items, all_prefixes=True, num_threads=nt)
+    W, b = model.params["W_y"], model.params["b_y"]
+    if cand is not None:
+        W, b = np.ascontiguousarray(W[cand]), np.ascontiguousarray(b[cand])
+    ranks = np.full(len(targets), np.inf)
+    if known.any():
+        g, e = _rank_counts(h[known], W, targets[known], bias=b, num_threads=nt)
+        ranks[known] = _ranks(g, e, mode)
+    top, _ = _topk_csr(h, W, b, min(K, W.shape[0]), None, None, None, nt)
+    return ranks, top
+
+
+def _dense_ranks(model, off, items, targets, known, cand, K, mode, nt, block: int = 512):
+    """Models without a factorised scorer: dense scores of each prefix."""
+    n = len(targets)
+    ranks = np.full(n, np.inf)
+    top = np.empty((n, min(K, model.n_items if cand is None else len(cand))), np.int64)
+    lengths = np.diff(off)
+    # prefix row r of session s covers items[off[s] : off[s] + t + 1]
+    sess = np.repeat(np.arange(len(lengths)), lengths - 1)
+    t = np.arange(n) - np.repeat(off[:-1] - np.arange(len(lengths)), lengths - 1)
+    for r0 in range(0, n, block):
+        r1 = min(r0 + block, n)
+        prefixes = [items[off[s]:off[s] + tt + 1] for s, tt in zip(sess[r0:r1], t[r0:r1])]
+        scores = model.score_prefixes(prefixes)
+        if cand is not None:
+            scores = np.ascontiguousarray(scores[:, cand])
+        kn = known[r0:r1]
+        if kn.any():
+            g, e = _rank_counts_dense(scores[kn], targets[r0:r1][kn], num_threads=nt)
+            ranks[r0:r1][kn] = _ranks(g, e, mode)
+        k = top.shape[1]
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else \
+            np.broadcast_to(np.arange(scores.shape[1]), scores.shape).copy()
+        top[r0:r1] = part
+    return ranks, top
+
+
+class _Accumulator:
+    def __init__(self, cutoffs, n_items, rel_pop):
+        self.cutoffs = cutoffs
+        self.n_items = n_items
+        self.rel_pop = rel_pop
+        self.n = 0
+        self.n_unknown = 0
+        self.hits = {k: 0.0 for k in cutoffs}
+        self.rr = {k: 0.0 for k in cutoffs}
+        self.dcg = {k: 0.0 for k in cutoffs}
+        self.seen = {k: np.zeros(n_items, bool) for k in cutoffs}
+        self.pop_sum = {k: 0.0 for k in cutoffs}
+        self.pop_n = {k: 0 for k in cutoffs}
+
+    def add(self, ranks, known, top):
+        self.n += len(ranks)
+        self.n_unknown += int((~known).sum())
+        for k in self.cutoffs:
+            hit = ranks <= k
+            self.hits[k] += float(hit.sum())
+            self.rr[k] += float((1.0 / ranks[hit]).sum())
+            self.dcg[k] += float((1.0 / np.log2(ranks[hit] + 1.0)).sum())
+            lists = top[:, :k]
+            self.seen[k][lists.ravel()] = True
+            if self.rel_pop is not None:
+                self.pop_sum[k] += float(self.rel_pop[lists].sum())
+                self.pop_n[k] += lists.size
+
+    def result(self) -> dict:
+        n = max(self.n, 1)
+        out = {}
+        for k in self.cutoffs:
+            out[f"recall@{k}"] = self.hits[k] / n
+            out[f"mrr@{k}"] = self.rr[k] / n
+            out[f"ndcg@{k}"] = self.dcg[k] / n
+            out[f"coverage@{k}"] = float(self.seen[k].mean()) if self.n_items else 0.0
+            out[f"popularity@{k}"] = (self.pop_sum[k] / self.pop_n[k]) if self.pop_n[k] else None
+        out["n_events"] = int(self.n)
+        out["n_unknown_targets"] = int(self.n_unknown)
+        out["n_items"] = int(self.n_items)
+        return out

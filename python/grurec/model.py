@@ -12,18 +12,20 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from . import _core
-from .data import SessionData, drop_short_sessions, sessions_from_frame
+from .baselines import SessionRecommender
+from .data import SessionData, drop_short_sessions, to_sessions
 
 log = logging.getLogger("grurec")
 
 LOSSES = ("cross-entropy", "bpr-max", "top1-max")
+PARALLEL = ("hogwild", "sync")
 
 
 class ModelFitError(RuntimeError):
     """Training could not continue (e.g. the loss became NaN or infinite)."""
 
 
-class GRU4Rec:
+class GRU4Rec(SessionRecommender):
     """Session-based next-item recommender.
 
     Hyperparameters keep the published names, so tuned settings carry over:
@@ -40,6 +42,15 @@ class GRU4Rec:
         (shared table); overrides ``embedding``.
     dropout_p_embed, dropout_p_hidden, learning_rate, momentum, n_epochs.
     num_threads: 0 = all cores. random_state: seed (None = fresh entropy).
+    parallel: how threads share training. ``"hogwild"`` (default): each thread
+        runs its own stream of session-parallel mini-batches over every
+        num_threads-th session, updating the shared weights without locks
+        (as word2vec and fastText do); scales with cores, and results vary
+        slightly from run to run with more than one thread. ``"sync"``: one
+        stream, the matrix products split across threads; the published
+        algorithm step for step, but it scales poorly at GRU4Rec's small
+        batch sizes. With one thread both are the same, and a fixed
+        random_state gives identical weights.
     """
 
     def __init__(
@@ -62,6 +73,7 @@ class GRU4Rec:
         num_threads: int = 0,
         random_state: Optional[int] = None,
         show_progress: bool = True,
+        parallel: str = "hogwild",
     ):
         self.layers = [int(h) for h in (layers if isinstance(layers, (list, tuple)) else [layers])]
         self.loss = loss
@@ -81,9 +93,10 @@ class GRU4Rec:
         self.num_threads = int(num_threads)
         self.random_state = random_state
         self.show_progress = show_progress
+        self.parallel = parallel
         self._check_params()
+        super().__init__()
         self.params: dict[str, np.ndarray] = {}
-        self.item_ids: Optional[np.ndarray] = None
         self.epochs_trained = 0
         self.history: list[dict] = []
 
@@ -118,6 +131,8 @@ class GRU4Rec:
             bad("n_epochs", "must be >= 0")
         if self.num_threads < 0:
             bad("num_threads", "must be >= 0 (0 = all cores)")
+        if self.parallel not in PARALLEL:
+            bad("parallel", f"must be one of {PARALLEL}")
         if self.loss != "cross-entropy" and self.n_sample == 0 and self.batch_size == 1:
             raise ValueError("loss: ranking losses need negatives: n_sample > 0 or batch_size > 1")
 
@@ -151,31 +166,54 @@ class GRU4Rec:
         self._opt = {k: np.zeros_like(v) for k, v in p.items()}
         self._vel = {k: np.zeros_like(v) for k, v in p.items()} if self.momentum > 0 else {}
 
+    def _param_shapes(self, n_items: int) -> dict[str, tuple[int, ...]]:
+        """Name -> shape of every weight ``_init_params`` creates (model files
+        are checked against it before any weight is used)."""
+        HL = self.layers[-1]
+        in_dim = {0: n_items, 1: self.embedding, 2: HL}[self.mode]
+        shapes: dict[str, tuple[int, ...]] = {}
+        if self.mode == 1:
+            shapes["emb"] = (n_items, self.embedding)
+        for l, H in enumerate(self.layers):
+            shapes[f"W_ih{l}"] = (in_dim, 3 * H)
+            shapes[f"W_hh{l}"] = (H, 3 * H)
+            shapes[f"b{l}"] = (3 * H,)
+            in_dim = H
+        shapes["W_y"] = (n_items, HL)
+        shapes["b_y"] = (n_items,)
+        return shapes
+
     def _triple(self, name):
         return (self.params[name], self._opt[name], self._vel.get(name))
 
     # -------------------------------------------------------------------- fit
     def fit(self, data, session_col: str = "SessionId", item_col: str = "ItemId",
             time_col: str = "Time", callback: Optional[Callable[[int, float], None]] = None):
-        """Train on an event table (a pandas DataFrame) for ``n_epochs`` epochs.
+        """Train on events for ``n_epochs`` epochs.
 
-        ``callback(epoch, loss)`` runs after every epoch. Ctrl-C stops between
-        mini-batches and leaves the model usable (trained so far).
+        ``data``: anything ``grurec.data.to_sessions`` takes: a pandas or polars
+        DataFrame, a pyarrow Table, a dict of arrays, a path to a CSV/TSV/parquet
+        file, or a ``SessionData``. ``callback(epoch, loss)`` runs after every
+        epoch. Ctrl-C stops between mini-batches and leaves the model usable
+        (trained so far).
         """
         self._check_params()
-        sd = data if isinstance(data, SessionData) else sessions_from_frame(
-            data, session_col, item_col, time_col)
+        sd = to_sessions(data, session_col, item_col, time_col)
         n_short = int((sd.lengths() < 2).sum())
-        sd = drop_short_sessions(sd)
+        # Items seen only in single-event sessions are never trained: they
+        # leave the vocabulary (recommend() then treats them as unknown).
+        sd = drop_short_sessions(sd).compact_items()
         if sd.n_sessions == 0:
             raise ValueError("no session has 2 or more events: nothing to learn from")
         if n_short:
             log.info("skipped %d sessions with a single event", n_short)
-        self.item_ids = sd.item_ids
+        self.item_ids = np.asarray(sd.item_ids)
+        self._index = None
         n_items = len(sd.item_ids)
         rng = np.random.default_rng(self.random_state)
         self._init_params(n_items, rng)
-        pop = np.bincount(sd.items, minlength=n_items).astype(np.float32)
+        self.popularity = np.bincount(sd.items, minlength=n_items).astype(np.int64)
+        pop = self.popularity.astype(np.float32)
         self.epochs_trained = 0
         self.history = []
         L = len(self.layers)
@@ -196,6 +234,8 @@ class GRU4Rec:
                 dropout_p_embed=self.dropout_p_embed, dropout_p_hidden=self.dropout_p_hidden,
                 learning_rate=self.learning_rate, momentum=self.momentum,
                 seed=int(rng.integers(0, 2**63)), num_threads=self.num_threads,
+                workers=(self.num_threads or _core.default_num_threads())
+                if self.parallel == "hogwild" else 1,
             )
             bar = None
             if self.show_progress:
@@ -239,6 +279,18 @@ class GRU4Rec:
         if not self.params:
             raise RuntimeError("the model is not fitted: call fit() first")
 
+    def _states(self, offsets: np.ndarray, items: np.ndarray, all_prefixes: bool = False,
+                num_threads: Optional[int] = None) -> np.ndarray:
+        """Last-layer hidden states, in C++ with the GIL released: after each
+        session (offsets [S+1] into item indices, -1 = unknown, skipped), or
+        after every prefix that has a next event (``all_prefixes``; rows
+        ``offsets[s] - s + t``). The state starts at zero for every session."""
+        self._check_fitted()
+        return _core.session_states(self.params, self.layers, self.mode,
+                                    np.ascontiguousarray(offsets, np.int64),
+                                    np.ascontiguousarray(items, np.int32), all_prefixes,
+                                    self.num_threads if num_threads is None else num_threads)
+
     def _step(self, states: list[np.ndarray], items: np.ndarray) -> np.ndarray:
         """One GRU step for a batch of item indices; updates ``states`` in place
         and returns the last layer's output (B, H_L)."""
@@ -255,14 +307,76 @@ class GRU4Rec:
             gates = np.empty((1, B, 3 * H), np.float32)
             if l == 0 and self.mode == 0:
                 gates[0] = p["W_ih0"][items] + p["b0"]
-                _core.gru_forward_gates(h_out, gates, rh, states[l], p[f"W_hh{l}"], self.num_threads)
+                _core.gru_forward_gates(h_out, gates, rh, states[l], p[f"W_hh{l}"], 1)
             else:
                 _core.gru_forward(h_out, gates, rh, np.ascontiguousarray(x[None]), states[l],
-                                  p[f"W_ih{l}"], p[f"W_hh{l}"], p[f"b{l}"], self.num_threads)
+                                  p[f"W_ih{l}"], p[f"W_hh{l}"], p[f"b{l}"], 1)
             states[l] = h_out[0]
             x = h_out[0]
         return x
 
     def score_items(self, h: np.ndarray) -> np.ndarray:
-        """Scores of every item for final hidden states ``h`` (B, H_L)."""
+        """Scores of every item for final hidden states ``h`` (B, H_L): a dense
+        (B, n_items) matrix; ``recommend`` never builds one."""
         return h @ self.params["W_y"].T + self.params["b_y"]
+
+    def _score(self, rows, items, n):
+        # score_prefixes(): dense scores of every item after each prefix.
+        offsets = np.searchsorted(rows, np.arange(n + 1)).astype(np.int64)
+        return self.score_items(self._states(offsets, items)).astype(np.float32, copy=False)
+
+    def _recommend_topk(self, rows, idx, n_sess, k, exclude_seen, candidate):
+        # Final states in C++, then the blocked top-k over the output table:
+        # no (n_sessions, n_items) matrix for any number of sessions.
+        from .topk import _topk_csr
+
+        offsets = np.searchsorted(rows, np.arange(n_sess + 1)).astype(np.int64)
+        h = self._states(offsets, idx)
+        ex_off = ex_idx = None
+        if exclude_seen:
+            key = np.unique(rows.astype(np.int64) * self.n_items + idx)  # sorted, deduplicated
+            ex_idx = key % self.n_items
+            ex_off = np.searchsorted(key // self.n_items, np.arange(n_sess + 1)).astype(np.int64)
+        allowed = None if candidate.all() else candidate
+        return _topk_csr(h, self.params["W_y"], self.params["b_y"], k, ex_off, ex_idx, allowed,
+                         self.num_threads)
+
+    def new_session(self) -> "LiveSession":
+        """A live session: ``click(item_id)`` advances it by one GRU step,
+        ``recommend(k)`` scores every item from its state. A service can keep
+        thousands; each holds only its hidden state and clicked items."""
+        from .session import LiveSession
+
+        self._check_fitted()
+        return LiveSession(self)
+
+    # ------------------------------------------------------------ model files
+    def save(self, path, *, optimizer: bool = False) -> None:
+        """Write the model to one file, atomically (see ``grurec.io``).
+
+        ``optimizer=True`` also stores the optimizer state (only needed to
+        continue training). Item ids must be integers or strings."""
+        from .io import save
+
+        save(self, path, optimizer=optimizer)
+
+    def to_bytes(self, *, optimizer: bool = False) -> bytes:
+        """The model file's bytes (what ``save`` writes)."""
+        from .io import to_bytes
+
+        return to_bytes(self, optimizer=optimizer)
+
+    @classmethod
+    def from_bytes(cls, data) -> "GRU4Rec":
+        """A model from ``to_bytes`` output; ``grurec.ModelFileError`` if the
+        bytes are not an intact model file."""
+        from .io import from_bytes
+
+        return from_bytes(data, cls=cls)
+
+    def __reduce__(self):
+        # Pickling (multiprocessing, Dask, copy.deepcopy) goes through the
+        # model file format: the pickle holds the class and the file's bytes.
+        from .io import _rebuild
+
+        return (_rebuild, (type(self), self.to_bytes()))

@@ -1,0 +1,97 @@
+#include "infer.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "gru.hpp"
+
+namespace grurec {
+namespace {
+
+constexpr int64_t kBlock = 256;  // sessions per block
+
+// One block of sessions [s0, s1), stepped event by event; the kernels run
+// single-threaded (threads split blocks).
+void run_block(const Net& net, int mode, const int64_t* offsets, int64_t s0, int64_t s1,
+               const int32_t* items, bool all_prefixes, float* out) {
+  const int64_t L = static_cast<int64_t>(net.layers.size());
+  const int64_t HL = net.layers.back(), nb = s1 - s0;
+  const int64_t I0 = mode == 1 ? net.emb.cols : (mode == 2 ? HL : 0);
+  std::vector<std::vector<float>> st(L), h(L), gates(L), rh(L), hp(L);
+  for (int64_t l = 0; l < L; ++l) {
+    const int64_t H = net.layers[l];
+    st[l].assign(nb * H, 0.0f);  // [nb, H] state of every session of the block
+    h[l].resize(nb * H);         // [live, H] compacted step buffers
+    gates[l].resize(nb * 3 * H);
+    rh[l].resize(nb * H);
+    hp[l].resize(nb * H);
+  }
+  std::vector<float> x(nb * std::max<int64_t>(I0, 1));
+  std::vector<int64_t> live(nb);
+  int64_t T = 0;
+  for (int64_t s = s0; s < s1; ++s) T = std::max(T, offsets[s + 1] - offsets[s]);
+
+  for (int64_t t = 0; t < T; ++t) {
+    // Sessions with a known item at position t step; the others keep state.
+    int64_t n = 0;
+    for (int64_t b = 0; b < nb; ++b) {
+      const int64_t s = s0 + b;
+      if (offsets[s] + t < offsets[s + 1] && items[offsets[s] + t] >= 0) live[n++] = b;
+    }
+    if (n > 0) {
+      if (mode == 0) {
+        const int64_t H3 = 3 * net.layers[0];
+        for (int64_t i = 0; i < n; ++i) {
+          const int64_t s = s0 + live[i];
+          const float* row = net.W_ih[0].w + static_cast<int64_t>(items[offsets[s] + t]) * H3;
+          float* g = gates[0].data() + i * H3;
+          for (int64_t j = 0; j < H3; ++j) g[j] = net.b[0].w[j] + row[j];
+        }
+      } else {
+        const float* table = mode == 1 ? net.emb.w : net.W_y.w;
+        for (int64_t i = 0; i < n; ++i) {
+          const int64_t s = s0 + live[i];
+          std::memcpy(&x[i * I0], table + static_cast<int64_t>(items[offsets[s] + t]) * I0,
+                      I0 * sizeof(float));
+        }
+      }
+      const float* xin = mode == 0 ? nullptr : x.data();
+      for (int64_t l = 0; l < L; ++l) {
+        const int64_t H = net.layers[l];
+        const int64_t I = l == 0 ? I0 : net.layers[l - 1];
+        for (int64_t i = 0; i < n; ++i)
+          std::memcpy(&hp[l][i * H], &st[l][live[i] * H], H * sizeof(float));
+        gru_forward(h[l].data(), gates[l].data(), rh[l].data(), xin, hp[l].data(),
+                    net.W_ih[l].w, net.W_hh[l].w, net.b[l].w, 1, n, I, H, 1);
+        for (int64_t i = 0; i < n; ++i)
+          std::memcpy(&st[l][live[i] * H], &h[l][i * H], H * sizeof(float));
+        xin = h[l].data();
+      }
+    }
+    if (all_prefixes) {
+      for (int64_t b = 0; b < nb; ++b) {
+        const int64_t s = s0 + b;
+        if (offsets[s] + t + 1 < offsets[s + 1])
+          std::memcpy(out + (offsets[s] - s + t) * HL, &st[L - 1][b * HL], HL * sizeof(float));
+      }
+    }
+  }
+  if (!all_prefixes)
+    std::memcpy(out + s0 * HL, st[L - 1].data(), nb * HL * sizeof(float));
+}
+
+}  // namespace
+
+void session_states(const Net& net, int mode, const int64_t* offsets, int64_t n_sessions,
+                    const int32_t* items, bool all_prefixes, float* out, int num_threads) {
+  const int64_t nblocks = (n_sessions + kBlock - 1) / kBlock;
+  const int nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(num_threads, nblocks)));
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)
+  for (int64_t blk = 0; blk < nblocks; ++blk) {
+    const int64_t s0 = blk * kBlock, s1 = std::min(n_sessions, s0 + kBlock);
+    run_block(net, mode, offsets, s0, s1, items, all_prefixes, out);
+  }
+}
+
+}  // namespace grurec

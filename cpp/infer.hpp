@@ -1,0 +1,29 @@
+// Inference: the GRU run over whole sessions, for recommend() (the state
+// after a session's last event) and evaluate() (the state after every
+// prefix). The hidden state starts at zero for every session; no dropout.
+//
+// Dimensions: S sessions, E events, L layers, H_l hidden units, HL = H_L.
+#pragma once
+
+#include <cstdint>
+
+#include "train.hpp"
+
+namespace grurec {
+
+// offsets [S+1] into items [E]; items are item indices, or -1 for an item
+// the model does not know: such an event leaves the state unchanged.
+// mode: input mode of the net (0 one-hot, 1 embedding, 2 shared; train.hpp).
+//
+// all_prefixes == false: out [S, HL] = last layer's state after the
+//   session's last event (zero for an empty session).
+// all_prefixes == true: out [E - S, HL]; every session must have at least
+//   one event. For session s and position t < len_s - 1, row
+//   (offsets[s] - s) + t is the state after events 0..t: the query that
+//   predicts event t + 1.
+// Threads split blocks of sessions; each block runs the layers as batched
+// one-step products over its live sessions.
+void session_states(const Net& net, int mode, const int64_t* offsets, int64_t n_sessions,
+                    const int32_t* items, bool all_prefixes, float* out, int num_threads);
+
+}  // namespace grurec

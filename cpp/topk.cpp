@@ -1,0 +1,426 @@
+// Top-k and rank counts: planning, threads, candidate selection, merging.
+// The SIMD inner loops are in topk_impl.hpp (one table per level).
+#include "topk.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <limits>
+#include <new>
+#include <vector>
+
+#include "kernels.hpp"
+#include "topk_kernels.hpp"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace grurec {
+
+#ifndef GRUREC_HAVE_X86_LEVELS
+const TopkKernels* topk_kernels_avx2() { return nullptr; }
+const TopkKernels* topk_kernels_avx512() { return nullptr; }
+#endif
+
+const TopkKernels& TK() {
+  const char* name = K().name;
+  const TopkKernels* t = nullptr;
+  if (std::strcmp(name, "avx512") == 0) t = topk_kernels_avx512();
+  if (std::strcmp(name, "avx2") == 0) t = topk_kernels_avx2();
+  if (!t) t = topk_kernels_scalar();
+  return *t;
+}
+
+namespace {
+
+constexpr float kInf = std::numeric_limits<float>::infinity();
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t clamp64(int64_t x, int64_t lo, int64_t hi) { return std::max(lo, std::min(hi, x)); }
+
+struct Cand {
+  float s;
+  int64_t i;
+};
+// The order of results: score descending, then item index ascending.
+inline bool better(const Cand& a, const Cand& b) { return a.s > b.s || (a.s == b.s && a.i < b.i); }
+
+// How the work is cut. Tasks are (query block, item range) pairs, task t =
+// (t / P, t % P).
+struct Plan {
+  int64_t dp;   // padded query row length (multiple of the lane count)
+  int64_t Qs;   // queries scored together against an item block (L1-sized, whole panels)
+  int64_t QB;   // queries per task (a multiple of nothing; the last block is shorter)
+  int64_t nQB;  // query blocks
+  int64_t P;    // item ranges
+  int64_t Nb;   // items per block (L2-sized)
+  int64_t cap;  // candidate slots per query (top-k only)
+  int64_t panel;  // queries per block of the many-query kernel
+  int64_t work() const { return (Qs + panel) * (ceil_div(dp, 4) * 4); }
+  int64_t tasks() const { return nQB * P; }
+  int64_t range_begin(int64_t p, int64_t N) const { return N * p / P; }
+};
+
+// cap_per_query: 0 for rank counts; partial_per_query: K when partial top-k
+// lists must be kept per item range (top-k), 0 otherwise.
+Plan make_plan(int64_t Q, int64_t N, int64_t D, int64_t K, int T, const TopkKernels& tk,
+               bool topk) {
+  Plan p;
+  p.dp = std::max<int64_t>(tk.pad, ceil_div(D, tk.pad) * tk.pad);
+  // Query sub-block: its packed rows (about 24 KiB) stay in L1 while the
+  // item rows of a micro-block are reused against it.
+  p.panel = tk.panel;
+  p.Qs = clamp64(24576 / (p.dp * 4), p.panel, 256) / p.panel * p.panel;
+  p.cap = 0;
+  int64_t qb_max = 256;
+  if (topk) {
+    p.cap = K + clamp64(K, 64, 65536);
+    qb_max = clamp64((int64_t{1} << 21) / p.cap, 1, 256);  // <= 2M candidates per thread
+  }
+  if (Q <= 0) {
+    p.QB = 1;
+    p.nQB = 0;
+  } else {
+    p.nQB = ceil_div(Q, qb_max);
+    p.QB = ceil_div(Q, p.nQB);
+  }
+  p.Qs = std::max<int64_t>(1, std::min(p.Qs, p.QB));
+  // Enough tasks for load balance on a shared machine: about 4 per thread,
+  // splitting the items when there are few query blocks.
+  p.P = 1;
+  if (T > 1 && p.nQB > 0 && p.nQB < 4 * T) p.P = ceil_div(4 * T, p.nQB);
+  p.P = std::min<int64_t>(p.P, std::max<int64_t>(1, N / 1024));
+  if (topk && p.P > 1) {
+    // Partial lists cost Q * P * K entries: keep them under 4M (64 MiB).
+    const int64_t limit = int64_t{1} << 22;
+    if (Q * p.P * K > limit) p.P = std::max<int64_t>(1, limit / std::max<int64_t>(1, Q * K));
+  }
+  // Item block: about 384 KiB of item rows (reused from L2 by every query
+  // sub-block of the task), and a score tile Qs x Nb of at most 128 KiB.
+  int64_t nb = 393216 / (std::max<int64_t>(D, 1) * 4);
+  nb = std::min(nb, 32768 / p.Qs);
+  p.Nb = clamp64(nb, 64, 4096) / 16 * 16;
+  return p;
+}
+
+// One query's running top-k: buf[0..n) holds candidates, all of which beat
+// every item seen and dropped; thr is the K-th best score after the last cut
+// (-inf before), so only scores > thr can still enter.
+struct Running {
+  Cand* buf;
+  int64_t n;
+  float thr;
+};
+
+void cut(Running& r, int64_t K) {
+  std::nth_element(r.buf, r.buf + (K - 1), r.buf + r.n, better);
+  r.n = K;
+  r.thr = r.buf[K - 1].s;
+}
+
+// Sorted best min(n, K) of r into idx/score, padding to K with -1 / -inf.
+void finish(Running& r, int64_t K, int64_t* idx, float* score) {
+  if (r.n > K) cut(r, K);
+  std::sort(r.buf, r.buf + r.n, better);
+  for (int64_t j = 0; j < r.n; ++j) {
+    idx[j] = r.buf[j].i;
+    score[j] = r.buf[j].s;
+  }
+  for (int64_t j = r.n; j < K; ++j) {
+    idx[j] = -1;
+    score[j] = -kInf;
+  }
+}
+
+// Per-thread buffers, sized on the first task.
+struct Scratch {
+  std::vector<float> qp;     // [QB, dp] padded query rows
+  std::vector<float> tile;   // [Qs, Nb] scores of a query sub-block x an item block
+  std::vector<float> work;   // packed queries of a sub-block (dots)
+  std::vector<int32_t> ci;   // [Nb] candidate positions in a tile row
+  std::vector<float> cv;     // [Nb] their scores
+  std::vector<Cand> cand;    // [QB, cap] candidate buffers
+  std::vector<Running> run;  // [QB]
+  std::vector<float> st;     // [QB] target scores (rank counts)
+  std::vector<int64_t> cnt;  // [QB, 2] greater / equal counts (rank counts)
+  void size(const Plan& p, bool topk) {
+    if (!qp.empty()) return;
+    qp.assign(p.QB * p.dp, 0.0f);
+    tile.resize(p.Qs * p.Nb);
+    work.resize(p.work());
+    if (topk) {
+      ci.resize(p.Nb);
+      cv.resize(p.Nb);
+      cand.resize(p.QB * p.cap);
+      run.resize(p.QB);
+    } else {
+      st.resize(p.QB);
+      cnt.resize(p.QB * 2);
+    }
+  }
+};
+
+// Copies queries [q0, q0 + nq) into zero-padded rows.
+void pad_queries(float* qp, const float* queries, int64_t q0, int64_t nq, int64_t D,
+                 int64_t dp) {
+  for (int64_t q = 0; q < nq; ++q) {
+    float* dst = qp + q * dp;
+    if (D > 0) std::memcpy(dst, queries + (q0 + q) * D, sizeof(float) * D);
+    std::fill(dst + D, dst + dp, 0.0f);
+  }
+}
+
+// Runs f(task, scratch) for every task on up to num_threads threads; false
+// when a scratch allocation failed (no exception leaves the region).
+template <class F>
+bool run_tasks(int64_t tasks, int num_threads, bool topk, const Plan& plan, F f) {
+  std::atomic<bool> failed{false};
+  const int nt = static_cast<int>(std::min<int64_t>(num_threads, tasks));
+  auto body = [&](int64_t t, Scratch& s) {
+    if (failed.load(std::memory_order_relaxed)) return;
+    try {
+      s.size(plan, topk);
+      f(t, s);
+    } catch (...) {
+      failed.store(true);
+    }
+  };
+#ifdef _OPENMP
+  if (nt > 1) {
+#pragma omp parallel num_threads(nt)
+    {
+      Scratch s;
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t t = 0; t < tasks; ++t) body(t, s);
+    }
+    return !failed.load();
+  }
+#endif
+  Scratch s;
+  for (int64_t t = 0; t < tasks; ++t) body(t, s);
+  return !failed.load();
+}
+
+}  // namespace
+
+int topk(int64_t* out_idx, float* out_score, const float* queries, const float* items,
+         const float* bias, int64_t Q, int64_t N, int64_t D, int64_t K,
+         const int64_t* excl_off, const int64_t* excl_idx, const uint8_t* allowed,
+         int num_threads) {
+  if (Q <= 0) return kTopkOk;
+  const TopkKernels& tk = TK();
+  const Plan plan = make_plan(Q, N, D, K, num_threads, tk, true);
+  const int64_t P = plan.P;
+  // Partial lists when the items are split: [Q, P] counts, [Q, P, K] entries.
+  std::vector<int64_t> part_n;
+  std::vector<Cand> part;
+  try {
+    if (P > 1) {
+      part_n.resize(Q * P);
+      part.resize(Q * P * K);
+    }
+  } catch (...) {
+    return kTopkNoMemory;
+  }
+  std::atomic<bool> bad{false};
+
+  auto task = [&](int64_t t, Scratch& s) {
+    const int64_t qblk = t / P, p = t % P;
+    const int64_t qa = qblk * plan.QB, nQ = std::min(plan.QB, Q - qa);
+    const int64_t ia = plan.range_begin(p, N), ib = plan.range_begin(p + 1, N);
+    pad_queries(s.qp.data(), queries, qa, nQ, D, plan.dp);
+    for (int64_t q = 0; q < nQ; ++q) s.run[q] = {s.cand.data() + q * plan.cap, 0, -kInf};
+    bool my_bad = false;
+    for (int64_t i0 = ia; i0 < ib; i0 += plan.Nb) {
+      const int64_t nb = std::min(plan.Nb, ib - i0);
+      const float* bias0 = bias ? bias + i0 : nullptr;
+      for (int64_t s0 = 0; s0 < nQ; s0 += plan.Qs) {
+        const int64_t ns = std::min(plan.Qs, nQ - s0);
+        tk.dots(ns, nb, D, s.qp.data() + s0 * plan.dp, plan.dp, items + i0 * D, s.tile.data(),
+                plan.Nb, s.work.data());
+        for (int64_t b = 0; b < ns; ++b) {
+          const int64_t q = s0 + b;
+          Running& r = s.run[q];
+          const int64_t m = tk.above(nb, s.tile.data() + b * plan.Nb, bias0, r.thr, s.ci.data(),
+                                     s.cv.data(), &my_bad);
+          const int64_t* ex0 = excl_off ? excl_idx + excl_off[qa + q] : nullptr;
+          const int64_t* ex1 = excl_off ? excl_idx + excl_off[qa + q + 1] : nullptr;
+          for (int64_t c = 0; c < m; ++c) {
+            const float v = s.cv[c];
+            const int64_t i = i0 + s.ci[c];
+            if (!(v > r.thr)) continue;  // the threshold rose within this row
+            if (allowed && !allowed[i]) continue;
+            if (ex0 != ex1 && std::binary_search(ex0, ex1, i)) continue;
+            if (r.n == plan.cap) {
+              cut(r, K);
+              if (!(v > r.thr)) continue;
+            }
+            r.buf[r.n++] = {v, i};
+          }
+        }
+      }
+    }
+    if (my_bad) bad.store(true, std::memory_order_relaxed);
+    for (int64_t q = 0; q < nQ; ++q) {
+      Running& r = s.run[q];
+      if (P == 1) {
+        finish(r, K, out_idx + (qa + q) * K, out_score + (qa + q) * K);
+      } else {
+        if (r.n > K) cut(r, K);
+        const int64_t slot = (qa + q) * P + p;
+        std::copy(r.buf, r.buf + r.n, part.begin() + slot * K);
+        part_n[slot] = r.n;
+      }
+    }
+  };
+  if (!run_tasks(plan.tasks(), num_threads, true, plan, task)) return kTopkNoMemory;
+
+  if (P > 1) {
+    // Merge the P partial lists of every query (they cover disjoint item
+    // ranges, so the best K of their union is the answer).
+    std::atomic<bool> failed{false};
+    const int nt = static_cast<int>(std::min<int64_t>(num_threads, Q));
+    auto merge = [&](int64_t q, std::vector<Cand>& tmp) {
+      tmp.clear();
+      for (int64_t p = 0; p < P; ++p) {
+        const int64_t slot = q * P + p;
+        tmp.insert(tmp.end(), part.begin() + slot * K, part.begin() + slot * K + part_n[slot]);
+      }
+      Running r{tmp.data(), static_cast<int64_t>(tmp.size()), -kInf};
+      finish(r, K, out_idx + q * K, out_score + q * K);
+    };
+    auto guarded = [&](int64_t q, std::vector<Cand>& tmp) {
+      if (failed.load(std::memory_order_relaxed)) return;
+      try {
+        tmp.reserve(P * K);
+        merge(q, tmp);
+      } catch (...) {
+        failed.store(true);
+      }
+    };
+#ifdef _OPENMP
+    if (nt > 1 && Q * P * K > 4096) {
+#pragma omp parallel num_threads(nt)
+      {
+        std::vector<Cand> tmp;
+#pragma omp for schedule(static)
+        for (int64_t q = 0; q < Q; ++q) guarded(q, tmp);
+      }
+    } else
+#endif
+    {
+      std::vector<Cand> tmp;
+      for (int64_t q = 0; q < Q; ++q) guarded(q, tmp);
+    }
+    if (failed.load()) return kTopkNoMemory;
+  }
+  return bad.load() ? kTopkNonFinite : kTopkOk;
+}
+
+int rank_counts(int64_t* greater, int64_t* equal, const float* queries, const float* items,
+                const float* bias, const int64_t* targets, int64_t Q, int64_t N, int64_t D,
+                int num_threads) {
+  if (Q <= 0) return kTopkOk;
+  const TopkKernels& tk = TK();
+  const Plan plan = make_plan(Q, N, D, 0, num_threads, tk, false);
+  const int64_t P = plan.P;
+  std::vector<int64_t> part;  // [P, Q, 2]
+  try {
+    part.assign(P * Q * 2, 0);
+  } catch (...) {
+    return kTopkNoMemory;
+  }
+  std::atomic<bool> bad{false};
+
+  auto task = [&](int64_t t, Scratch& s) {
+    const int64_t qblk = t / P, p = t % P;
+    const int64_t qa = qblk * plan.QB, nQ = std::min(plan.QB, Q - qa);
+    const int64_t ia = plan.range_begin(p, N), ib = plan.range_begin(p + 1, N);
+    pad_queries(s.qp.data(), queries, qa, nQ, D, plan.dp);
+    for (int64_t q = 0; q < nQ; ++q) {
+      // The target's score, by the same kernel and the same bias addition.
+      const int64_t tgt = targets[qa + q];
+      float dot = 0.0f;
+      tk.dots(1, 1, D, s.qp.data() + q * plan.dp, plan.dp, items + tgt * D, &dot, 1, s.work.data());
+      s.st[q] = bias ? dot + bias[tgt] : dot;
+      s.cnt[2 * q] = s.cnt[2 * q + 1] = 0;
+    }
+    bool my_bad = false;
+    for (int64_t i0 = ia; i0 < ib; i0 += plan.Nb) {
+      const int64_t nb = std::min(plan.Nb, ib - i0);
+      const float* bias0 = bias ? bias + i0 : nullptr;
+      for (int64_t s0 = 0; s0 < nQ; s0 += plan.Qs) {
+        const int64_t ns = std::min(plan.Qs, nQ - s0);
+        tk.dots(ns, nb, D, s.qp.data() + s0 * plan.dp, plan.dp, items + i0 * D, s.tile.data(),
+                plan.Nb, s.work.data());
+        for (int64_t b = 0; b < ns; ++b) {
+          const int64_t q = s0 + b;
+          tk.count(nb, s.tile.data() + b * plan.Nb, bias0, s.st[q], &s.cnt[2 * q],
+                   &s.cnt[2 * q + 1], &my_bad);
+        }
+      }
+    }
+    if (my_bad) bad.store(true, std::memory_order_relaxed);
+    for (int64_t q = 0; q < nQ; ++q) {
+      part[(p * Q + qa + q) * 2] = s.cnt[2 * q];
+      part[(p * Q + qa + q) * 2 + 1] = s.cnt[2 * q + 1];
+    }
+  };
+  if (!run_tasks(plan.tasks(), num_threads, false, plan, task)) return kTopkNoMemory;
+  for (int64_t q = 0; q < Q; ++q) {
+    int64_t g = 0, e = 0;
+    for (int64_t p = 0; p < P; ++p) {
+      g += part[(p * Q + q) * 2];
+      e += part[(p * Q + q) * 2 + 1];
+    }
+    greater[q] = g;
+    equal[q] = e - 1;  // the target equals itself
+  }
+  return bad.load() ? kTopkNonFinite : kTopkOk;
+}
+
+int rank_counts_dense(int64_t* greater, int64_t* equal, const float* scores,
+                      const int64_t* targets, int64_t R, int64_t N, int num_threads) {
+  if (R <= 0) return kTopkOk;
+  const TopkKernels& tk = TK();
+  std::atomic<bool> bad{false};
+  auto rows = [&](int64_t r0, int64_t r1) {
+    bool my_bad = false;
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* row = scores + r * N;
+      int64_t g = 0, e = 0;
+      tk.count(N, row, nullptr, row[targets[r]], &g, &e, &my_bad);
+      greater[r] = g;
+      equal[r] = e - 1;
+    }
+    if (my_bad) bad.store(true, std::memory_order_relaxed);
+  };
+  const int64_t nt = std::min<int64_t>(num_threads, R);
+#ifdef _OPENMP
+  if (nt > 1 && R * N >= 65536) {
+#pragma omp parallel for num_threads(static_cast<int>(nt)) schedule(static, 1)
+    for (int64_t t = 0; t < nt; ++t) rows(R * t / nt, R * (t + 1) / nt);
+    return bad.load() ? kTopkNonFinite : kTopkOk;
+  }
+#endif
+  rows(0, R);
+  return bad.load() ? kTopkNonFinite : kTopkOk;
+}
+
+float stream_max(const float* x, int64_t n, int num_threads) {
+  const TopkKernels& tk = TK();
+  const int64_t nt = std::max<int64_t>(1, std::min<int64_t>({num_threads, n / 4096, 256}));
+  float part[256];
+  std::fill(part, part + nt, -kInf);
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(static_cast<int>(nt)) schedule(static, 1)
+#endif
+  for (int64_t t = 0; t < nt; ++t) {
+    const int64_t a = n * t / nt, b = n * (t + 1) / nt;
+    if (b > a) part[t] = tk.stream_max(b - a, x + a);
+  }
+  return *std::max_element(part, part + nt);
+}
+
+}  // namespace grurec

@@ -1,0 +1,63 @@
+// Top-k scoring of queries against an item table, and the rank counts that
+// evaluation needs, with bounded memory (never a queries x items matrix).
+//
+// Dimension names: Q queries, N items, D dimensions, K results per query,
+// R rows of a dense score block. Scores are the canonical float32 scores of
+// topk_kernels.hpp: score(q, i) = dot(queries[q], items[i]) (+ bias[i]),
+// identical for every batch size, block position and thread count.
+//
+// Work is split into tasks (a block of queries x a contiguous range of items),
+// run by OpenMP threads (dynamic schedule). Few queries: the item table is
+// split into ranges and each thread keeps a partial top-k per query, merged at
+// the end; many queries: each task owns whole query rows and writes its
+// results directly. Inside a task the items go by in blocks (L2-sized); the
+// scores of a block of queries against a block of items land in a small
+// per-thread tile, and only scores above the query's running K-th best (the
+// threshold filter) become candidates; a candidate buffer of K + extra slots
+// is cut back to the best K (nth_element) when full, raising the threshold.
+// Ties are broken by the lower item index: within a task items arrive in
+// increasing index order, so a later item that only ties the K-th best never
+// qualifies.
+//
+// These functions never throw and never let an exception out of an OpenMP
+// region; they report failures by status code. Arguments are validated by the
+// caller (bindings.cpp).
+#pragma once
+
+#include <cstdint>
+
+namespace grurec {
+
+enum TopkStatus {
+  kTopkOk = 0,
+  kTopkNonFinite = 1,  // some score was NaN or +-inf (bad input or float32 overflow)
+  kTopkNoMemory = 2,   // a scratch allocation failed
+};
+
+// out_idx[Q,K], out_score[Q,K]: per query the K best items, best first (score
+// descending, then item index ascending). Excluded items (excl_off[Q+1],
+// excl_idx[excl_off[Q]]: CSR lists of item indices, ascending within each row,
+// duplicates allowed; both null for none) and items with allowed[i] == 0
+// (allowed[N] or null) are never returned; a query with fewer than K eligible
+// items gets index -1 and score -inf in the remaining slots.
+// Requires 1 <= K <= N, Q >= 0, D >= 0, num_threads >= 1.
+int topk(int64_t* out_idx, float* out_score, const float* queries, const float* items,
+         const float* bias, int64_t Q, int64_t N, int64_t D, int64_t K,
+         const int64_t* excl_off, const int64_t* excl_idx, const uint8_t* allowed,
+         int num_threads);
+
+// greater[Q], equal[Q]: for query q with target item t = targets[q] (0 <= t < N),
+// the number of items scoring strictly higher than t and the number scoring
+// equal to t, t itself not counted.
+int rank_counts(int64_t* greater, int64_t* equal, const float* queries, const float* items,
+                const float* bias, const int64_t* targets, int64_t Q, int64_t N, int64_t D,
+                int num_threads);
+
+// The same for a dense score block scores[R,N] with targets[R].
+int rank_counts_dense(int64_t* greater, int64_t* equal, const float* scores,
+                      const int64_t* targets, int64_t R, int64_t N, int num_threads);
+
+// max of x[0..n), read once by num_threads threads (a memory-bandwidth probe).
+float stream_max(const float* x, int64_t n, int num_threads);
+
+}  // namespace grurec

@@ -1,0 +1,479 @@
+// Top-k / rank-count inner loops, one copy per SIMD level. Included once per
+// level by topk_<level>.cpp, which defines the level macro, GRUREC_NS,
+// GRUREC_LEVEL_NAME and the table getter GRUREC_TOPK_FN. See
+// topk_kernels.hpp for the contract and the canonical score.
+//
+// The canonical dot product keeps 8 partial sums (lane l takes elements
+// 8c + l, chunk c by chunk c, one FMA each) and reduces them by the halving
+// tree: lane l + 4 onto l, then l + 2 onto l, then lane 1 onto lane 0. An
+// 8-lane accumulator is a ymm register (avx2) or half a zmm (avx512):
+//
+// * many queries (dots through panel_micro): a register block of MI items x
+//   MQ queries, every (item, query) pair its own 8-lane accumulator; avx512
+//   puts two queries in a zmm (queries packed [chunk][query pair][8]) and
+//   broadcasts the item's chunk to both halves (a load, no shuffle). Per pair
+//   that is ceil(D/8) FMA lanes-groups and, for the reduction, 14 shuffles and
+//   7 adds per 16 pairs (avx512) or per 8 pairs (avx2).
+// * one query (one_micro): a block of rows, one accumulator per row (avx2)
+//   or per two rows (avx512: [row a | row b], a ymm load and an insert from
+//   memory per 16 floats). The item table is streamed once, a few blocks
+//   ahead of the loads by software prefetch (the rows of a block are read
+//   interleaved, a pattern the hardware prefetcher follows poorly).
+//
+// Both paths give every (query, item) pair the same arithmetic, so avx2 and
+// avx512 give the same scores and every path agrees bit for bit. The scalar
+// level has the same lanes and tree but multiplies and adds separately (the
+// x86-64 baseline has no FMA), so its last bits differ.
+//
+// Like kernels_impl.hpp this file uses no std:: templates: everything here is
+// compiled with the level's -m flags inside an anonymous namespace.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "simd.hpp"
+#include "topk_kernels.hpp"
+
+namespace GRUREC_NS {
+namespace {
+
+constexpr int W = V::W;
+constexpr int L = 8;            // lanes of the canonical accumulator
+constexpr int64_t kPrefetch = 2048;  // bytes past the next one-query block
+constexpr int64_t kPanelAhead = 4;   // many-query micro-blocks prefetched ahead
+
+inline int64_t lmin(int64_t a, int64_t b) { return a < b ? a : b; }
+
+#if defined(GRUREC_LEVEL_AVX512) || defined(GRUREC_LEVEL_AVX2)
+// Lanes < c of 8 set (c may be <= 0 or >= 8).
+inline __m256i mask8(int64_t c) {
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const int cc = static_cast<int>(c < 0 ? 0 : (c > 8 ? 8 : c));
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(cc), lane);
+}
+// 8 floats from p, lanes at or past c zero (never read).
+inline __m256 load8(const float* p, int64_t c) {
+  return c >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, mask8(c));
+}
+// Sum of the 8 lanes of v[s] in lane 4 (s % 2) + s / 2... see reduce8.
+inline __m256 fold128(__m256 a, __m256 b) {  // [a.lo + a.hi | b.lo + b.hi]
+  return _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31));
+}
+#endif
+
+#if defined(GRUREC_LEVEL_AVX512)
+constexpr int MI = 4, MG = 4;  // many-query block: 4 items x 4 zmm of 2 queries
+constexpr int PANEL = 2 * MG;  // queries per many-query block
+constexpr int ONE = 16;        // rows per one-query block
+
+inline V::reg ld_tail(const float* p, int64_t c) {
+  return _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << c) - 1u), p);
+}
+inline uint32_t gt_mask(V::reg a, V::reg b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ); }
+inline uint32_t eq_mask(V::reg a, V::reg b) { return _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ); }
+
+inline __m512 join(__m256 a, __m256 b) {  // [a | b]
+  return _mm512_castpd_ps(
+      _mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(a)), _mm256_castps_pd(b), 1));
+}
+// p[0..8) in both halves (c valid).
+inline __m512 bcast8(const float* p) {
+  return _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(_mm256_loadu_ps(p))));
+}
+inline __m512 bcast8_tail(const float* p, int64_t c) {
+  const __m256 x = load8(p, c);
+  return join(x, x);
+}
+// Halving folds, two registers at a time. Blocks are 128-bit.
+inline __m512 fold_l4(__m512 v, __m512 w) {  // blocks: (vA, vB, wA, wB), lanes l + l+4
+  return _mm512_add_ps(_mm512_shuffle_f32x4(v, w, 0x88), _mm512_shuffle_f32x4(v, w, 0xDD));
+}
+// Block j, lane m of the result = the 4-lane tree (l + l+2, then 0 + 1) of
+// block j of u[m].
+inline __m512 reduce4(__m512 u0, __m512 u1, __m512 u2, __m512 u3) {
+  const __m512d a0 = _mm512_castps_pd(u0), a1 = _mm512_castps_pd(u1);
+  const __m512d a2 = _mm512_castps_pd(u2), a3 = _mm512_castps_pd(u3);
+  const __m512 s0 = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a0, a1)),
+                                  _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a1)));
+  const __m512 s1 = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a2, a3)),
+                                  _mm512_castpd_ps(_mm512_unpackhi_pd(a2, a3)));
+  return _mm512_add_ps(_mm512_shuffle_ps(s0, s1, _MM_SHUFFLE(2, 0, 2, 0)),
+                       _mm512_shuffle_ps(s0, s1, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+// Eight zmm of two 8-lane accumulators each: block j, lane m of the result =
+// the canonical sum of half (j % 2) of v[2m + j / 2].
+inline __m512 reduce16(const __m512* v) {
+  return reduce4(fold_l4(v[0], v[1]), fold_l4(v[2], v[3]), fold_l4(v[4], v[5]),
+                 fold_l4(v[6], v[7]));
+}
+inline __m128 block(__m512 v, int j) {
+  switch (j) {
+    case 0: return _mm512_castps512_ps128(v);
+    case 1: return _mm512_extractf32x4_ps(v, 1);
+    case 2: return _mm512_extractf32x4_ps(v, 2);
+    default: return _mm512_extractf32x4_ps(v, 3);
+  }
+}
+
+// Pk[c][g][h][l] = q_{2g+h}[8c + l] for a panel of PANEL query rows (Qp,
+// stride ldq, zero past D; rows >= nq zero), c < C = ceil(D/8).
+void pack_panel(int64_t nq, int64_t C, const float* Qp, int64_t ldq, float* Pk) {
+  for (int64_t c = 0; c < C; ++c)
+    for (int q = 0; q < PANEL; ++q) {
+      float* dst = Pk + (c * PANEL + q) * L;
+      if (q < nq)
+        std::memcpy(dst, Qp + q * ldq + L * c, L * sizeof(float));
+      else
+        std::memset(dst, 0, L * sizeof(float));
+    }
+}
+inline int64_t panel_floats(int64_t D) { return PANEL * L * ((D + L - 1) / L); }
+
+// T[q*ldt + a] = dot(query q of the packed panel, item row a of X) for
+// a < ni (rows >= ni repeat the last; dropped), q < nq.
+void panel_micro(int64_t D, const float* Pk, const float* X, int64_t ni, int64_t nq, float* T,
+                 int64_t ldt) {
+  const float* xr[MI];
+  for (int a = 0; a < MI; ++a) xr[a] = X + (a < ni ? a : ni - 1) * D;
+  __m512 acc[MI][MG];
+#pragma GCC unroll 16
+  for (int a = 0; a < MI; ++a)
+#pragma GCC unroll 8
+    for (int g = 0; g < MG; ++g) acc[a][g] = _mm512_setzero_ps();
+  const int64_t Cf = D / L;
+  for (int64_t c = 0; c < Cf; ++c) {
+    __m512 q[MG];
+#pragma GCC unroll 8
+    for (int g = 0; g < MG; ++g) q[g] = _mm512_loadu_ps(Pk + (c * MG + g) * 2 * L);
+#pragma GCC unroll 16
+    for (int a = 0; a < MI; ++a) {
+      const __m512 x = bcast8(xr[a] + L * c);
+#pragma GCC unroll 8
+      for (int g = 0; g < MG; ++g) acc[a][g] = _mm512_fmadd_ps(q[g], x, acc[a][g]);
+    }
+  }
+  if (D % L) {
+    const int64_t c = Cf;
+    __m512 q[MG];
+#pragma GCC unroll 8
+    for (int g = 0; g < MG; ++g) q[g] = _mm512_loadu_ps(Pk + (c * MG + g) * 2 * L);
+#pragma GCC unroll 16
+    for (int a = 0; a < MI; ++a) {
+      const __m512 x = bcast8_tail(xr[a] + L * c, D % L);
+#pragma GCC unroll 8
+      for (int g = 0; g < MG; ++g) acc[a][g] = _mm512_fmadd_ps(q[g], x, acc[a][g]);
+    }
+  }
+  // Queries 2g .. 2g+3 x items 0..3 per reduction: block j = query 2g + j.
+#pragma GCC unroll 4
+  for (int g = 0; g < MG; g += 2) {
+    const __m512 v[8] = {acc[0][g], acc[0][g + 1], acc[1][g], acc[1][g + 1],
+                         acc[2][g], acc[2][g + 1], acc[3][g], acc[3][g + 1]};
+    const __m512 r = reduce16(v);
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) {
+      const int64_t q = 2 * g + j;
+      if (q >= nq) break;
+      float* dst = T + q * ldt;
+      if (ni == MI) {
+        _mm_storeu_ps(dst, block(r, j));
+      } else {
+        float tmp[4];
+        _mm_storeu_ps(tmp, block(r, j));
+        for (int64_t a = 0; a < ni; ++a) dst[a] = tmp[a];
+      }
+    }
+  }
+}
+
+// One query q (zero-padded to a multiple of 8) against ni <= 16 rows of X:
+// T[a], a < ni. Accumulator 2m holds rows (m, m + 4), 2m + 1 rows (m + 8,
+// m + 12), so reduce16 yields the rows in order.
+void one_micro(int64_t D, const float* q, const float* X, int64_t ni, float* T) {
+  const float* xr[ONE];
+  for (int r = 0; r < ONE; ++r) xr[r] = X + (r < ni ? r : ni - 1) * D;
+  __m512 acc[8];
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; ++i) acc[i] = _mm512_setzero_ps();
+  int64_t p = 0;
+  for (; p + L <= D; p += L) {
+    const __m512 qb = bcast8(q + p);
+#pragma GCC unroll 4
+    for (int m = 0; m < 4; ++m) {
+      acc[2 * m] = _mm512_fmadd_ps(
+          join(_mm256_loadu_ps(xr[m] + p), _mm256_loadu_ps(xr[m + 4] + p)), qb, acc[2 * m]);
+      acc[2 * m + 1] = _mm512_fmadd_ps(
+          join(_mm256_loadu_ps(xr[m + 8] + p), _mm256_loadu_ps(xr[m + 12] + p)), qb,
+          acc[2 * m + 1]);
+    }
+  }
+  if (p < D) {
+    const int64_t c = D - p;
+    const __m512 qb = bcast8(q + p);  // q is zero past D
+#pragma GCC unroll 4
+    for (int m = 0; m < 4; ++m) {
+      acc[2 * m] = _mm512_fmadd_ps(join(load8(xr[m] + p, c), load8(xr[m + 4] + p, c)), qb,
+                                   acc[2 * m]);
+      acc[2 * m + 1] = _mm512_fmadd_ps(join(load8(xr[m + 8] + p, c), load8(xr[m + 12] + p, c)),
+                                       qb, acc[2 * m + 1]);
+    }
+  }
+  const __m512 r = reduce16(acc);
+  if (ni == ONE) {
+    _mm512_storeu_ps(T, r);
+  } else {
+    float tmp[ONE];
+    _mm512_storeu_ps(tmp, r);
+    for (int64_t a = 0; a < ni; ++a) T[a] = tmp[a];
+  }
+}
+
+#elif defined(GRUREC_LEVEL_AVX2)
+constexpr int MI = 4, MQ = 2;  // many-query block: 4 items x 2 queries
+constexpr int PANEL = MQ;
+constexpr int ONE = 8;  // rows per one-query block
+
+inline V::reg ld_tail(const float* p, int64_t c) { return load8(p, c); }
+inline uint32_t gt_mask(V::reg a, V::reg b) {
+  return static_cast<uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(a, b, _CMP_GT_OQ)));
+}
+inline uint32_t eq_mask(V::reg a, V::reg b) {
+  return static_cast<uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(a, b, _CMP_EQ_OQ)));
+}
+inline __m256 fold64(__m256 a, __m256 b) {
+  const __m256d ad = _mm256_castps_pd(a), bd = _mm256_castps_pd(b);
+  return _mm256_add_ps(_mm256_castpd_ps(_mm256_unpacklo_pd(ad, bd)),
+                       _mm256_castpd_ps(_mm256_unpackhi_pd(ad, bd)));
+}
+inline __m256 fold32(__m256 a, __m256 b) {
+  return _mm256_add_ps(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)),
+                       _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+// Lane 4h + m of the result = the canonical sum of v[h + 2m].
+inline __m256 reduce8(const __m256* v) {
+  return fold32(fold64(fold128(v[0], v[1]), fold128(v[2], v[3])),
+                fold64(fold128(v[4], v[5]), fold128(v[6], v[7])));
+}
+inline int64_t panel_floats(int64_t) { return 0; }  // rows are used as they are
+
+// T[b*ldt + a] for MI items x MQ query rows (Qp, stride ldq, zero past D).
+void panel_micro(int64_t D, const float* Qp, int64_t ldq, const float* X, int64_t ni,
+                 int64_t nq, float* T, int64_t ldt) {
+  const float* xr[MI];
+  for (int a = 0; a < MI; ++a) xr[a] = X + (a < ni ? a : ni - 1) * D;
+  const float* qr[MQ];
+  for (int b = 0; b < MQ; ++b) qr[b] = Qp + (b < nq ? b : nq - 1) * ldq;
+  __m256 acc[MI][MQ];
+#pragma GCC unroll 8
+  for (int a = 0; a < MI; ++a)
+#pragma GCC unroll 4
+    for (int b = 0; b < MQ; ++b) acc[a][b] = _mm256_setzero_ps();
+  for (int64_t p = 0; p < D; p += L) {
+    const int64_t c = D - p;
+    __m256 x[MI];
+#pragma GCC unroll 8
+    for (int a = 0; a < MI; ++a) x[a] = c >= L ? _mm256_loadu_ps(xr[a] + p) : load8(xr[a] + p, c);
+#pragma GCC unroll 4
+    for (int b = 0; b < MQ; ++b) {
+      const __m256 q = _mm256_loadu_ps(qr[b] + p);
+#pragma GCC unroll 8
+      for (int a = 0; a < MI; ++a) acc[a][b] = _mm256_fmadd_ps(q, x[a], acc[a][b]);
+    }
+  }
+  // Lane 4h + m = item m, query h.
+  const __m256 v[8] = {acc[0][0], acc[0][1], acc[1][0], acc[1][1],
+                       acc[2][0], acc[2][1], acc[3][0], acc[3][1]};
+  const __m256 r = reduce8(v);
+  for (int h = 0; h < MQ && h < nq; ++h) {
+    const __m128 blk = h == 0 ? _mm256_castps256_ps128(r) : _mm256_extractf128_ps(r, 1);
+    if (ni == MI) {
+      _mm_storeu_ps(T + h * ldt, blk);
+    } else {
+      float tmp[4];
+      _mm_storeu_ps(tmp, blk);
+      for (int64_t a = 0; a < ni; ++a) T[h * ldt + a] = tmp[a];
+    }
+  }
+}
+
+// One query against ni <= 8 rows; row r in v[4 (r % 2) + r / 2]'s slot so
+// reduce8 yields the rows in order.
+void one_micro(int64_t D, const float* q, const float* X, int64_t ni, float* T) {
+  const float* xr[ONE];
+  for (int r = 0; r < ONE; ++r) xr[r] = X + (r < ni ? r : ni - 1) * D;
+  __m256 acc[ONE];
+#pragma GCC unroll 8
+  for (int r = 0; r < ONE; ++r) acc[r] = _mm256_setzero_ps();
+  for (int64_t p = 0; p < D; p += L) {
+    const int64_t c = D - p;
+    const __m256 qv = _mm256_loadu_ps(q + p);  // zero past D
+#pragma GCC unroll 8
+    for (int r = 0; r < ONE; ++r)
+      acc[r] = _mm256_fmadd_ps(c >= L ? _mm256_loadu_ps(xr[r] + p) : load8(xr[r] + p, c), qv,
+                               acc[r]);
+  }
+  const __m256 v[8] = {acc[0], acc[4], acc[1], acc[5], acc[2], acc[6], acc[3], acc[7]};
+  const __m256 r = reduce8(v);
+  if (ni == ONE) {
+    _mm256_storeu_ps(T, r);
+  } else {
+    float tmp[ONE];
+    _mm256_storeu_ps(tmp, r);
+    for (int64_t a = 0; a < ni; ++a) T[a] = tmp[a];
+  }
+}
+#endif
+
+#if defined(GRUREC_LEVEL_AVX512) || defined(GRUREC_LEVEL_AVX2)
+void dots(int64_t nq, int64_t nx, int64_t D, const float* Qp, int64_t ldq, const float* X,
+          float* T, int64_t ldt, float* work) {
+  // Queries in panels; a remainder too small to fill a panel usefully goes
+  // one query at a time.
+  int64_t npanel = nq / PANEL;
+  const int64_t rem = nq - npanel * PANEL;
+  if (rem > 1 && 4 * rem >= PANEL) ++npanel;
+  if (npanel > 0) {
+#if defined(GRUREC_LEVEL_AVX512)
+    const int64_t pf = panel_floats(D);
+    for (int64_t p = 0; p < npanel; ++p)
+      pack_panel(lmin(PANEL, nq - p * PANEL), pf / (PANEL * L), Qp + p * PANEL * ldq, ldq,
+                 work + p * pf);
+#else
+    (void)work;
+#endif
+    const int64_t mb_bytes = MI * D * 4;
+    for (int64_t i = 0; i < nx; i += MI) {
+      const int64_t ni = lmin(MI, nx - i);
+      // The rows of a later micro-block, in case they still come from memory.
+      const char* ahead = reinterpret_cast<const char*>(X + i * D) + kPanelAhead * mb_bytes;
+      for (int64_t o = 0; o < mb_bytes; o += 64) __builtin_prefetch(ahead + o, 0, 3);
+      for (int64_t p = 0; p < npanel; ++p) {
+#if defined(GRUREC_LEVEL_AVX512)
+        panel_micro(D, work + p * pf, X + i * D, ni, lmin(PANEL, nq - p * PANEL),
+                    T + p * PANEL * ldt + i, ldt);
+#else
+        panel_micro(D, Qp + p * PANEL * ldq, ldq, X + i * D, ni, lmin(PANEL, nq - p * PANEL),
+                    T + p * PANEL * ldt + i, ldt);
+#endif
+      }
+    }
+  }
+  // One query: a stream over the rows, prefetching the block after next.
+  const int64_t blk_bytes = ONE * D * 4;
+  for (int64_t b = lmin(npanel * PANEL, nq); b < nq; ++b)
+    for (int64_t i = 0; i < nx; i += ONE) {
+      const char* ahead = reinterpret_cast<const char*>(X + i * D) + blk_bytes + kPrefetch;
+      for (int64_t o = 0; o < blk_bytes; o += 64) __builtin_prefetch(ahead + o, 0, 3);
+      one_micro(D, Qp + b * ldq, X + i * D, lmin(ONE, nx - i), T + b * ldt + i);
+    }
+}
+
+#else  // scalar: the same 8 lanes and tree, multiply and add separately
+constexpr int PANEL = 4;
+inline V::reg ld_tail(const float* p, int64_t) { return *p; }
+inline uint32_t gt_mask(V::reg a, V::reg b) { return a > b ? 1u : 0u; }
+inline uint32_t eq_mask(V::reg a, V::reg b) { return a == b ? 1u : 0u; }
+
+inline float dot8(int64_t D, const float* q, const float* x) {
+  float p[L] = {};
+  int64_t k = 0;
+  for (; k + L <= D; k += L)
+    for (int l = 0; l < L; ++l) p[l] = q[k + l] * x[k + l] + p[l];
+  for (int l = 0; k + l < D; ++l) p[l] = q[k + l] * x[k + l] + p[l];
+  for (int l = 0; l < 4; ++l) p[l] = p[l] + p[l + 4];
+  for (int l = 0; l < 2; ++l) p[l] = p[l] + p[l + 2];
+  return p[0] + p[1];
+}
+
+void dots(int64_t nq, int64_t nx, int64_t D, const float* Qp, int64_t ldq, const float* X,
+          float* T, int64_t ldt, float*) {
+  for (int64_t i = 0; i < nx; ++i)
+    for (int64_t b = 0; b < nq; ++b) T[b * ldt + i] = dot8(D, Qp + b * ldq, X + i * D);
+}
+#endif
+
+inline int popcount(uint32_t m) { return __builtin_popcount(m); }
+
+// s_j = row[j] (+ bias[j]) for the chunk at j, c <= W lanes valid.
+inline V::reg score_chunk(const float* row, const float* bias, int64_t j, int64_t c) {
+  V::reg s = c == W ? V::load(row + j) : ld_tail(row + j, c);
+  if (bias) s = V::add(s, c == W ? V::load(bias + j) : ld_tail(bias + j, c));
+  return s;
+}
+
+// s * 0 is 0 for finite s and NaN otherwise; summing them flags any.
+inline bool all_zero(V::reg flags) { return V::hsum(flags) == 0.0f; }
+
+int64_t above(int64_t n, const float* row, const float* bias, float thr, int32_t* idx,
+              float* val, bool* bad) {
+  const V::reg t = V::set1(thr), zero = V::zero();
+  V::reg flags = zero;
+  int64_t m = 0;
+  for (int64_t j = 0; j < n; j += W) {
+    const int64_t c = lmin(W, n - j);
+    const V::reg s = score_chunk(row, bias, j, c);
+    flags = V::fmadd(s, zero, flags);
+    uint32_t mk = gt_mask(s, t);
+    if (c < W) mk &= (1u << c) - 1u;
+    if (mk) {
+      float tmp[W];
+      V::store(tmp, s);
+      while (mk) {
+        const int l = __builtin_ctz(mk);
+        idx[m] = static_cast<int32_t>(j + l);
+        val[m] = tmp[l];
+        ++m;
+        mk &= mk - 1u;
+      }
+    }
+  }
+  if (!all_zero(flags)) *bad = true;
+  return m;
+}
+
+void count(int64_t n, const float* row, const float* bias, float s, int64_t* gt, int64_t* eq,
+           bool* bad) {
+  const V::reg t = V::set1(s), zero = V::zero();
+  V::reg flags = zero;
+  int64_t g = 0, e = 0;
+  for (int64_t j = 0; j < n; j += W) {
+    const int64_t c = lmin(W, n - j);
+    const V::reg v = score_chunk(row, bias, j, c);
+    flags = V::fmadd(v, zero, flags);
+    uint32_t mg = gt_mask(v, t), me = eq_mask(v, t);
+    if (c < W) {
+      mg &= (1u << c) - 1u;
+      me &= (1u << c) - 1u;
+    }
+    g += popcount(mg);
+    e += popcount(me);
+  }
+  *gt += g;
+  *eq += e;
+  if (!all_zero(flags)) *bad = true;
+}
+
+float stream_max(int64_t n, const float* x) {
+  V::reg m0 = V::set1(-3.0e38f), m1 = m0, m2 = m0, m3 = m0;
+  int64_t i = 0;
+  for (; i + 4 * W <= n; i += 4 * W) {
+    m0 = V::max(m0, V::load(x + i));
+    m1 = V::max(m1, V::load(x + i + W));
+    m2 = V::max(m2, V::load(x + i + 2 * W));
+    m3 = V::max(m3, V::load(x + i + 3 * W));
+  }
+  float r = V::hmax(V::max(V::max(m0, m1), V::max(m2, m3)));
+  for (; i < n; ++i) r = x[i] > r ? x[i] : r;
+  return r;
+}
+
+// Query rows handed to dots are zero-padded to a multiple of 8.
+constexpr int PAD = L;
+
+const grurec::TopkKernels kTopk = {GRUREC_LEVEL_NAME, PAD, PANEL, dots, above, count, stream_max};
+
+}  // namespace
+}  // namespace GRUREC_NS
+
+const grurec::TopkKernels* grurec::GRUREC_TOPK_FN() { return &GRUREC_NS::kTopk; }
