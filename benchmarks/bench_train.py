@@ -6,7 +6,12 @@ data (``grurec.synthetic.generate_sessions``, 2M events over 40k items by
 default, cached in ``benchmarks/results/``):
 
 * grurec: ``GRU4Rec(...).fit`` with ``num_threads``; events/s from
-  ``model.history`` (the time of the native epoch only, not data preparation);
+  ``model.history`` (the time of the native epoch only, not data preparation).
+  With more than one thread in both of grurec's parallel modes: ``grurec``,
+  the default (``parallel="hogwild"``: each thread its own stream of
+  mini-batches, lock-free updates) and ``grurec sync`` (``parallel="sync"``:
+  one stream, the products split across threads: the published algorithm
+  step for step, like the torch implementation);
 * torch: ``benchmarks/torch_gru4rec.py`` (the same algorithm with autograd,
   checked against grurec in tests/test_torch_gru4rec.py) with
   ``torch.set_num_threads``; events/s over its epoch loop only;
@@ -44,6 +49,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import statistics
@@ -89,6 +95,8 @@ CONFIGS = {
 }
 # Issue 3: the official GRU4Rec (PyTorch) on this machine kind, 2 threads.
 OFFICIAL_EVENTS_PER_S = {"rsc15": 3700, "retailrocket": 5200}
+IMPLS = ["grurec", "grurec-sync", "torch"]
+OMP_ENV = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS", "OMP_PROC_BIND")
 PAUSE = 1.0  # s before each timed block: other runtimes' spinning threads go idle
 
 
@@ -184,10 +192,15 @@ def measure_ceiling(threads: int, quick: bool) -> dict:
     return out
 
 
-def run_grurec(sd, cfg: dict, threads: int, epochs: int, seed: int) -> dict:
+def grurec_has_parallel() -> bool:
+    return "parallel" in inspect.signature(grurec.GRU4Rec).parameters
+
+
+def run_grurec(sd, cfg: dict, threads: int, epochs: int, seed: int, sync: bool = False) -> dict:
     time.sleep(PAUSE)
+    kw = dict(parallel="sync") if sync else {}  # default: grurec's own default mode
     m = grurec.GRU4Rec(**cfg, n_epochs=epochs, num_threads=threads, random_state=seed,
-                       show_progress=False).fit(sd)
+                       show_progress=False, **kw).fit(sd)
     return summarize(m.history)
 
 
@@ -217,7 +230,8 @@ def fill_ratios(rows: list[dict], ceilings: dict[int, dict]) -> None:
         r["of_best_sgemm"] = r["gflops"] / c["best"]
         t = by.get((r["config"], r["threads"], "torch"))
         r["vs_torch"] = r["events_per_s"] / t["events_per_s"] if t else None
-        one = by.get((r["config"], 1, r["impl"]))
+        # grurec's modes coincide at one thread: both scale from the same row
+        one = by.get((r["config"], 1, r["impl"])) or by.get((r["config"], 1, "grurec"))
         r["scaling_vs_1_thread"] = (r["events_per_s"] / one["events_per_s"]
                                     if one and r["threads"] != 1 else None)
 
@@ -268,6 +282,9 @@ NOTES = [
     "% best: of the fastest 1024^3 product measured (NumPy, grurec's or torch's sgemm).",
     "vs torch: events/s over the torch implementation's, same config and threads; "
     "2t/1t: 2-thread events/s over the same implementation's 1-thread events/s.",
+    "grurec: its default parallel mode (hogwild: one stream of mini-batches per thread, "
+    "lock-free updates); grurec sync: one stream, products split across threads (the "
+    "published algorithm step for step, as torch runs it); the two are the same at 1 thread.",
     "limit (best): the best sgemm GFLOP/s over MFLOP/ev, the events/s if every product "
     "ran at that rate and nothing else took time. official (issue): issue 3's figure for the "
     "official GRU4Rec PyTorch code, 2 threads, not measured here.",
@@ -290,7 +307,8 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=1, help="epochs per measurement (default 1)")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2], metavar="N")
     p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
-    p.add_argument("--impls", nargs="+", default=["grurec", "torch"], choices=["grurec", "torch"])
+    p.add_argument("--impls", nargs="+", default=IMPLS, choices=IMPLS,
+                   help="grurec sync is spelt grurec-sync (default: all)")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 60k events (unless --events is given), short sgemm timing")
     p.add_argument("--seed", type=int, default=0, help="data and model seed")
@@ -305,6 +323,9 @@ def main(argv=None) -> int:
     if "torch" in impls and tg is None:
         impls.remove("torch")
         notes.append("torch is not importable: the torch implementation was skipped.")
+    if "grurec-sync" in impls and not grurec_has_parallel():
+        impls.remove("grurec-sync")
+        notes.append("this grurec has no parallel= option: one grurec mode only.")
     if threadpool_limits is None:
         notes.append("threadpoolctl is not installed: NumPy's sgemm ceiling was not measured.")
 
@@ -327,11 +348,16 @@ def main(argv=None) -> int:
             cfg = CONFIGS[name]
             order = impls if k % 2 == 0 else impls[::-1]  # alternate who runs first
             for impl in order:
+                if impl == "grurec-sync" and n == 1:
+                    continue  # the same as grurec at one thread
                 log(f"threads={n}: {name} {impl} ({args.epochs} epoch(s))")
-                run = run_grurec if impl == "grurec" else run_torch
-                res = run(sd_g if impl == "grurec" else sd_t, cfg, n, args.epochs, args.seed)
+                if impl == "torch":
+                    res = run_torch(sd_t, cfg, n, args.epochs, args.seed)
+                else:
+                    res = run_grurec(sd_g, cfg, n, args.epochs, args.seed,
+                                     sync=impl == "grurec-sync")
                 log(f"  {res['events_per_s']:,.0f} events/s, loss {res['loss']:.4f}")
-                rows.append(dict(config=name, threads=n, impl=impl,
+                rows.append(dict(config=name, threads=n, impl=impl.replace("-", " "),
                                  flops_per_event=flops_per_event(cfg)["total"], **res))
         # The same sgemm again after the training runs: on a shared machine a
         # drop shows that other work took the cores during this block.
@@ -343,6 +369,7 @@ def main(argv=None) -> int:
     fill_ratios(rows, ceilings)
 
     m = machine_info()
+    m["omp_env"] = {k: os.environ[k] for k in OMP_ENV if k in os.environ}
     print(f"grurec {m['grurec']} ({m['simd_level']}), NumPy {m['numpy']}, torch {m['torch']}, "
           f"CPU: {m['cpu_model']} ({m['usable_cpus']} usable)")
     print(f"GRU4Rec training, {len(df):,} synthetic events / {len(sd_g.item_ids):,} items, "
@@ -353,6 +380,8 @@ def main(argv=None) -> int:
                  f"(1/5/15 min) at start {fmt_load(load['start'])}, at end "
                  f"{fmt_load(load['end'])} on {os.cpu_count()} CPUs. A drop or a load above "
                  f"the thread count means the machine was shared and the rows are noisy.")
+    if m["omp_env"]:
+        notes.append(f"OpenMP environment: {m['omp_env']}")
     print("\n".join("* " + s for s in notes))
     result = dict(benchmark="GRU4Rec training throughput", command=" ".join(sys.argv),
                   data=dict(events=len(df), items=args.items, items_seen=len(sd_g.item_ids),

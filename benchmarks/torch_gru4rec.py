@@ -52,9 +52,12 @@ What one mini-batch does (``_train_batch``):
   dense for the GRU weights; for the item tables (W_y, b_y, the embedding or
   one-hot W_ih_0) only on the rows the mini-batch touched, each touched row's
   gradient summed over its occurrences first (torch.unique over the touched
-  item ids, then a leaf tensor of just those rows takes the gradient). In the
-  shared-embedding mode a row touched only as an input also updates its b_y
-  entry with a zero gradient (momentum still moves it), as grurec does.
+  item ids, then a leaf tensor of just those rows takes the gradient). b_y's
+  touched rows are the candidates only (an item that is only an input of the
+  mini-batch moves its W_y row in the shared mode, not its b_y entry).
+* Scores are computed once per distinct candidate row and gathered into the
+  C columns (a popular item drawn twice, or a target also drawn, costs one
+  dot product per row of the batch), as grurec does; the maths is unchanged.
 
 Usage (see benchmarks/bench_train.py):
 
@@ -401,9 +404,19 @@ class TorchGRU4Rec:
         touched = torch.cat([cand, inp]) if mode == 2 else cand
         rows_y, inv_y = torch.unique(touched, return_inverse=True)
         Wy_r = p["W_y"].index_select(0, rows_y).requires_grad_()  # [R, H_L]
-        by_r = p["b_y"].index_select(0, rows_y).requires_grad_()  # [R]
+        inv_c = inv_y[:C]  # column -> its row in rows_y
+        if mode == 2:  # rows_y also holds input-only rows: pick the candidate ones
+            is_cand = torch.zeros(len(rows_y), dtype=torch.bool)
+            is_cand[inv_c] = True
+            ci = is_cand.nonzero().squeeze(1)  # [U] positions in rows_y
+            col = (is_cand.cumsum(0) - 1).index_select(0, inv_c)  # column -> 0..U-1
+            Wy_c = Wy_r.index_select(0, ci)  # [U, H_L]
+            rows_c = rows_y.index_select(0, ci)
+        else:
+            col, Wy_c, rows_c = inv_c, Wy_r, rows_y
+        by_c = p["b_y"].index_select(0, rows_c).requires_grad_()  # [U]
         dense = {k: p[k] for k in self._dense_names()}  # leaves that require grad
-        sparse = {"W_y": (rows_y, Wy_r), "b_y": (rows_y, by_r)}
+        sparse = {"W_y": (rows_y, Wy_r), "b_y": (rows_c, by_c)}
 
         # ---- forward: input, GRU layers, scores
         pe, ph = self.dropout_p_embed, self.dropout_p_hidden
@@ -431,8 +444,8 @@ class TorchGRU4Rec:
             h = gru_cell(gi, states[l], dense[f"W_hh{l}"], H)  # [B, H]
             new_states.append(h.detach())
             x = F.dropout(h, ph, True) if ph > 0 else h
-        inv_c = inv_y[:C]
-        R = torch.addmm(by_r.index_select(0, inv_c), x, Wy_r.index_select(0, inv_c).t())  # [B, C]
+        # Scores of the distinct candidate rows, then every column
+        R = torch.addmm(by_c, x, Wy_c.t()).index_select(1, col)  # [B, U] -> [B, C]
         qcorr = None
         if lq_in is not None:
             qcorr = lq_in.index_select(0, tgt) if neg is None else torch.cat(
