@@ -60,7 +60,7 @@ struct Plan {
   int64_t cap;  // candidate slots per query (top-k only)
   int64_t panel;  // queries per block of the many-query kernel
   int64_t max_threads;  // at most one thread per ~256K multiply-adds (a fork costs ~10 us)
-  int64_t work() const { return (Qs + panel) * (ceil_div(dp, 4) * 4); }
+  int64_t work() const { return (Qs + panel + 16) * dp; }
   int64_t tasks() const { return nQB * P; }
   int64_t range_begin(int64_t p, int64_t N) const { return N * p / P; }
 };
