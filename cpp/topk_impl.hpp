@@ -220,6 +220,10 @@ void one_micro(int64_t D, const float* q, const float* X, float* T, uintptr_t pf
     }
   }
   if (p < D) {  // 1..15 floats left: one or two chunks, the rest masked off
+    if (pf) {  // 1 KiB per step, this one included, covers the 64 D bytes
+#pragma GCC unroll 16
+      for (int j = 0; j < 16; ++j) __builtin_prefetch(reinterpret_cast<const void*>(pf + 64 * j), 0, 3);
+    }
     const int64_t c = D - p;
     const __mmask16 k = static_cast<__mmask16>((1u << c) - 1u);
     const __m512 q0 = bcast8(q + p), q1 = bcast8(q + p + L);  // q is zero past D
@@ -329,6 +333,10 @@ void one_micro(int64_t D, const float* q, const float* X, float* T, uintptr_t pf
     for (int r = 0; r < ONE; ++r, x += D) acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(x), qv, acc[r]);
   }
   if (p < D) {
+    if (pf) {  // 256 bytes per step, this one included, covers the 32 D bytes
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j) __builtin_prefetch(reinterpret_cast<const void*>(pf + 64 * j), 0, 3);
+    }
     const __m256 qv = _mm256_loadu_ps(q + p);  // zero past D
     const __m256i k = mask8(D - p);
 #pragma GCC unroll 8
