@@ -89,10 +89,11 @@ Plan make_plan(int64_t Q, int64_t N, int64_t D, int64_t K, int T, const TopkKern
     p.QB = ceil_div(Q, p.nQB);
   }
   p.Qs = std::max<int64_t>(1, std::min(p.Qs, p.QB));
-  // Enough tasks for load balance on a shared machine: about 4 per thread,
-  // splitting the items when there are few query blocks.
+  // Enough tasks for load balance on a shared machine (a thread that loses
+  // its core holds up the end of the call by at most one task): about 8 per
+  // thread, splitting the items when there are few query blocks.
   p.P = 1;
-  if (T > 1 && p.nQB > 0 && p.nQB < 4 * T) p.P = ceil_div(4 * T, p.nQB);
+  if (T > 1 && p.nQB > 0 && p.nQB < 8 * T) p.P = ceil_div(8 * T, p.nQB);
   p.P = std::min<int64_t>(p.P, std::max<int64_t>(1, N / 1024));
   if (topk && p.P > 1) {
     // Partial lists cost Q * P * K entries: keep them under 4M (64 MiB).
@@ -125,13 +126,15 @@ void cut(Running& r, int64_t K) {
 }
 
 // A threshold for the first block a query sees: just below the K-th best
-// eligible score of the block (-inf if fewer than K are eligible or a score
-// is NaN). Every score >= the block's K-th best passes it, which loses
-// nothing (the final K-th best can only be higher), and saves pushing the
-// whole first block through the candidate buffer. Scores as in `above`.
+// eligible score among the block's first max(4K, 256) items (-inf if fewer
+// than K are eligible or a score is NaN). Every score >= that K-th best
+// passes it, which loses nothing (the final K-th best can only be higher),
+// and saves pushing the whole first block through the candidate buffer.
+// Scores as in `above`.
 float first_threshold(int64_t nb, const float* row, const float* bias, int64_t i0,
                       const uint8_t* allowed, const int64_t* ex0, const int64_t* ex1, int64_t K,
                       float* scratch) {
+  nb = std::min(nb, std::max<int64_t>(4 * K, 256));
   if (nb < K) return -kInf;
   int64_t n = 0;
   const int64_t* ex = ex0;
