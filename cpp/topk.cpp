@@ -51,9 +51,9 @@ inline bool better(const Cand& a, const Cand& b) { return a.s > b.s || (a.s == b
 // How the work is cut. Tasks are (query block, item range) pairs, task t =
 // (t / P, t % P).
 struct Plan {
-  int64_t dp;   // padded query row length (multiple of the lane count)
+  int64_t dp;   // padded query row length (a multiple of tk.pad)
   int64_t Qs;   // queries scored together against an item block (L1-sized, whole panels)
-  int64_t QB;   // queries per task (a multiple of nothing; the last block is shorter)
+  int64_t QB;   // queries per task (the last query block may be shorter)
   int64_t nQB;  // query blocks
   int64_t P;    // item ranges
   int64_t Nb;   // items per block (L2-sized)
@@ -65,8 +65,7 @@ struct Plan {
   int64_t range_begin(int64_t p, int64_t N) const { return N * p / P; }
 };
 
-// cap_per_query: 0 for rank counts; partial_per_query: K when partial top-k
-// lists must be kept per item range (top-k), 0 otherwise.
+// topk: candidate buffers (K > 0) are needed; false for rank counts.
 Plan make_plan(int64_t Q, int64_t N, int64_t D, int64_t K, int T, const TopkKernels& tk,
                bool topk) {
   Plan p;
@@ -111,8 +110,9 @@ Plan make_plan(int64_t Q, int64_t N, int64_t D, int64_t K, int T, const TopkKern
 }
 
 // One query's running top-k: buf[0..n) holds candidates, all of which beat
-// every item seen and dropped; thr is the K-th best score after the last cut
-// (-inf before), so only scores > thr can still enter.
+// every item seen and dropped; thr is a lower bound of the final K-th best
+// score (-inf, then first_threshold's, then the K-th best after each cut), so
+// only scores > thr can still enter.
 struct Running {
   Cand* buf;
   int64_t n;
