@@ -226,7 +226,8 @@ void one_micro(int64_t D, const float* q, const float* X, float* T, uintptr_t pf
     }
     const int64_t c = D - p;
     const __mmask16 k = static_cast<__mmask16>((1u << c) - 1u);
-    const __m512 q0 = bcast8(q + p), q1 = bcast8(q + p + L);  // q is zero past D
+    // q is zero from D to the next multiple of 8: q1 exists only when c > 8
+    const __m512 q0 = bcast8(q + p), q1 = c > L ? bcast8(q + p + L) : _mm512_setzero_ps();
     const float* r = X + p;
 #pragma GCC unroll 4
     for (int m = 0; m < 4; ++m, r += D) {
