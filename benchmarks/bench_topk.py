@@ -225,6 +225,7 @@ def read_bandwidth(items: np.ndarray, threads: int, cfg) -> dict:
 
 
 def run_here(args, cfg, progress) -> dict:
+    load_at_start = os.getloadavg() if hasattr(os, "getloadavg") else None
     rng = np.random.default_rng(0)
     rows, bandwidth, skipped, checks = [], [], [], []
     for impl in IMPLS:
@@ -290,6 +291,7 @@ def run_here(args, cfg, progress) -> dict:
                         ctx.__exit__(None, None, None)
             del index, items
     return dict(benchmark="top-k scoring", k=args.k, settings=cfg, machine=machine_info(),
+                load_average_at_start=load_at_start,
                 bandwidth=bandwidth, checks=checks, skipped=skipped, results=rows)
 
 
@@ -337,9 +339,14 @@ def machine_info() -> dict:
         numpy=np.__version__,
         threadpool_info=threadpool_info() if threadpool_info is not None else None,
         blas_env={k: os.environ[k] for k in BLAS_ENV if k in os.environ},
+        load_average=os.getloadavg() if hasattr(os, "getloadavg") else None,
         torch=torch.__version__ if torch is not None else None,
         faiss=getattr(faiss, "__version__", "?") if faiss is not None else None,
     )
+
+
+def fmt_load(load) -> str:
+    return "n/a" if not load else "/".join(f"{x:.1f}" for x in load)
 
 
 def fmt_n(n: int) -> str:
@@ -424,7 +431,9 @@ def main(argv=None) -> int:
     m = result["machine"]
     print(f"grurec {m['grurec']} ({m['simd_level']}), NumPy {m['numpy']}, torch {m['torch']}, "
           f"faiss {m['faiss']}, CPU: {m['cpu_model']} ({m['usable_cpus']} usable)")
-    print(f"top-{result['k']} of queries[batch, d] @ items[N, d].T, float32, median of repeats\n")
+    print(f"top-{result['k']} of queries[batch, d] @ items[N, d].T, float32, median of repeats; "
+          f"load average (1, 5, 15 min) at start {fmt_load(result.get('load_average_at_start'))}, "
+          f"at end {fmt_load(m.get('load_average'))}\n")
     print(format_table(result))
     for s in result["skipped"]:
         print("* " + s)
