@@ -271,17 +271,23 @@ def run_here(args, cfg, progress) -> dict:
                                   and np.array_equal(got[1], refs[B][1])):
                             raise AssertionError(f"grurec: N={N} d={d} B={B} differs between "
                                                  f"thread counts")
-                        order = list(fns) if (len(rows) // len(fns)) % 2 == 0 else list(fns)[::-1]
-                        times = {}
-                        for name in order:
-                            progress(f"N={N} d={d} B={B} threads={n}: {name}")
-                            times[name] = time_block(lambda f=fns[name]: f(q), cfg)
-                        base = statistics.median(times["numpy"])
+                        # rounds of all implementations, the order reversed every
+                        # other round; each keeps its best round's median
+                        rounds = {name: [] for name in fns}
+                        for rnd in range(args.rounds):
+                            flip = (len(rows) // len(fns) + rnd) % 2 == 1
+                            for name in (list(fns)[::-1] if flip else list(fns)):
+                                progress(f"N={N} d={d} B={B} threads={n} round {rnd + 1}: {name}")
+                                rounds[name].append(time_block(lambda f=fns[name]: f(q), cfg))
+                        best = {name: min(rounds[name], key=statistics.median) for name in fns}
+                        base = statistics.median(best["numpy"])
                         for name in fns:
-                            med = statistics.median(times[name])
+                            med = statistics.median(best[name])
+                            meds = [statistics.median(r) for r in rounds[name]]
                             row = dict(N=N, d=d, B=B, threads=n, impl=name, median_s=med,
-                                       min_s=min(times[name]), qps=B / med, vs_numpy=base / med,
-                                       repeats_s=times[name])
+                                       min_s=min(min(r) for r in rounds[name]), qps=B / med,
+                                       vs_numpy=base / med, spread=max(meds) / med - 1.0,
+                                       round_medians_s=meds, repeats_s=rounds[name])
                             if B == 1 and name == "grurec":
                                 row["bound_s"] = bw["bound_s"]
                                 row["x_bound"] = med / bw["bound_s"]
@@ -305,7 +311,7 @@ def run_children(args, cfg) -> dict:
             cmd = [sys.executable, str(Path(__file__).resolve()), "--threads", str(n), "--json",
                    str(path), "--k", str(args.k), "--items", *map(str, args.items), "--dims",
                    *map(str, args.dims), "--batches", *map(str, args.batches)]
-            cmd += ["--quick"] if args.quick else []
+            cmd += ["--rounds", str(args.rounds)] + (["--quick"] if args.quick else [])
             subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
             part = json.loads(path.read_text())
             if merged is None:
@@ -355,8 +361,8 @@ def fmt_n(n: int) -> str:
 
 def format_table(result: dict) -> str:
     bw = {(b["N"], b["d"], b["threads"]): b for b in result["bandwidth"]}
-    head = (f"{'N':>5}{'d':>5}{'batch':>7}{'thr':>4}  {'impl':<8}{'ms/batch':>11}{'queries/s':>12}"
-            f"{'vs NumPy':>10}  note")
+    head = (f"{'N':>5}{'d':>5}{'batch':>7}{'thr':>4}  {'impl':<8}{'ms/batch':>11}{'min ms':>10}"
+            f"{'queries/s':>12}{'vs NumPy':>10}  note")
     lines = [head, "-" * (len(head) + 30)]
     prev = None
     for r in result["results"]:
@@ -370,7 +376,8 @@ def format_table(result: dict) -> str:
             note = (f"{r['x_bound']:.2f}x the bandwidth bound ({r['bound_s'] * 1e3:.2f} ms at "
                     f"{b['GBs']:.1f} GB/s)")
         lines.append(f"{fmt_n(r['N']):>5}{r['d']:>5}{r['B']:>7}{r['threads']:>4}  {r['impl']:<8}"
-                     f"{r['median_s'] * 1e3:>11.2f}{r['qps']:>12.0f}{r['vs_numpy']:>9.2f}x  {note}")
+                     f"{r['median_s'] * 1e3:>11.2f}{r['min_s'] * 1e3:>10.2f}{r['qps']:>12.0f}"
+                     f"{r['vs_numpy']:>9.2f}x  {note}")
     return "\n".join(lines)
 
 
@@ -414,10 +421,13 @@ def main(argv=None) -> int:
     p.add_argument("--batches", type=int, nargs="+", default=[1, 64, 1024], metavar="B")
     p.add_argument("--k", type=int, default=20)
     p.add_argument("--json", type=Path, default=DEFAULT_JSON)
+    p.add_argument("--rounds", type=int, default=1,
+                   help="rounds of all implementations per shape (order reversed every other "
+                        "round); each keeps its best round's median (default 1)")
     p.add_argument("--quick", action="store_true", help="short repeats: a smoke run")
     args = p.parse_args(argv)
-    if min(args.threads) < 1 or args.k < 1 or min(args.items) < args.k:
-        p.error("need threads >= 1, k >= 1 and items >= k")
+    if min(args.threads) < 1 or args.k < 1 or min(args.items) < args.k or args.rounds < 1:
+        p.error("need threads >= 1, k >= 1, items >= k and rounds >= 1")
     cfg = dict(QUICK if args.quick else FULL, quick=args.quick)
 
     def progress(msg):
@@ -431,7 +441,8 @@ def main(argv=None) -> int:
     m = result["machine"]
     print(f"grurec {m['grurec']} ({m['simd_level']}), NumPy {m['numpy']}, torch {m['torch']}, "
           f"faiss {m['faiss']}, CPU: {m['cpu_model']} ({m['usable_cpus']} usable)")
-    print(f"top-{result['k']} of queries[batch, d] @ items[N, d].T, float32, median of repeats; "
+    print(f"top-{result['k']} of queries[batch, d] @ items[N, d].T, float32, median of repeats "
+          f"(best of {args.rounds} round(s)); "
           f"load average (1, 5, 15 min) at start {fmt_load(result.get('load_average_at_start'))}, "
           f"at end {fmt_load(m.get('load_average'))}\n")
     print(format_table(result))
