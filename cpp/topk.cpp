@@ -3,6 +3,8 @@
 #include "topk.hpp"
 
 #include <algorithm>
+#include <cmath>
+#include <functional>
 #include <atomic>
 #include <cstring>
 #include <limits>
@@ -49,21 +51,21 @@ inline bool better(const Cand& a, const Cand& b) { return a.s > b.s || (a.s == b
 // How the work is cut. Tasks are (query block, item range) pairs, task t =
 // (t / P, t % P).
 struct Plan {
-  int64_t dp;   // padded query row length (multiple of the lane count)
+  int64_t dp;   // padded query row length (a multiple of tk.pad)
   int64_t Qs;   // queries scored together against an item block (L1-sized, whole panels)
-  int64_t QB;   // queries per task (a multiple of nothing; the last block is shorter)
+  int64_t QB;   // queries per task (the last query block may be shorter)
   int64_t nQB;  // query blocks
   int64_t P;    // item ranges
   int64_t Nb;   // items per block (L2-sized)
   int64_t cap;  // candidate slots per query (top-k only)
   int64_t panel;  // queries per block of the many-query kernel
-  int64_t work() const { return (Qs + panel) * (ceil_div(dp, 4) * 4); }
+  int64_t max_threads;  // at most one thread per ~256K multiply-adds (a fork costs ~10 us)
+  int64_t work() const { return (Qs + panel + 16) * dp; }
   int64_t tasks() const { return nQB * P; }
   int64_t range_begin(int64_t p, int64_t N) const { return N * p / P; }
 };
 
-// cap_per_query: 0 for rank counts; partial_per_query: K when partial top-k
-// lists must be kept per item range (top-k), 0 otherwise.
+// topk: candidate buffers (K > 0) are needed; false for rank counts.
 Plan make_plan(int64_t Q, int64_t N, int64_t D, int64_t K, int T, const TopkKernels& tk,
                bool topk) {
   Plan p;
@@ -86,10 +88,11 @@ Plan make_plan(int64_t Q, int64_t N, int64_t D, int64_t K, int T, const TopkKern
     p.QB = ceil_div(Q, p.nQB);
   }
   p.Qs = std::max<int64_t>(1, std::min(p.Qs, p.QB));
-  // Enough tasks for load balance on a shared machine: about 4 per thread,
-  // splitting the items when there are few query blocks.
+  // Enough tasks for load balance on a shared machine (a thread that loses
+  // its core holds up the end of the call by at most one task): about 8 per
+  // thread, splitting the items when there are few query blocks.
   p.P = 1;
-  if (T > 1 && p.nQB > 0 && p.nQB < 4 * T) p.P = ceil_div(4 * T, p.nQB);
+  if (T > 1 && p.nQB > 0 && p.nQB < 8 * T) p.P = ceil_div(8 * T, p.nQB);
   p.P = std::min<int64_t>(p.P, std::max<int64_t>(1, N / 1024));
   if (topk && p.P > 1) {
     // Partial lists cost Q * P * K entries: keep them under 4M (64 MiB).
@@ -101,12 +104,15 @@ Plan make_plan(int64_t Q, int64_t N, int64_t D, int64_t K, int T, const TopkKern
   int64_t nb = 393216 / (std::max<int64_t>(D, 1) * 4);
   nb = std::min(nb, 32768 / p.Qs);
   p.Nb = clamp64(nb, 64, 4096) / 16 * 16;
+  const double macs = static_cast<double>(Q) * static_cast<double>(N) * std::max<int64_t>(D, 1);
+  p.max_threads = static_cast<int64_t>(std::min(1024.0, std::max(1.0, macs / 262144.0)));
   return p;
 }
 
 // One query's running top-k: buf[0..n) holds candidates, all of which beat
-// every item seen and dropped; thr is the K-th best score after the last cut
-// (-inf before), so only scores > thr can still enter.
+// every item seen and dropped; thr is a lower bound of the final K-th best
+// score (-inf, then first_threshold's, then the K-th best after each cut), so
+// only scores > thr can still enter.
 struct Running {
   Cand* buf;
   int64_t n;
@@ -117,6 +123,35 @@ void cut(Running& r, int64_t K) {
   std::nth_element(r.buf, r.buf + (K - 1), r.buf + r.n, better);
   r.n = K;
   r.thr = r.buf[K - 1].s;
+}
+
+// A threshold for the first block a query sees: just below the K-th best
+// eligible score among the block's first max(4K, 256) items (-inf if fewer
+// than K are eligible or a score is NaN). Every score >= that K-th best
+// passes it, which loses nothing (the final K-th best can only be higher),
+// and saves pushing the whole first block through the candidate buffer.
+// Scores as in `above`.
+float first_threshold(int64_t nb, const float* row, const float* bias, int64_t i0,
+                      const uint8_t* allowed, const int64_t* ex0, const int64_t* ex1, int64_t K,
+                      float* scratch) {
+  nb = std::min(nb, std::max<int64_t>(4 * K, 256));
+  if (nb < K) return -kInf;
+  int64_t n = 0;
+  const int64_t* ex = ex0;
+  for (int64_t j = 0; j < nb; ++j) {
+    const int64_t i = i0 + j;
+    if (allowed && !allowed[i]) continue;
+    if (ex != ex1) {
+      while (ex != ex1 && *ex < i) ++ex;
+      if (ex != ex1 && *ex == i) continue;
+    }
+    const float v = bias ? row[j] + bias[j] : row[j];
+    if (v != v) return -kInf;
+    scratch[n++] = v;
+  }
+  if (n < K) return -kInf;
+  std::nth_element(scratch, scratch + (K - 1), scratch + n, std::greater<float>());
+  return std::nextafter(scratch[K - 1], -kInf);
 }
 
 // Sorted best min(n, K) of r into idx/score, padding to K with -1 / -inf.
@@ -140,6 +175,7 @@ struct Scratch {
   std::vector<float> work;   // packed queries of a sub-block (dots)
   std::vector<int32_t> ci;   // [Nb] candidate positions in a tile row
   std::vector<float> cv;     // [Nb] their scores
+  std::vector<float> sc;     // [Nb] scratch for first_threshold
   std::vector<Cand> cand;    // [QB, cap] candidate buffers
   std::vector<Running> run;  // [QB]
   std::vector<float> st;     // [QB] target scores (rank counts)
@@ -152,6 +188,7 @@ struct Scratch {
     if (topk) {
       ci.resize(p.Nb);
       cv.resize(p.Nb);
+      sc.resize(p.Nb);
       cand.resize(p.QB * p.cap);
       run.resize(p.QB);
     } else {
@@ -176,7 +213,7 @@ void pad_queries(float* qp, const float* queries, int64_t q0, int64_t nq, int64_
 template <class F>
 bool run_tasks(int64_t tasks, int num_threads, bool topk, const Plan& plan, F f) {
   std::atomic<bool> failed{false};
-  const int nt = static_cast<int>(std::min<int64_t>(num_threads, tasks));
+  const int nt = static_cast<int>(std::min<int64_t>({num_threads, tasks, plan.max_threads}));
   auto body = [&](int64_t t, Scratch& s) {
     if (failed.load(std::memory_order_relaxed)) return;
     try {
@@ -242,10 +279,12 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
         for (int64_t b = 0; b < ns; ++b) {
           const int64_t q = s0 + b;
           Running& r = s.run[q];
-          const int64_t m = tk.above(nb, s.tile.data() + b * plan.Nb, bias0, r.thr, s.ci.data(),
-                                     s.cv.data(), &my_bad);
+          const float* row = s.tile.data() + b * plan.Nb;
           const int64_t* ex0 = excl_off ? excl_idx + excl_off[qa + q] : nullptr;
           const int64_t* ex1 = excl_off ? excl_idx + excl_off[qa + q + 1] : nullptr;
+          if (r.n == 0 && r.thr == -kInf)
+            r.thr = first_threshold(nb, row, bias0, i0, allowed, ex0, ex1, K, s.sc.data());
+          const int64_t m = tk.above(nb, row, bias0, r.thr, s.ci.data(), s.cv.data(), &my_bad);
           for (int64_t c = 0; c < m; ++c) {
             const float v = s.cv[c];
             const int64_t i = i0 + s.ci[c];

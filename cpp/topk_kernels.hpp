@@ -31,7 +31,7 @@ struct TopkKernels {
   // T[b*ldt + j] = dot(Qp[b*ldq : b*ldq + D], X[j*D : j*D + D]) for b < nq,
   // j < nx. Qp rows are zero from D to the next multiple of `pad` (ldq >=
   // that); X is row-major [nx, D]; nq, nx >= 1. work holds at least
-  // ceil(nq / panel) * panel * 8 * ceil(D / 8) floats.
+  // (ceil(nq / panel) * panel + 16) * 8 * ceil(D / 8) floats.
   void (*dots)(int64_t nq, int64_t nx, int64_t D, const float* Qp, int64_t ldq,
                const float* X, float* T, int64_t ldt, float* work);
 
