@@ -171,7 +171,7 @@ void adagrad_bias(const Param& p, const int32_t* rows, int64_t n, const float* g
     const int64_t r = rows[s];
     float acc = p.acc[r] + g[s] * g[s];
     p.acc[r] = acc;
-    const float step = c.lr * g[s] / std::sqrt(acc + c.eps);
+    const float step = c.lr * (g[s] / std::sqrt(acc + c.eps));  // bounded by lr (kernels)
     if (c.momentum > 0.0f) {
       const float v = c.momentum * p.vel[r] - step;
       p.vel[r] = v;

@@ -54,6 +54,12 @@ def _as_bool(name: str, v) -> bool:
     raise TypeError(f"{name}: must be True or False, got {v!r} ({type(v).__name__})")
 
 
+def _all_finite(a: np.ndarray, chunk: int = 1 << 22) -> bool:
+    """np.isfinite(a).all() in chunks (no same-size mask for a big table)."""
+    flat = a.reshape(-1)
+    return all(np.isfinite(flat[i:i + chunk]).all() for i in range(0, flat.size, chunk))
+
+
 class ModelFitError(RuntimeError):
     """Training could not continue (e.g. the loss became NaN or infinite)."""
 
@@ -313,6 +319,16 @@ class GRU4Rec(SessionRecommender):
             dt = time.perf_counter() - t0
             if bar is not None:
                 bar.close()
+            if not all(_all_finite(a) for a in self.params.values()):
+                # An update overflowed although its loss was finite (non-finite
+                # gradients through saturated units, a step near the float32
+                # limit): never leave NaN/inf weights to be served.
+                self.params, self._opt, self._vel = {}, {}, {}
+                self.epochs_trained = 0
+                raise ModelFitError(
+                    f"the weights became NaN or infinite in epoch {epoch + 1}, mini-batch "
+                    f"{r['batches'] + 1} or earlier; the model was reset to unfitted (try a "
+                    "lower learning_rate)")
             if r["status"] == "nonfinite":
                 raise ModelFitError(
                     f"loss became NaN or infinite in epoch {epoch + 1}, mini-batch "
