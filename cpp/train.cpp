@@ -356,6 +356,16 @@ class Worker {
     }
     const float* yL = y_[L_ - 1].data();
 
+    // A ranking loss compares the target with the other columns; with
+    // n_sample = 0 a batch that has shrunk to one session (the end of an
+    // epoch, or fewer sessions than batch_size) has none, and the loss would
+    // be 0/0. Such a step only advances the hidden state.
+    if (cfg_.loss != kCrossEntropy && C < 2) {
+      for (int64_t u = 0; u < U; ++u) slot_[uniq_[u]] = -1;
+      advance();
+      return true;
+    }
+
     // Scores of the distinct rows, Ru[B, Uo] = y_L W_y[uniq]^T, then every
     // column: R[b, j] = Ru[b, col_j] + b_y[cand_j] (- logQ).
     for (int64_t u = 0; u < Uo; ++u) {
