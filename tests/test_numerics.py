@@ -48,7 +48,8 @@ def test_divergence_stops_with_model_fit_error_and_finite_weights(train, loss, t
     # update moves weights to ~3e38 (still finite), the next forward pass
     # overflows, and that batch's non-finite loss stops training, unapplied.
     # TOP1-max is bounded (sigmoids), so its loss can stay finite while the
-    # gradients turn NaN: then the model is reset to unfitted instead.
+    # gradients turn NaN; and with Hogwild another worker may apply its own
+    # huge step on top of the first one: then the model is reset to unfitted.
     m = grurec.GRU4Rec(layers=[16], loss=loss, batch_size=8, n_sample=16, learning_rate=3e38,
                        n_epochs=1, num_threads=threads, parallel=parallel,
                        random_state=0, show_progress=False, elu_param=0.5 * (loss == "bpr-max"))
@@ -59,7 +60,7 @@ def test_divergence_stops_with_model_fit_error_and_finite_weights(train, loss, t
         assert re.search(r"epoch \d+, mini-batch \d+", msg), msg
         assert "learning_rate" in msg
         if "reset to unfitted" in msg:
-            assert loss == "top1-max", msg
+            assert loss == "top1-max" or (parallel == "hogwild" and threads > 1), msg
             assert m.params == {} and m.epochs_trained == 0
             with pytest.raises(RuntimeError, match="not fitted"):
                 m.recommend([[m.item_ids[0]]])
