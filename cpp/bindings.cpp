@@ -5,7 +5,9 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "gru.hpp"
@@ -74,9 +76,15 @@ int64_t dim(const char* name, py::handle obj, int ndim, int axis) {
   return a.shape(axis);
 }
 
+// 0 = all cores. Larger requests are capped at 4x the hardware threads (at
+// least 64): more only adds overhead, and with thousands libgomp's thread
+// creation fails, which it treats as fatal (it exits the process); Hogwild
+// training would also allocate one set of buffers per thread.
 int resolve_threads(int n) {
   if (n < 0) throw py::value_error("num_threads must be >= 0 (0 = all cores), got " + std::to_string(n));
-  return n == 0 ? grurec::default_num_threads() : n;
+  if (n == 0) return grurec::default_num_threads();
+  const int hw = static_cast<int>(std::thread::hardware_concurrency());
+  return std::min(n, std::max(64, 4 * hw));
 }
 
 // A float32 2-D view with arbitrary element strides (tests the packing paths).

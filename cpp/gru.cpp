@@ -44,6 +44,7 @@ void gru_forward(float* h_out, float* gates, float* rh, const float* x,
                  const float* h0, const float* W_ih, const float* W_hh,
                  const float* b, int64_t T, int64_t B, int64_t I, int64_t H,
                  int nt) {
+  if (T <= 0 || B <= 0 || H <= 0) return;  // nothing to compute (no empty-buffer memcpy)
   const Kernels& k = K();
   const int64_t H3 = 3 * H;
   // gates[t,b,:] = b + x[t,b,:] W_ih, all steps at once (x null: the caller
@@ -74,6 +75,10 @@ void gru_backward(float* dx, float* dh0, float* dW_ih, float* dW_hh, float* db,
                   const float* rh, const float* x, const float* h0,
                   const float* h_out, const float* W_ih, const float* W_hh,
                   int64_t T, int64_t B, int64_t I, int64_t H, int nt) {
+  // Nothing to add: every gradient is a sum over T*B rows of H-wide terms.
+  // (With B*H == 0 the scratch vectors are empty and memcpy into their null
+  // data() is undefined behaviour, which UBSan reports.)
+  if (T <= 0 || B <= 0 || H <= 0) return;
   const Kernels& k = K();
   const int64_t H3 = 3 * H;
   // Per-thread scratch, kept between calls: at training sizes these are

@@ -524,7 +524,9 @@ void adagrad(int64_t n, float* w, float* acc, float* vel, const float* g,
     const V::reg gi = ldp(g + i, c);
     const V::reg a = V::fmadd(gi, gi, ldp(acc + i, c));
     stp(acc + i, c, a);
-    const V::reg s = V::div(V::mul(vlr, gi), V::sqrt(V::add(a, veps)));
+    // lr * (g / sqrt(a)), not (lr * g) / sqrt(a): |g| / sqrt(a) <= 1, so the
+    // step stays within lr, where lr * g alone overflows for a huge lr.
+    const V::reg s = V::mul(vlr, V::div(gi, V::sqrt(V::add(a, veps))));
     if (mu > 0.0f) {
       const V::reg v = V::sub(V::mul(vmu, ldp(vel + i, c)), s);
       stp(vel + i, c, v);

@@ -171,7 +171,7 @@ void adagrad_bias(const Param& p, const int32_t* rows, int64_t n, const float* g
     const int64_t r = rows[s];
     float acc = p.acc[r] + g[s] * g[s];
     p.acc[r] = acc;
-    const float step = c.lr * g[s] / std::sqrt(acc + c.eps);
+    const float step = c.lr * (g[s] / std::sqrt(acc + c.eps));  // bounded by lr (kernels)
     if (c.momentum > 0.0f) {
       const float v = c.momentum * p.vel[r] - step;
       p.vel[r] = v;
@@ -363,6 +363,16 @@ class Worker {
       }
     }
     const float* yL = y_[L_ - 1].data();
+
+    // A ranking loss compares the target with the other columns; with
+    // n_sample = 0 a batch that has shrunk to one session (the end of an
+    // epoch, or fewer sessions than batch_size) has none, and the loss would
+    // be 0/0. Such a step only advances the hidden state.
+    if (cfg_.loss != kCrossEntropy && C < 2) {
+      for (int64_t u = 0; u < U; ++u) slot_[uniq_[u]] = -1;
+      advance();
+      return true;
+    }
 
     // Scores of the distinct rows, Ru[B, Uo] = y_L W_y[uniq]^T, then every
     // column: R[b, j] = Ru[b, col_j] + b_y[cand_j] (- logQ).

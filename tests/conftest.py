@@ -24,3 +24,14 @@ def nthreads(request):
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The number of hypothesis examples the fuzz tests ran (README figure)."""
+    import sys
+
+    fz = sys.modules.get("fuzzing")
+    if fz is not None and fz.EXAMPLES_RUN:
+        runs = fz.EXAMPLES_RUN
+        terminalreporter.write_line(
+            f"hypothesis examples run: {sum(runs.values())} in {len(runs)} property tests")

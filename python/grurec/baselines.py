@@ -87,6 +87,18 @@ def _check_float(name: str, value, low: float, high: float = math.inf) -> float:
     return v
 
 
+def _is_bool(v) -> bool:
+    return isinstance(v, (bool, np.bool_))
+
+
+def _hashable(v) -> bool:
+    try:
+        hash(v)
+    except TypeError:
+        return False
+    return True
+
+
 def _group_starts(sorted_keys: np.ndarray) -> np.ndarray:
     """Indices where a run of equal values starts in a sorted array."""
     if len(sorted_keys) == 0:
@@ -114,10 +126,20 @@ def _ranges(start: np.ndarray, cnt: np.ndarray) -> np.ndarray:
 
 def _flatten(prefixes) -> tuple[np.ndarray, np.ndarray]:
     """(row of each entry, item index of each entry) of a list of prefixes."""
-    lengths = np.fromiter((len(p) for p in prefixes), np.int64, count=len(prefixes))
+    arrays = []
+    for b, p in enumerate(prefixes):
+        try:
+            a = np.asarray(p)
+        except ValueError:  # ragged: a sequence inside the prefix
+            a = None
+        if a is None or a.ndim != 1:
+            raise ValueError(f"prefix {b}: expected a 1-D sequence of item indices, got "
+                             f"{'a nested sequence' if a is None else f'shape {a.shape}'}")
+        arrays.append(a)
+    lengths = np.fromiter((len(a) for a in arrays), np.int64, count=len(arrays))
     if lengths.sum() == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    items = np.concatenate([np.asarray(p).ravel() for p in prefixes if len(p)])
+    items = np.concatenate([a for a in arrays if len(a)])
     rows = np.repeat(np.arange(len(prefixes)), lengths)
     return rows, items
 
@@ -226,8 +248,11 @@ class SessionRecommender:
         return np.repeat(row[None, :], n, axis=0)
 
     # ------------------------------------------------------------ recommend
-    def _lookup(self, ids) -> np.ndarray:
-        """Item indices of user ids; -1 where unknown."""
+    def _lookup(self, ids, where=None) -> np.ndarray:
+        """Item indices of user ids; -1 where unknown. A bool is never an id
+        (as in ``to_sessions``); a value that cannot be an id at all (a list,
+        an array: anything unhashable) raises TypeError, naming its place
+        with ``where(position)``."""
         import pandas as pd
 
         if self._index is None:
@@ -243,7 +268,32 @@ class SessionRecommender:
                 typed = arr
         except (TypeError, ValueError, OverflowError):
             typed = arr
-        return np.asarray(self._index.get_indexer(typed), dtype=np.int64)
+        try:
+            out = np.asarray(self._index.get_indexer(typed), dtype=np.int64)
+        except TypeError:
+            j = next(j for j, v in enumerate(arr) if not _hashable(v))
+            place = where(j) if where is not None else f"position {j}"
+            raise TypeError(f"{place}: item id {arr[j]!r} is a {type(arr[j]).__name__}, not an "
+                            "item id (ids are integers or strings)") from None
+        if self.item_ids.dtype.kind in "iu":
+            out[np.frompyfunc(_is_bool, 1, 1)(arr).astype(bool)] = -1
+        return out
+
+    def _filter_indices(self, filter_items, unknown: str, name: str = "filter_items"):
+        """(indices, number unknown) of ``filter_items`` (a sequence of ids)."""
+        if isinstance(filter_items, (str, bytes)):
+            filter_items = [filter_items]
+        try:
+            fl = list(filter_items)
+        except TypeError:
+            raise TypeError(f"{name}: expected a sequence of item ids, got "
+                            f"{type(filter_items).__name__}") from None
+        fidx = self._lookup(fl, lambda j: f"{name}, position {j}")
+        if (fidx < 0).any() and unknown == "error":
+            j = int(np.flatnonzero(fidx < 0)[0])
+            raise ValueError(f"{name}, position {j}: item {fl[j]!r} is not in "
+                             f"the model's vocabulary")
+        return fidx, int((fidx < 0).sum())
 
     def recommend(self, sessions, k: int = 20, exclude_seen: bool = False,
                   filter_items=None, unknown: str = "skip", *, session_col: str = "SessionId",
@@ -274,6 +324,7 @@ class SessionRecommender:
             raise _bad("unknown", "must be 'skip' or 'error'", unknown)
         k = _check_int("k", k, 1)
         self.last_session_ids = None
+        starts = None
         if _is_event_source(sessions):
             # unknown="error" makes to_sessions name the column, row and id.
             sd = to_sessions(sessions, session_col, item_col, time_col, item_ids=self.item_ids,
@@ -283,7 +334,7 @@ class SessionRecommender:
             flat = None
             idx = sd.items.astype(np.int64)
         else:
-            if isinstance(sessions, bytes) or not hasattr(sessions, "__len__"):
+            if isinstance(sessions, (str, bytes)) or not hasattr(sessions, "__len__"):
                 raise ValueError("sessions: expected a list of sequences of item ids or an "
                                  f"event table, got {type(sessions).__name__}")
             lengths = []
@@ -292,9 +343,15 @@ class SessionRecommender:
                 if isinstance(s, (str, bytes)) or not hasattr(s, "__len__"):
                     raise ValueError(f"session {j}: expected a sequence of item ids, got "
                                      f"{type(s).__name__} {s!r}")
+                if isinstance(s, (set, frozenset, dict)):
+                    raise TypeError(f"session {j}: a {type(s).__name__} has no order; give the "
+                                    "item ids as a list, oldest first")
                 lengths.append(len(s))
                 flat.extend(list(s))
-            idx = self._lookup(flat)
+            starts = np.r_[0, np.cumsum(lengths)].astype(np.int64)
+            srows = np.repeat(np.arange(len(lengths)), lengths)
+            idx = self._lookup(flat, lambda j: f"session {srows[j]}, position "
+                                               f"{j - starts[srows[j]]}")
         n_sess = len(lengths)
         N = self.n_items
         lengths = np.asarray(lengths, np.int64)
@@ -304,22 +361,14 @@ class SessionRecommender:
         if n_unknown and unknown == "error":
             j = int(np.flatnonzero(miss)[0])
             b = int(rows[j])
-            pos = j - int(np.r_[0, np.cumsum(lengths)][b])
+            pos = j - int(starts[b])
             raise ValueError(f"session {b}, position {pos}: item {flat[j]!r} is not in the "
                              f"model's vocabulary (pass unknown='skip' to ignore such items)")
 
         candidate = np.ones(N, bool)
         if filter_items is not None:
-            if isinstance(filter_items, (str, bytes)):
-                filter_items = [filter_items]
-            fl = list(filter_items)
-            fidx = self._lookup(fl)
-            if (fidx < 0).any():
-                j = int(np.flatnonzero(fidx < 0)[0])
-                if unknown == "error":
-                    raise ValueError(f"filter_items, position {j}: item {fl[j]!r} is not in "
-                                     f"the model's vocabulary")
-                n_unknown += int((fidx < 0).sum())
+            fidx, n_bad = self._filter_indices(filter_items, unknown)
+            n_unknown += n_bad
             candidate = np.zeros(N, bool)
             candidate[fidx[fidx >= 0]] = True
         self.last_unknown_count = n_unknown

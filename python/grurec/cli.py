@@ -100,6 +100,7 @@ def cmd_recommend(args) -> int:
     import grurec
 
     model = grurec.load(args.model)
+    model._check_fitted()  # an unfitted model file has no item ids to parse against
     if args.events:
         from .data import to_sessions
 
@@ -235,11 +236,14 @@ def main(argv=None) -> int:
         parser.error("recommend: give item ids or --events FILE")
     try:
         return args.func(args)
-    except (ValueError, TypeError, OSError) as exc:
-        # Bad input, a missing file or a corrupt model: one clear line, exit 2.
+    except (ValueError, TypeError, OSError, RuntimeError, MemoryError) as exc:
+        # Bad input, a missing file, a corrupt or unfitted model, training that
+        # diverged (ModelFitError) or ran out of memory: one clear line, exit 2.
         from .io import ModelFileError
 
         kind = "model file" if isinstance(exc, ModelFileError) else "error"
+        if isinstance(exc, MemoryError):
+            exc = f"out of memory ({exc or 'allocation failed'})"
         print(f"grurec {args.command}: {kind}: {exc}", file=sys.stderr)
         return 2
 

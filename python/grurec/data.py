@@ -403,7 +403,13 @@ def _factorize_ids(values, name: str, where: _Where):
         if kind in "mM" or kind == "b":
             what = {"m": "timedeltas", "M": "datetimes", "b": "booleans"}[kind]
             raise TypeError(f"column {name!r}: ids must be integers or strings, not {what}")
-        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+        try:
+            codes, uniques = pd.factorize(values, use_na_sentinel=True)
+        except TypeError:  # an unhashable value (a list, a dict, an array)
+            vals = values.tolist() if hasattr(values, "tolist") else list(values)
+            r = next(r for r, v in enumerate(vals) if not _hashable(v))
+            raise TypeError(f"column {name!r}: id {vals[r]!r} ({type(vals[r]).__name__}) at "
+                            f"{where.row(r)}: ids must be integers or strings") from None
         uniques = np.asarray(uniques)
     codes = np.asarray(codes, dtype=np.int64)
     if len(codes) and codes.min() < 0:
@@ -444,6 +450,14 @@ def _factorize_ids(values, name: str, where: _Where):
         rank[order] = np.arange(len(order))
         codes, uniques = rank[codes], uniques[order]
     return codes, uniques
+
+
+def _hashable(v) -> bool:
+    try:
+        hash(v)
+    except TypeError:
+        return False
+    return True
 
 
 def values_at(values, r: int):
@@ -539,7 +553,10 @@ def _object_times(arr, name, where) -> np.ndarray:
     obj = pd.Series(arr, dtype=object)
     null = obj.isna().to_numpy()
     num = pd.to_numeric(obj, errors="coerce")
-    is_bool = np.fromiter((isinstance(v, (bool, np.bool_)) for v in arr), bool, len(arr))
+    # bools and complex numbers are not times (to_numeric would take True as
+    # 1 and drop an imaginary part)
+    is_bool = np.fromiter((isinstance(v, (bool, np.bool_, complex, np.complexfloating))
+                           for v in arr), bool, len(arr))
     num_ok = num.notna().to_numpy() & ~is_bool
     if (num_ok | null).all():
         t = num.to_numpy(dtype=np.float64, na_value=np.nan)

@@ -53,20 +53,25 @@ def evaluate(model, test, cutoffs=(1, 5, 10, 20), mode: str = "standard",
     unknown targets included), ``n_sessions``, ``n_unknown_targets``,
     ``n_items`` (items ranked among).
     """
-    if mode not in MODES:
+    from .baselines import SessionRecommender, _check_int
+    from .topk import _threads
+
+    if not isinstance(model, SessionRecommender):
+        raise TypeError(f"model: expected a fitted grurec model (GRU4Rec or a baseline), got "
+                        f"{type(model).__name__}")
+    if not isinstance(mode, str) or mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     cutoffs = _check_cutoffs(cutoffs)
-    if int(chunk_events) < 1:
-        raise ValueError(f"chunk_events must be >= 1, got {chunk_events!r}")
+    chunk_events = _check_int("chunk_events", chunk_events, 1)
     model._check_fitted()
-    nt = getattr(model, "num_threads", 0) if num_threads is None else int(num_threads)
+    nt = _threads(getattr(model, "num_threads", 0) if num_threads is None else num_threads)
     sd = to_sessions(test, session_col, item_col, time_col, item_ids=model.item_ids,
                      unknown="keep")
     sd = sd.select_sessions(sd.lengths() >= 2)
     N = len(model.item_ids)
     cand = None
     if candidates is not None:
-        cand = np.unique(model._lookup(list(candidates)))
+        cand = np.unique(model._filter_indices(candidates, "skip", "candidates")[0])
         cand = cand[cand >= 0]
         if len(cand) == 0:
             raise ValueError("candidates: none of the given items is known to the model")
@@ -96,13 +101,15 @@ def evaluate(model, test, cutoffs=(1, 5, 10, 20), mode: str = "standard",
 
 
 def _check_cutoffs(cutoffs) -> tuple[int, ...]:
-    try:
-        ks = tuple(int(k) for k in cutoffs)
-    except TypeError:
-        ks = (int(cutoffs),)
-    if not ks or min(ks) < 1:
-        raise ValueError(f"cutoffs must be positive integers, got {cutoffs!r}")
-    return ks
+    """An integer K >= 1, or a non-empty list, tuple or 1-D array of them."""
+    seq = list(cutoffs) if isinstance(cutoffs, (list, tuple)) or (
+        isinstance(cutoffs, np.ndarray) and cutoffs.ndim == 1) else [cutoffs]
+    ok = bool(seq) and all(isinstance(k, (int, np.integer))
+                           and not isinstance(k, (bool, np.bool_)) for k in seq)
+    if not ok or min(seq) < 1:
+        raise (ValueError if ok or not seq else TypeError)(
+            f"cutoffs must be positive integers (an int or a list of ints), got {cutoffs!r}")
+    return tuple(dict.fromkeys(int(k) for k in seq))  # a repeated K counts once
 
 
 def _chunks(offsets: np.ndarray, max_events: int):

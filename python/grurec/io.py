@@ -402,7 +402,7 @@ def _array(buf, e, data_start, data_len):
         raise ModelFileError("invalid model metadata: an array entry has no name")
     name = e["name"]
     dt = e.get("dtype")
-    if dt not in _DTYPES:
+    if not isinstance(dt, str) or dt not in _DTYPES:
         raise ModelFileError(f"invalid model metadata: array {name!r} has dtype {dt!r}")
     shape = e.get("shape")
     if not isinstance(shape, list) or len(shape) > 4:
@@ -524,6 +524,9 @@ def _model_from(meta, arrays, cls=None):
         if a.shape != tuple(shape) or a.dtype != np.float32:
             raise ModelFileError(f"invalid model file: weight {k!r} has shape {a.shape} "
                                  f"{a.dtype}, the hyperparameters need {tuple(shape)} float32")
+        if not _all_finite(a):
+            raise ModelFileError(f"invalid model file: weight {k!r} holds NaN or infinite "
+                                 "values (training never writes them)")
     model.params = {k: params[k] for k in want}
     opt = {k[len("opt/"):]: a for k, a in arrays.items() if k.startswith("opt/")}
     vel = {k[len("vel/"):]: a for k, a in arrays.items() if k.startswith("vel/")}
@@ -546,6 +549,12 @@ def _model_from(meta, arrays, cls=None):
     model._opt = opt
     model._vel = vel
     return model
+
+
+def _all_finite(a: np.ndarray, chunk: int = 1 << 22) -> bool:
+    """np.isfinite(a).all() in chunks, so a large table needs no same-size mask."""
+    flat = a.reshape(-1)
+    return all(np.isfinite(flat[i:i + chunk]).all() for i in range(0, flat.size, chunk))
 
 
 def from_bytes(data, cls=None):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import time
 from typing import Callable, Optional, Sequence
 
@@ -19,6 +20,44 @@ log = logging.getLogger("grurec")
 
 LOSSES = ("cross-entropy", "bpr-max", "top1-max")
 PARALLEL = ("hogwild", "sync")
+
+
+# Integer hyperparameters are capped at the native code's int32 range.
+_INT_MAX = 2**31 - 1
+
+
+def _as_int(name: str, v, low: int) -> int:
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+        raise TypeError(f"{name}: must be an integer, got {v!r} ({type(v).__name__})")
+    if not isinstance(v, numbers.Integral):
+        f = float(v)
+        if not (math.isfinite(f) and f.is_integer()):
+            raise ValueError(f"{name}: must be a whole number, got {v!r}")
+        v = f
+    v = int(v)
+    if v < low:
+        raise ValueError(f"{name}: must be >= {low}, got {v}")
+    if v > _INT_MAX:
+        raise ValueError(f"{name}: must be <= {_INT_MAX}, got {v}")
+    return v
+
+
+def _as_float(name: str, v) -> float:
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+        raise TypeError(f"{name}: must be a number, got {v!r} ({type(v).__name__})")
+    return float(v)
+
+
+def _as_bool(name: str, v) -> bool:
+    if isinstance(v, (bool, np.bool_)) or (isinstance(v, numbers.Integral) and v in (0, 1)):
+        return bool(v)
+    raise TypeError(f"{name}: must be True or False, got {v!r} ({type(v).__name__})")
+
+
+def _all_finite(a: np.ndarray, chunk: int = 1 << 22) -> bool:
+    """np.isfinite(a).all() in chunks (no same-size mask for a big table)."""
+    flat = a.reshape(-1)
+    return all(np.isfinite(flat[i:i + chunk]).all() for i in range(0, flat.size, chunk))
 
 
 class ModelFitError(RuntimeError):
@@ -75,22 +114,24 @@ class GRU4Rec(SessionRecommender):
         show_progress: bool = True,
         parallel: str = "hogwild",
     ):
-        self.layers = [int(h) for h in (layers if isinstance(layers, (list, tuple)) else [layers])]
+        # Stored as given; _check_params() converts and checks them (also in
+        # fit(), so values assigned after construction are checked too).
+        self.layers = layers
         self.loss = loss
-        self.elu_param = float(elu_param)
-        self.bpreg = float(bpreg)
-        self.logq = float(logq)
-        self.batch_size = int(batch_size)
-        self.n_sample = int(n_sample)
-        self.sample_alpha = float(sample_alpha)
-        self.embedding = int(embedding)
-        self.constrained_embedding = bool(constrained_embedding)
-        self.dropout_p_embed = float(dropout_p_embed)
-        self.dropout_p_hidden = float(dropout_p_hidden)
-        self.learning_rate = float(learning_rate)
-        self.momentum = float(momentum)
-        self.n_epochs = int(n_epochs)
-        self.num_threads = int(num_threads)
+        self.elu_param = elu_param
+        self.bpreg = bpreg
+        self.logq = logq
+        self.batch_size = batch_size
+        self.n_sample = n_sample
+        self.sample_alpha = sample_alpha
+        self.embedding = embedding
+        self.constrained_embedding = constrained_embedding
+        self.dropout_p_embed = dropout_p_embed
+        self.dropout_p_hidden = dropout_p_hidden
+        self.learning_rate = learning_rate
+        self.momentum = momentum
+        self.n_epochs = n_epochs
+        self.num_threads = num_threads
         self.random_state = random_state
         self.show_progress = show_progress
         self.parallel = parallel
@@ -102,13 +143,36 @@ class GRU4Rec(SessionRecommender):
 
     # ------------------------------------------------------------------ setup
     def _check_params(self) -> None:
+        """Convert every hyperparameter to its type and check its range; the
+        error names the hyperparameter. Integers may be given as whole floats
+        (2.0) or NumPy scalars, never as bools, strings or fractions."""
         def bad(name, why):
             raise ValueError(f"{name}: {why}, got {getattr(self, name)!r}")
 
+        lay = self.layers
+        lay = list(lay) if isinstance(lay, (list, tuple)) or (
+            isinstance(lay, np.ndarray) and lay.ndim == 1) else [lay]
+        self.layers = [_as_int("layers", h, 1) for h in lay]
+        for name in ("batch_size", "n_sample", "embedding", "n_epochs", "num_threads"):
+            setattr(self, name, _as_int(name, getattr(self, name), 0))
+        for name in ("elu_param", "bpreg", "logq", "sample_alpha", "momentum", "learning_rate",
+                     "dropout_p_embed", "dropout_p_hidden"):
+            setattr(self, name, _as_float(name, getattr(self, name)))
+        for name in ("constrained_embedding", "show_progress"):
+            setattr(self, name, _as_bool(name, getattr(self, name)))
+        rs = self.random_state
+        if not (rs is None or isinstance(rs, (np.random.Generator, np.random.BitGenerator,
+                                              np.random.SeedSequence))):
+            if isinstance(rs, (bool, np.bool_)) or not isinstance(rs, numbers.Integral):
+                raise TypeError(f"random_state: must be None, an integer >= 0 or a NumPy "
+                                f"Generator/SeedSequence, got {rs!r} ({type(rs).__name__})")
+            if rs < 0:
+                bad("random_state", "must be >= 0")
+        for name, choices in (("loss", LOSSES), ("parallel", PARALLEL)):
+            if not isinstance(getattr(self, name), str) or getattr(self, name) not in choices:
+                bad(name, f"must be one of {choices}")
         if not self.layers or any(h < 1 for h in self.layers):
             bad("layers", "needs one or more positive layer sizes")
-        if self.loss not in LOSSES:
-            bad("loss", f"must be one of {LOSSES}")
         for name in ("elu_param", "bpreg", "logq", "sample_alpha", "momentum"):
             v = getattr(self, name)
             if not math.isfinite(v) or v < 0:
@@ -131,8 +195,6 @@ class GRU4Rec(SessionRecommender):
             bad("n_epochs", "must be >= 0")
         if self.num_threads < 0:
             bad("num_threads", "must be >= 0 (0 = all cores)")
-        if self.parallel not in PARALLEL:
-            bad("parallel", f"must be one of {PARALLEL}")
         if self.loss != "cross-entropy" and self.n_sample == 0 and self.batch_size == 1:
             raise ValueError("loss: ranking losses need negatives: n_sample > 0 or batch_size > 1")
 
@@ -257,6 +319,16 @@ class GRU4Rec(SessionRecommender):
             dt = time.perf_counter() - t0
             if bar is not None:
                 bar.close()
+            if not all(_all_finite(a) for a in self.params.values()):
+                # An update overflowed although its loss was finite (non-finite
+                # gradients through saturated units, a step near the float32
+                # limit): never leave NaN/inf weights to be served.
+                self.params, self._opt, self._vel = {}, {}, {}
+                self.epochs_trained = 0
+                raise ModelFitError(
+                    f"the weights became NaN or infinite in epoch {epoch + 1}, mini-batch "
+                    f"{r['batches'] + 1} or earlier; the model was reset to unfitted (try a "
+                    "lower learning_rate)")
             if r["status"] == "nonfinite":
                 raise ModelFitError(
                     f"loss became NaN or infinite in epoch {epoch + 1}, mini-batch "

@@ -35,7 +35,14 @@ class GRUGrads(NamedTuple):
 
 
 def _f32(name: str, a, ndim: int) -> np.ndarray:
-    arr = np.ascontiguousarray(a, dtype=np.float32)
+    """``a`` as C-contiguous float32: real (float or integer) input only, so
+    complex, bool, string or object arrays are refused, not silently cast."""
+    if a is None:
+        raise TypeError(f"{name}: expected an array, got None")
+    arr = np.asarray(a)
+    if arr.dtype == np.bool_ or arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name}: expected a real (float or integer) array, got dtype {arr.dtype}")
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
     if arr.ndim != ndim:
         raise ValueError(f"{name}: expected {ndim} dimensions, got shape {arr.shape}")
     return arr
@@ -63,11 +70,11 @@ def _shapes(x: np.ndarray, h0, W_ih, W_hh, b):
 
 
 def _as_seq(x) -> tuple[np.ndarray, bool]:
-    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x is None or np.ndim(x) not in (2, 3):
+        raise ValueError(f"x: expected (B, I) or (T, B, I), got shape {np.shape(x)}")
+    x = _f32("x", x, np.ndim(x))
     if x.ndim == 2:
         return x[None], True
-    if x.ndim != 3:
-        raise ValueError(f"x: expected (B, I) or (T, B, I), got shape {x.shape}")
     return x, False
 
 
@@ -84,7 +91,12 @@ def gru_forward(x, h0, W_ih, W_hh, b, num_threads: int = 0):
     Returns ``(h, cache)``: ``h`` has shape (B, H) or (T, B, H) (the state after
     every step) and ``cache`` is what :func:`gru_backward` needs.
     """
+    from .topk import _threads
+
+    num_threads = _threads(num_threads)
     x, single = _as_seq(x)
+    if b is None:
+        raise TypeError("b: expected an array of shape (3H,), got None")
     (T, B, I, H), (h0, W_ih, W_hh, b) = _shapes(x, h0, W_ih, W_hh, b)
     _check_finite(x=x, h0=h0, W_ih=W_ih, W_hh=W_hh, b=b)
     h = np.empty((T, B, H), np.float32)
@@ -99,10 +111,24 @@ def gru_backward(dh, cache: GRUCache, x, h0, h, W_ih, W_hh, num_threads: int = 0
     ``dh`` and ``h`` have the shape :func:`gru_forward` returned. Returns fresh
     arrays (the native kernel accumulates; here it starts from zero).
     """
+    from .topk import _threads
+
+    num_threads = _threads(num_threads)
     x, single = _as_seq(x)
     (T, B, I, H), (h0, W_ih, W_hh) = _shapes(x, h0, W_ih, W_hh, None)
-    dh = np.ascontiguousarray(dh, dtype=np.float32).reshape(T, B, H)
-    h = np.ascontiguousarray(h, dtype=np.float32).reshape(T, B, H)
+    want = (B, H) if single else (T, B, H)
+    dh = _f32("dh", dh, len(want))
+    h = _f32("h", h, len(want))
+    for name, a in (("dh", dh), ("h", h)):
+        if a.shape != want:
+            raise ValueError(f"{name}: expected shape {want} (what gru_forward returned), "
+                             f"got {a.shape}")
+    if not (hasattr(cache, "gates") and hasattr(cache, "rh")):
+        raise TypeError(f"cache: expected the GRUCache gru_forward returned, got "
+                        f"{type(cache).__name__}")
+    cache = GRUCache(_f32("cache.gates", cache.gates, 3), _f32("cache.rh", cache.rh, 3))
+    _check_finite(dh=dh, x=x, h0=h0, h=h, W_ih=W_ih, W_hh=W_hh)
+    dh, h = dh.reshape(T, B, H), h.reshape(T, B, H)
     g = GRUGrads(
         np.zeros((T, B, I), np.float32),
         np.zeros((B, H), np.float32),

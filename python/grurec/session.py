@@ -54,7 +54,7 @@ class LiveSession:
         if unknown not in ("skip", "error"):
             raise ValueError(f"unknown: must be 'skip' or 'error', got {unknown!r}")
         m = self._model
-        idx = int(m._lookup([item_id])[0])
+        idx = int(m._lookup([item_id], lambda j: "click")[0])
         if idx < 0:
             if unknown == "error":
                 raise ValueError(f"item {item_id!r} is not in the model's vocabulary")
@@ -90,17 +90,16 @@ class LiveSession:
         from its own threads, and one query is a single pass over the table.
         """
         from .baselines import _check_int
-        from .topk import _topk_csr
+        from .topk import _threads, _topk_csr
 
         k = _check_int("k", k, 1)
+        num_threads = _threads(num_threads)
         m = self._model
         N = m.n_items
         allowed = None
         n_cand = N
         if filter_items is not None:
-            if isinstance(filter_items, (str, bytes)):
-                filter_items = [filter_items]
-            fidx = m._lookup(list(filter_items))
+            fidx, _ = m._filter_indices(filter_items, "skip")
             allowed = np.zeros(N, bool)
             allowed[fidx[fidx >= 0]] = True
             n_cand = int(allowed.sum())

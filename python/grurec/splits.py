@@ -63,8 +63,18 @@ class Split:
     valid: Optional[SessionData] = None
 
 
+def _min_length(v, low: int) -> int:
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+        raise TypeError(f"min_length must be an integer, got {v!r}")
+    if v < low:
+        raise ValueError(f"min_length must be >= {low}, got {v}")
+    return int(v)
+
+
 def _cut_value(cut, unit: str) -> float:
-    if isinstance(cut, (int, float, np.integer, np.floating)) and not isinstance(cut, bool):
+    if isinstance(cut, (int, float, np.integer, np.floating)) and not isinstance(cut, (bool, np.bool_)):
+        if cut != cut:  # NaN
+            raise ValueError("cut must be a number or a date/time, got nan")
         return float(cut)
     import pandas as pd
 
@@ -90,20 +100,21 @@ def time_split(events, *, days: Optional[float] = None, cut=None, unit: str = "s
     """
     if (days is None) == (cut is None):
         raise ValueError("give exactly one of days= and cut=")
-    if straddling not in STRADDLING:
+    if not isinstance(straddling, str) or straddling not in STRADDLING:
         raise ValueError(f"straddling must be one of {STRADDLING}, got {straddling!r}")
-    if unit not in _SECONDS:
+    if not isinstance(unit, str) or unit not in _SECONDS:
         raise ValueError(f"unit must be one of {tuple(_SECONDS)}, got {unit!r}")
-    if min_length < 1:
-        raise ValueError(f"min_length must be >= 1, got {min_length}")
+    min_length = _min_length(min_length, 1)
+    if days is not None and not (isinstance(days, (int, float, np.integer, np.floating))
+                                 and not isinstance(days, (bool, np.bool_))
+                                 and np.isfinite(days) and days > 0):
+        raise ValueError(f"days must be > 0 (a number of days), got {days!r}")
     sd = to_sessions(events, session_col, item_col, time_col)
     if sd.times is None:
         raise ValueError("time_split needs event times; this SessionData has none")
     if sd.n_events == 0:
         raise ValueError("no events to split")
     if days is not None:
-        if not (np.isfinite(days) and days > 0):
-            raise ValueError(f"days must be > 0, got {days!r}")
         cut_v = float(sd.times.max()) - days * 86400.0 / _SECONDS[unit]
     else:
         cut_v = _cut_value(cut, unit)
@@ -169,8 +180,7 @@ def leave_last_out(sequences, *, min_length: int = 3, drop_unseen_items: bool = 
     validation target never occurs in ``train``, and leaves ``test`` when the
     test target occurs in no user's sequence before its last event.
     """
-    if min_length < 3:
-        raise ValueError(f"min_length must be >= 3 (train, validation and test), got {min_length}")
+    min_length = _min_length(min_length, 3)  # train, validation and test
     sd = to_sessions(sequences, session_col, item_col, time_col)
     rep = Report("leave_last_out")
     c0 = counts(sd)

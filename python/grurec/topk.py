@@ -48,7 +48,9 @@ def _threads(num_threads) -> int:
         raise TypeError(f"num_threads must be an integer, got {type(num_threads).__name__}")
     if num_threads < 0:
         raise ValueError(f"num_threads must be >= 0 (0 = all cores), got {num_threads}")
-    return int(num_threads)
+    # The native code caps the team at a few times the cores anyway; this
+    # keeps huge values inside its int range.
+    return min(int(num_threads), 2**31 - 1)
 
 
 def _numeric(name: str, a) -> np.ndarray:
