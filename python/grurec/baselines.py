@@ -179,21 +179,37 @@ class SessionRecommender:
     def _fit(self, sd: SessionData) -> None:
         pass
 
+    def _snapshot(self):
+        """A shallow copy of the model taken in one step (copying ``__dict__``
+        holds the GIL throughout): calls that read several attributes use it
+        so that a ``fit()`` in another thread, which publishes its results
+        with one ``__dict__.update``, never shows them a mix of two models."""
+        snap = object.__new__(type(self))
+        snap.__dict__ = dict(self.__dict__)
+        return snap
+
+    def _publish(self, work) -> None:
+        """Make ``work``'s state (a ``_snapshot`` that was trained) this model's
+        in one step; see ``_snapshot``."""
+        self.__dict__.update(work.__dict__)
+
     def fit(self, data, session_col: str = "SessionId", item_col: str = "ItemId",
             time_col: str = "Time"):
         """Learn from an event table (pandas DataFrame) or a ``SessionData``."""
         self._check_params()
         sd = data if isinstance(data, SessionData) else sessions_from_frame(
             data, session_col, item_col, time_col)
+        work = self._snapshot()  # other threads keep using the old model meanwhile
         n = len(sd.item_ids)
-        self.item_ids = np.asarray(sd.item_ids)
-        self._index = None
-        self.popularity = np.bincount(sd.items, minlength=n).astype(np.int64)
-        levels = np.unique(self.popularity)
+        work.item_ids = np.asarray(sd.item_ids)
+        work._index = None
+        work.popularity = np.bincount(sd.items, minlength=n).astype(np.int64)
+        levels = np.unique(work.popularity)
         # Fallback f(i) = r(i) / (R + 1), r = dense popularity rank 1..R.
-        self._fallback = ((np.searchsorted(levels, self.popularity) + 1)
+        work._fallback = ((np.searchsorted(levels, work.popularity) + 1)
                           / (len(levels) + 1)).astype(np.float64)
-        self._fit(sd)
+        work._fit(sd)
+        self._publish(work)
         return self
 
     def _check_fitted(self) -> None:
@@ -319,6 +335,16 @@ class SessionRecommender:
         Returns (ids, scores): arrays (n_sessions, k) of item ids (the dtype of
         ``item_ids``) and float32 scores, best first, ties by lower item index.
         """
+        m = self._snapshot()  # one consistent model even if fit() runs meanwhile
+        try:
+            return m._recommend(sessions, k, exclude_seen, filter_items, unknown,
+                                session_col, item_col, time_col)
+        finally:
+            self.last_session_ids = m.__dict__.get("last_session_ids")
+            self.last_unknown_count = m.__dict__.get("last_unknown_count", 0)
+
+    def _recommend(self, sessions, k, exclude_seen, filter_items, unknown, session_col,
+                   item_col, time_col):
         self._check_fitted()
         if unknown not in ("skip", "error"):
             raise _bad("unknown", "must be 'skip' or 'error'", unknown)

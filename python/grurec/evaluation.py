@@ -64,6 +64,8 @@ def evaluate(model, test, cutoffs=(1, 5, 10, 20), mode: str = "standard",
     cutoffs = _check_cutoffs(cutoffs)
     chunk_events = _check_int("chunk_events", chunk_events, 1)
     model._check_fitted()
+    # One consistent model for the whole run, even if fit() runs in another thread.
+    model = model._snapshot()
     nt = _threads(getattr(model, "num_threads", 0) if num_threads is None else num_threads)
     sd = to_sessions(test, session_col, item_col, time_col, item_ids=model.item_ids,
                      unknown="keep")

@@ -269,6 +269,18 @@ class GRU4Rec(SessionRecommender):
             raise ValueError("no session has 2 or more events: nothing to learn from")
         if n_short:
             log.info("skipped %d sessions with a single event", n_short)
+        # Train a copy and publish it in one step (before each callback and at
+        # the end, also after an error or Ctrl-C), so threads that recommend
+        # from this model meanwhile see the old model or the new one (perhaps
+        # partly trained), never a mix of the two.
+        work = self._snapshot()
+        try:
+            work._fit_sessions(sd, callback, publish=lambda: self._publish(work))
+        finally:
+            self._publish(work)
+        return self
+
+    def _fit_sessions(self, sd: SessionData, callback, publish) -> None:
         self.item_ids = np.asarray(sd.item_ids)
         self._index = None
         n_items = len(sd.item_ids)
@@ -343,8 +355,8 @@ class GRU4Rec(SessionRecommender):
             self.epochs_trained += 1
             log.info("epoch %d: loss %.4f, %.0f events/s", epoch + 1, loss, r["events"] / dt)
             if callback is not None:
+                publish()
                 callback(epoch + 1, loss)
-        return self
 
     # -------------------------------------------------------------- inference
     def _check_fitted(self):
