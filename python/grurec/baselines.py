@@ -56,8 +56,16 @@ log = logging.getLogger("grurec")
 
 __all__ = ["SessionRecommender", "Popularity", "SessionPopularity", "ItemKNN", "VSKNN"]
 
-# Rows of the (n, n_items) score matrix handled at once by ``recommend``.
+# Rows of the (n, n_items) score matrix handled at once by ``recommend`` and
+# ``evaluate``: at most 512, and at most 32 MiB of float32 scores, so that the
+# chunk and its top-k temporaries (a few copies) stay near 128 MiB whatever the
+# catalogue size (512 rows x 1M items would be 2 GB).
 _RECOMMEND_CHUNK = 512
+_CHUNK_BYTES = 32 << 20
+
+
+def _dense_chunk_rows(n_items: int) -> int:
+    return int(max(1, min(_RECOMMEND_CHUNK, _CHUNK_BYTES // (4 * max(n_items, 1)))))
 
 
 def _bad(name: str, why: str, value) -> ValueError:
@@ -428,8 +436,9 @@ class SessionRecommender:
         starts = np.searchsorted(rows, np.arange(n_sess + 1))
         out_top = np.empty((n_sess, k), np.int64)
         out_scores = np.empty((n_sess, k), np.float32)
-        for c0 in range(0, n_sess, _RECOMMEND_CHUNK):
-            c1 = min(c0 + _RECOMMEND_CHUNK, n_sess)
+        chunk = _dense_chunk_rows(self.n_items)
+        for c0 in range(0, n_sess, chunk):
+            c1 = min(c0 + chunk, n_sess)
             e0, e1 = starts[c0], starts[c1]
             crow, citem = rows[e0:e1] - c0, idx[e0:e1]
             scores = self._score(crow, citem, c1 - c0)

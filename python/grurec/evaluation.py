@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .baselines import _dense_chunk_rows
 from .data import to_sessions
 from .topk import _rank_counts, _rank_counts_dense, _ranks, _topk_csr
 
@@ -150,9 +151,12 @@ def _gru_ranks(model, off, items, targets, known, cand, K, mode, nt):
     return ranks, top
 
 
-def _dense_ranks(model, off, items, targets, known, cand, K, mode, nt, block: int = 512):
-    """Models without a factorised scorer: dense scores of each prefix."""
+def _dense_ranks(model, off, items, targets, known, cand, K, mode, nt, block=None):
+    """Models without a factorised scorer: dense scores of each prefix, a
+    block of prefixes at a time (bounded bytes, see ``_dense_chunk_rows``)."""
     n = len(targets)
+    if block is None:
+        block = _dense_chunk_rows(model.n_items)
     ranks = np.full(n, np.inf)
     top = np.empty((n, min(K, model.n_items if cand is None else len(cand))), np.int64)
     lengths = np.diff(off)
