@@ -463,21 +463,25 @@ def _is_event_source(x) -> bool:
 
 
 def _topk(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices (n, k) of the k best per row, best first, ties by lower index."""
+    """Indices (n, k) of the k best per row, best first, ties by lower index.
+
+    Memory stays a few times the size of ``scores`` however many items tie
+    at the k-th value (a popularity count of 1 ties thousands of items): the
+    items above the k-th value, then the lowest-index ones equal to it."""
     n, N = scores.shape
     if k == 0 or n == 0:
         return np.zeros((n, k), np.int64)
     if k >= N:
         return np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    kth = np.take_along_axis(scores, part, axis=1).min(axis=1)
-    # Every item at least as good as the k-th value, in row-major order (so
-    # ascending index within a row), then sorted by score, ties by index.
-    r, c = np.nonzero(scores >= kth[:, None])
-    order = np.lexsort((c, -scores[r, c], r))
-    r, c = r[order], c[order]
-    keep = _rank_in_group(r) < k
-    return c[keep].reshape(n, k)
+    kth = np.partition(scores, N - k, axis=1)[:, N - k]  # the k-th largest value
+    above = scores > kth[:, None]
+    need = k - above.sum(axis=1)  # ties at the k-th value still to take, >= 1
+    tie = scores == kth[:, None]
+    above |= tie & (np.cumsum(tie, axis=1, dtype=np.int32) <= need[:, None])
+    c = np.nonzero(above)[1].reshape(n, k)  # row-major: ascending index in a row
+    v = np.take_along_axis(scores, c, axis=1)
+    order = np.lexsort((c, -v), axis=1)
+    return np.take_along_axis(c, order, axis=1)
 
 
 # ---------------------------------------------------------------------- POP
