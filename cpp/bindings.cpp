@@ -432,7 +432,8 @@ void topk_raise(int status) {
 // was not finite (the outputs are then meaningless).
 bool topk_native(py::handle queries, py::handle items, py::handle bias, int64_t k,
                  py::handle excl_offsets, py::handle excl_indices, py::handle allowed,
-                 py::handle out_idx, py::handle out_scores, int num_threads) {
+                 py::handle out_idx, py::handle out_scores, int num_threads,
+                 py::handle targets, py::handle greater, py::handle equal) {
   const int64_t Q = dim("queries", queries, 2, 0), D = dim("queries", queries, 2, 1);
   const int64_t N = dim("items", items, 2, 0);
   const float* pq = checked("queries", queries, {Q, D}, false);
@@ -472,11 +473,25 @@ bool topk_native(py::handle queries, py::handle items, py::handle bias, int64_t 
   }
   int64_t* pi = checked_as<int64_t>("out_idx", "int64", out_idx, {Q, k}, true);
   float* ps = checked("out_scores", out_scores, {Q, k}, true);
+  const int64_t* pt = nullptr;
+  int64_t* pg = nullptr;
+  int64_t* pq_eq = nullptr;
+  if (targets.is_none() != greater.is_none() || targets.is_none() != equal.is_none())
+    throw py::value_error("targets, greater and equal: give all three or none");
+  if (!targets.is_none()) {
+    pt = checked_as<int64_t>("targets", "int64", targets, {Q}, false);
+    for (int64_t i = 0; i < Q; ++i)
+      if (pt[i] < -1 || pt[i] >= N)
+        throw py::value_error("targets[" + std::to_string(i) + "] = " + std::to_string(pt[i]) +
+                              " is out of range [-1, " + std::to_string(N) + ")");
+    pg = checked_as<int64_t>("greater", "int64", greater, {Q}, true);
+    pq_eq = checked_as<int64_t>("equal", "int64", equal, {Q}, true);
+  }
   const int nt = resolve_threads(num_threads);
   int status;
   {
     py::gil_scoped_release nogil;
-    status = grurec::topk(pi, ps, pq, px, pb, Q, N, D, k, po, pe, pa, nt);
+    status = grurec::topk(pi, ps, pq, px, pb, Q, N, D, k, po, pe, pa, nt, pt, pg, pq_eq);
   }
   topk_raise(status);
   return status == grurec::kTopkOk;
@@ -614,7 +629,10 @@ PYBIND11_MODULE(_core, m) {
   m.def("topk", &topk_native, py::arg("queries"), py::arg("items"), py::arg("bias"),
         py::arg("k"), py::arg("excl_offsets"), py::arg("excl_indices"), py::arg("allowed"),
         py::arg("out_idx"), py::arg("out_scores"), py::arg("num_threads") = 0,
-        "Top-k items per query into out_idx/out_scores (see cpp/topk.hpp); "
+        py::arg("targets") = py::none(), py::arg("greater") = py::none(),
+        py::arg("equal") = py::none(),
+        "Top-k items per query into out_idx/out_scores (see cpp/topk.hpp), and with "
+        "targets (-1 = none) the targets' rank counts into greater/equal in the same pass; "
         "False when some score was not finite.");
   m.def("rank_counts", &rank_counts_native, py::arg("queries"), py::arg("items"),
         py::arg("bias"), py::arg("targets"), py::arg("greater"), py::arg("equal"),

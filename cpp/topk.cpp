@@ -191,10 +191,9 @@ struct Scratch {
       sc.resize(p.Nb);
       cand.resize(p.QB * p.cap);
       run.resize(p.QB);
-    } else {
-      st.resize(p.QB);
-      cnt.resize(p.QB * 2);
     }
+    st.resize(p.QB);
+    cnt.resize(p.QB * 2);
   }
 };
 
@@ -205,6 +204,40 @@ void pad_queries(float* qp, const float* queries, int64_t q0, int64_t nq, int64_
     float* dst = qp + q * dp;
     if (D > 0) std::memcpy(dst, queries + (q0 + q) * D, sizeof(float) * D);
     std::fill(dst + D, dst + dp, 0.0f);
+  }
+}
+
+// The score of each query's target (targets[q] >= 0; nq queries already in
+// s.qp) by the same kernel and bias addition as every other score, so the
+// target ties with itself exactly; zeroes the counts.
+void target_scores(Scratch& s, const TopkKernels& tk, const Plan& plan, const float* items,
+                   const float* bias, const int64_t* targets, int64_t nq, int64_t D) {
+  for (int64_t q = 0; q < nq; ++q) {
+    s.cnt[2 * q] = s.cnt[2 * q + 1] = 0;
+    const int64_t tgt = targets[q];
+    if (tgt < 0) continue;
+    float dot = 0.0f;
+    tk.dots(1, 1, D, s.qp.data() + q * plan.dp, plan.dp, items + tgt * D, &dot, 1, s.work.data());
+    s.st[q] = bias ? dot + bias[tgt] : dot;
+  }
+}
+
+// greater/equal from the partial counts [P, Q, 2] of the item ranges; -1 for
+// a query without a target.
+void sum_counts(const std::vector<int64_t>& part, const int64_t* targets, int64_t Q, int64_t P,
+                int64_t* greater, int64_t* equal) {
+  for (int64_t q = 0; q < Q; ++q) {
+    if (targets[q] < 0) {
+      greater[q] = equal[q] = -1;
+      continue;
+    }
+    int64_t g = 0, e = 0;
+    for (int64_t p = 0; p < P; ++p) {
+      g += part[(p * Q + q) * 2];
+      e += part[(p * Q + q) * 2 + 1];
+    }
+    greater[q] = g;
+    equal[q] = e - 1;  // the target equals itself
   }
 }
 
@@ -244,19 +277,23 @@ bool run_tasks(int64_t tasks, int num_threads, bool topk, const Plan& plan, F f)
 int topk(int64_t* out_idx, float* out_score, const float* queries, const float* items,
          const float* bias, int64_t Q, int64_t N, int64_t D, int64_t K,
          const int64_t* excl_off, const int64_t* excl_idx, const uint8_t* allowed,
-         int num_threads) {
+         int num_threads, const int64_t* targets, int64_t* greater, int64_t* equal) {
   if (Q <= 0) return kTopkOk;
   const TopkKernels& tk = TK();
   const Plan plan = make_plan(Q, N, D, K, num_threads, tk, true);
   const int64_t P = plan.P;
-  // Partial lists when the items are split: [Q, P] counts, [Q, P, K] entries.
+  const bool counts = targets != nullptr && greater != nullptr && equal != nullptr;
+  // Partial lists when the items are split: [Q, P] counts, [Q, P, K] entries;
+  // partial rank counts [P, Q, 2].
   std::vector<int64_t> part_n;
   std::vector<Cand> part;
+  std::vector<int64_t> part_cnt;
   try {
     if (P > 1) {
       part_n.resize(Q * P);
       part.resize(Q * P * K);
     }
+    if (counts) part_cnt.assign(P * Q * 2, 0);
   } catch (...) {
     return kTopkNoMemory;
   }
@@ -268,6 +305,7 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
     const int64_t ia = plan.range_begin(p, N), ib = plan.range_begin(p + 1, N);
     pad_queries(s.qp.data(), queries, qa, nQ, D, plan.dp);
     for (int64_t q = 0; q < nQ; ++q) s.run[q] = {s.cand.data() + q * plan.cap, 0, -kInf};
+    if (counts) target_scores(s, tk, plan, items, bias, targets + qa, nQ, D);
     bool my_bad = false;
     for (int64_t i0 = ia; i0 < ib; i0 += plan.Nb) {
       const int64_t nb = std::min(plan.Nb, ib - i0);
@@ -282,6 +320,8 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
           const float* row = s.tile.data() + b * plan.Nb;
           const int64_t* ex0 = excl_off ? excl_idx + excl_off[qa + q] : nullptr;
           const int64_t* ex1 = excl_off ? excl_idx + excl_off[qa + q + 1] : nullptr;
+          if (counts && targets[qa + q] >= 0)
+            tk.count(nb, row, bias0, s.st[q], &s.cnt[2 * q], &s.cnt[2 * q + 1], &my_bad);
           if (r.n == 0 && r.thr == -kInf)
             r.thr = first_threshold(nb, row, bias0, i0, allowed, ex0, ex1, K, s.sc.data());
           const int64_t m = tk.above(nb, row, bias0, r.thr, s.ci.data(), s.cv.data(), &my_bad);
@@ -301,6 +341,12 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
       }
     }
     if (my_bad) bad.store(true, std::memory_order_relaxed);
+    if (counts) {
+      for (int64_t q = 0; q < nQ; ++q) {
+        part_cnt[(p * Q + qa + q) * 2] = s.cnt[2 * q];
+        part_cnt[(p * Q + qa + q) * 2 + 1] = s.cnt[2 * q + 1];
+      }
+    }
     for (int64_t q = 0; q < nQ; ++q) {
       Running& r = s.run[q];
       if (P == 1) {
@@ -314,6 +360,7 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
     }
   };
   if (!run_tasks(plan.tasks(), num_threads, true, plan, task)) return kTopkNoMemory;
+  if (counts) sum_counts(part_cnt, targets, Q, P, greater, equal);
 
   if (P > 1) {
     // Merge the P partial lists of every query (they cover disjoint item
@@ -377,14 +424,7 @@ int rank_counts(int64_t* greater, int64_t* equal, const float* queries, const fl
     const int64_t qa = qblk * plan.QB, nQ = std::min(plan.QB, Q - qa);
     const int64_t ia = plan.range_begin(p, N), ib = plan.range_begin(p + 1, N);
     pad_queries(s.qp.data(), queries, qa, nQ, D, plan.dp);
-    for (int64_t q = 0; q < nQ; ++q) {
-      // The target's score, by the same kernel and the same bias addition.
-      const int64_t tgt = targets[qa + q];
-      float dot = 0.0f;
-      tk.dots(1, 1, D, s.qp.data() + q * plan.dp, plan.dp, items + tgt * D, &dot, 1, s.work.data());
-      s.st[q] = bias ? dot + bias[tgt] : dot;
-      s.cnt[2 * q] = s.cnt[2 * q + 1] = 0;
-    }
+    target_scores(s, tk, plan, items, bias, targets + qa, nQ, D);
     bool my_bad = false;
     for (int64_t i0 = ia; i0 < ib; i0 += plan.Nb) {
       const int64_t nb = std::min(plan.Nb, ib - i0);
@@ -407,15 +447,7 @@ int rank_counts(int64_t* greater, int64_t* equal, const float* queries, const fl
     }
   };
   if (!run_tasks(plan.tasks(), num_threads, false, plan, task)) return kTopkNoMemory;
-  for (int64_t q = 0; q < Q; ++q) {
-    int64_t g = 0, e = 0;
-    for (int64_t p = 0; p < P; ++p) {
-      g += part[(p * Q + q) * 2];
-      e += part[(p * Q + q) * 2 + 1];
-    }
-    greater[q] = g;
-    equal[q] = e - 1;  // the target equals itself
-  }
+  sum_counts(part, targets, Q, P, greater, equal);
   return bad.load() ? kTopkNonFinite : kTopkOk;
 }
 

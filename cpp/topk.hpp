@@ -41,10 +41,16 @@ enum TopkStatus {
 // (allowed[N] or null) are never returned; a query with fewer than K eligible
 // items gets index -1 and score -inf in the remaining slots.
 // Requires 1 <= K <= N, Q >= 0, D >= 0, num_threads >= 1.
+// With targets[Q] (-1 or an item index) and greater[Q], equal[Q] given, the
+// same pass also writes what rank_counts (below) writes for every query whose
+// target is >= 0, counted over all N items (exclusions and allowed do not
+// apply to the counts), and -1, -1 for the others: evaluation gets a
+// prediction's top-K list and its target's rank from one read of the table.
 int topk(int64_t* out_idx, float* out_score, const float* queries, const float* items,
          const float* bias, int64_t Q, int64_t N, int64_t D, int64_t K,
          const int64_t* excl_off, const int64_t* excl_idx, const uint8_t* allowed,
-         int num_threads);
+         int num_threads, const int64_t* targets = nullptr, int64_t* greater = nullptr,
+         int64_t* equal = nullptr);
 
 // greater[Q], equal[Q]: for query q with target item t = targets[q] (0 <= t < N),
 // the number of items scoring strictly higher than t and the number scoring

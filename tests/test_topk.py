@@ -20,7 +20,7 @@ import pytest
 
 import grurec
 from grurec import _core
-from grurec.topk import _rank_counts, _rank_counts_dense, _ranks
+from grurec.topk import _rank_counts, _rank_counts_dense, _ranks, _topk_rank_counts
 
 # (Q, N, d, k): odd sizes around the block widths (8-lane chunks, 16-row
 # one-query blocks, 4-item x 8/2-query panels, 64..4096-item blocks).
@@ -329,6 +329,46 @@ def test_rank_counts_agree_with_topk(simd, nthreads, rng):
         # a target at position p has standard rank <= p + 1 <= conservative rank
         assert (_ranks(g, e, "standard") <= p + 1).all()
         assert (_ranks(g, e, "conservative") >= p + 1).all()
+
+
+@pytest.mark.parametrize("Q,N,d,k", [(1, 1, 3, 1), (4, 37, 1, 5), (33, 1000, 17, 20),
+                                     (5, 4099, 100, 20), (300, 700, 8, 7)])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_topk_with_rank_counts_in_one_pass(simd, nthreads, rng, Q, N, d, k, with_bias):
+    """evaluate's fused pass equals topk and rank_counts called apart, exactly
+    (tie-heavy integer data), with some queries having no target (-1)."""
+    q, x, b = int_data(rng, Q, N, d, -1, 1)
+    bias = b if with_bias else None
+    t = rng.integers(0, N, Q)
+    t[rng.random(Q) < 0.3] = -1
+    idx, sc, g, e = _topk_rank_counts(q, x, bias, k, t, nthreads)
+    idx2, sc2 = grurec.topk(q, x, k, bias=bias, num_threads=nthreads)
+    np.testing.assert_array_equal(idx, idx2)
+    np.testing.assert_array_equal(sc, sc2)
+    has = t >= 0
+    assert (g[~has] == -1).all() and (e[~has] == -1).all()
+    if has.any():
+        g2, e2 = _rank_counts(q[has], x, t[has], bias=bias, num_threads=nthreads)
+        np.testing.assert_array_equal(g[has], g2)
+        np.testing.assert_array_equal(e[has], e2)
+        ref = q.astype(np.float64) @ x.T.astype(np.float64) + (b if with_bias else 0.0)
+        rg, re = ref_counts(ref[has], t[has])
+        np.testing.assert_array_equal(g[has], rg)
+        np.testing.assert_array_equal(e[has], re)
+
+
+def test_topk_rank_counts_checks_targets(rng):
+    q = rng.standard_normal((3, 4), dtype=np.float32)
+    x = rng.standard_normal((10, 4), dtype=np.float32)
+    out_i, out_s = np.empty((3, 2), np.int64), np.empty((3, 2), np.float32)
+    g, e = np.empty(3, np.int64), np.empty(3, np.int64)
+    for bad in ([0, 10, 1], [0, -2, 1]):
+        with pytest.raises(ValueError, match="targets"):
+            _core.topk(q, x, None, 2, None, None, None, out_i, out_s, 1,
+                       np.array(bad, np.int64), g, e)
+    with pytest.raises(ValueError, match="all three"):
+        _core.topk(q, x, None, 2, None, None, None, out_i, out_s, 1,
+                   np.zeros(3, np.int64), None, e)
 
 
 def test_rank_counts_dense(nthreads, rng):

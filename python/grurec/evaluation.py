@@ -33,7 +33,7 @@ import numpy as np
 
 from .baselines import _dense_chunk_rows
 from .data import to_sessions
-from .topk import _rank_counts, _rank_counts_dense, _ranks, _topk_csr
+from .topk import _rank_counts_dense, _ranks, _topk_rank_counts
 
 MODES = ("standard", "conservative", "median")
 
@@ -144,10 +144,11 @@ def _gru_ranks(model, off, items, targets, known, cand, K, mode, nt):
     if cand is not None:
         W, b = np.ascontiguousarray(W[cand]), np.ascontiguousarray(b[cand])
     ranks = np.full(len(targets), np.inf)
+    # The top-K lists (coverage, popularity) and the targets' ranks in one pass.
+    t = np.where(known, targets, -1)
+    top, _, g, e = _topk_rank_counts(h, W, b, min(K, W.shape[0]), t, nt)
     if known.any():
-        g, e = _rank_counts(h[known], W, targets[known], bias=b, num_threads=nt)
-        ranks[known] = _ranks(g, e, mode)
-    top, _ = _topk_csr(h, W, b, min(K, W.shape[0]), None, None, None, nt)
+        ranks[known] = _ranks(g[known], e[known], mode)
     return ranks, top
 
 
