@@ -411,6 +411,8 @@ def _factorize_ids(values, name: str, where: _Where):
             raise TypeError(f"column {name!r}: id {vals[r]!r} ({type(vals[r]).__name__}) at "
                             f"{where.row(r)}: ids must be integers or strings") from None
         uniques = np.asarray(uniques)
+        if kind == "O":
+            _refuse_hidden_bools(values, uniques, name, where)
     codes = np.asarray(codes, dtype=np.int64)
     if len(codes) and codes.min() < 0:
         r = int(np.flatnonzero(codes < 0)[0])
@@ -450,6 +452,21 @@ def _factorize_ids(values, name: str, where: _Where):
         rank[order] = np.arange(len(order))
         codes, uniques = rank[codes], uniques[order]
     return codes, uniques
+
+
+def _refuse_hidden_bools(values, uniques, name, where) -> None:
+    """True == 1 and False == 0 hash alike, so pd.factorize files a bool in an
+    object column under an equal number (and may even give int64 uniques):
+    look for bools among the values when a 0 or 1 is among the uniques."""
+    if not any(isinstance(u, (int, float, np.number)) and not isinstance(u, (bool, np.bool_))
+               and u in (0, 1) for u in uniques):
+        return
+    is_bool = np.fromiter((isinstance(v, (bool, np.bool_)) for v in values), bool, len(values))
+    if is_bool.any():
+        r = int(np.argmax(is_bool))
+        v = values_at(values, r)
+        raise TypeError(f"column {name!r}: id {v!r} ({type(v).__name__}) at {where.row(r)}: "
+                        "ids must be integers or strings")
 
 
 def _hashable(v) -> bool:
