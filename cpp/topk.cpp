@@ -65,21 +65,15 @@ struct Plan {
   int64_t range_begin(int64_t p, int64_t N) const { return N * p / P; }
 };
 
-// topk: candidate buffers (K > 0) are needed; false for rank counts.
-Plan make_plan(int64_t Q, int64_t N, int64_t D, int64_t K, int T, const TopkKernels& tk,
-               bool topk) {
+Plan make_plan(int64_t Q, int64_t N, int64_t D, int64_t K, int T, const TopkKernels& tk) {
   Plan p;
   p.dp = std::max<int64_t>(tk.pad, ceil_div(D, tk.pad) * tk.pad);
   // Query sub-block: its packed rows (about 24 KiB) stay in L1 while the
   // item rows of a micro-block are reused against it.
   p.panel = tk.panel;
   p.Qs = clamp64(24576 / (p.dp * 4), p.panel, 256) / p.panel * p.panel;
-  p.cap = 0;
-  int64_t qb_max = 256;
-  if (topk) {
-    p.cap = K + clamp64(K, 64, 65536);
-    qb_max = clamp64((int64_t{1} << 21) / p.cap, 1, 256);  // <= 2M candidates per thread
-  }
+  p.cap = K + clamp64(K, 64, 65536);
+  const int64_t qb_max = clamp64((int64_t{1} << 21) / p.cap, 1, 256);  // <= 2M candidates per thread
   if (Q <= 0) {
     p.QB = 1;
     p.nQB = 0;
@@ -94,7 +88,7 @@ Plan make_plan(int64_t Q, int64_t N, int64_t D, int64_t K, int T, const TopkKern
   p.P = 1;
   if (T > 1 && p.nQB > 0 && p.nQB < 8 * T) p.P = ceil_div(8 * T, p.nQB);
   p.P = std::min<int64_t>(p.P, std::max<int64_t>(1, N / 1024));
-  if (topk && p.P > 1) {
+  if (p.P > 1) {
     // Partial lists cost Q * P * K entries: keep them under 4M (64 MiB).
     const int64_t limit = int64_t{1} << 22;
     if (Q * p.P * K > limit) p.P = std::max<int64_t>(1, limit / std::max<int64_t>(1, Q * K));
@@ -180,18 +174,16 @@ struct Scratch {
   std::vector<Running> run;  // [QB]
   std::vector<float> st;     // [QB] target scores (rank counts)
   std::vector<int64_t> cnt;  // [QB, 2] greater / equal counts (rank counts)
-  void size(const Plan& p, bool topk) {
+  void size(const Plan& p) {
     if (!qp.empty()) return;
     qp.assign(p.QB * p.dp, 0.0f);
     tile.resize(p.Qs * p.Nb);
     work.resize(p.work());
-    if (topk) {
-      ci.resize(p.Nb);
-      cv.resize(p.Nb);
-      sc.resize(p.Nb);
-      cand.resize(p.QB * p.cap);
-      run.resize(p.QB);
-    }
+    ci.resize(p.Nb);
+    cv.resize(p.Nb);
+    sc.resize(p.Nb);
+    cand.resize(p.QB * p.cap);
+    run.resize(p.QB);
     st.resize(p.QB);
     cnt.resize(p.QB * 2);
   }
@@ -244,13 +236,13 @@ void sum_counts(const std::vector<int64_t>& part, const int64_t* targets, int64_
 // Runs f(task, scratch) for every task on up to num_threads threads; false
 // when a scratch allocation failed (no exception leaves the region).
 template <class F>
-bool run_tasks(int64_t tasks, int num_threads, bool topk, const Plan& plan, F f) {
+bool run_tasks(int64_t tasks, int num_threads, const Plan& plan, F f) {
   std::atomic<bool> failed{false};
   const int nt = static_cast<int>(std::min<int64_t>({num_threads, tasks, plan.max_threads}));
   auto body = [&](int64_t t, Scratch& s) {
     if (failed.load(std::memory_order_relaxed)) return;
     try {
-      s.size(plan, topk);
+      s.size(plan);
       f(t, s);
     } catch (...) {
       failed.store(true);
@@ -280,7 +272,7 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
          int num_threads, const int64_t* targets, int64_t* greater, int64_t* equal) {
   if (Q <= 0) return kTopkOk;
   const TopkKernels& tk = TK();
-  const Plan plan = make_plan(Q, N, D, K, num_threads, tk, true);
+  const Plan plan = make_plan(Q, N, D, K, num_threads, tk);
   const int64_t P = plan.P;
   const bool counts = targets != nullptr && greater != nullptr && equal != nullptr;
   // Partial lists when the items are split: [Q, P] counts, [Q, P, K] entries;
@@ -359,7 +351,7 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
       }
     }
   };
-  if (!run_tasks(plan.tasks(), num_threads, true, plan, task)) return kTopkNoMemory;
+  if (!run_tasks(plan.tasks(), num_threads, plan, task)) return kTopkNoMemory;
   if (counts) sum_counts(part_cnt, targets, Q, P, greater, equal);
 
   if (P > 1) {
@@ -408,47 +400,17 @@ int rank_counts(int64_t* greater, int64_t* equal, const float* queries, const fl
                 const float* bias, const int64_t* targets, int64_t Q, int64_t N, int64_t D,
                 int num_threads) {
   if (Q <= 0) return kTopkOk;
-  const TopkKernels& tk = TK();
-  const Plan plan = make_plan(Q, N, D, 0, num_threads, tk, false);
-  const int64_t P = plan.P;
-  std::vector<int64_t> part;  // [P, Q, 2]
+  // topk's pass with targets (the same tiles and scores), its top-1 list discarded.
+  std::vector<int64_t> top_idx;
+  std::vector<float> top_score;
   try {
-    part.assign(P * Q * 2, 0);
+    top_idx.resize(Q);
+    top_score.resize(Q);
   } catch (...) {
     return kTopkNoMemory;
   }
-  std::atomic<bool> bad{false};
-
-  auto task = [&](int64_t t, Scratch& s) {
-    const int64_t qblk = t / P, p = t % P;
-    const int64_t qa = qblk * plan.QB, nQ = std::min(plan.QB, Q - qa);
-    const int64_t ia = plan.range_begin(p, N), ib = plan.range_begin(p + 1, N);
-    pad_queries(s.qp.data(), queries, qa, nQ, D, plan.dp);
-    target_scores(s, tk, plan, items, bias, targets + qa, nQ, D);
-    bool my_bad = false;
-    for (int64_t i0 = ia; i0 < ib; i0 += plan.Nb) {
-      const int64_t nb = std::min(plan.Nb, ib - i0);
-      const float* bias0 = bias ? bias + i0 : nullptr;
-      for (int64_t s0 = 0; s0 < nQ; s0 += plan.Qs) {
-        const int64_t ns = std::min(plan.Qs, nQ - s0);
-        tk.dots(ns, nb, D, s.qp.data() + s0 * plan.dp, plan.dp, items + i0 * D, s.tile.data(),
-                plan.Nb, s.work.data());
-        for (int64_t b = 0; b < ns; ++b) {
-          const int64_t q = s0 + b;
-          tk.count(nb, s.tile.data() + b * plan.Nb, bias0, s.st[q], &s.cnt[2 * q],
-                   &s.cnt[2 * q + 1], &my_bad);
-        }
-      }
-    }
-    if (my_bad) bad.store(true, std::memory_order_relaxed);
-    for (int64_t q = 0; q < nQ; ++q) {
-      part[(p * Q + qa + q) * 2] = s.cnt[2 * q];
-      part[(p * Q + qa + q) * 2 + 1] = s.cnt[2 * q + 1];
-    }
-  };
-  if (!run_tasks(plan.tasks(), num_threads, false, plan, task)) return kTopkNoMemory;
-  sum_counts(part, targets, Q, P, greater, equal);
-  return bad.load() ? kTopkNonFinite : kTopkOk;
+  return topk(top_idx.data(), top_score.data(), queries, items, bias, Q, N, D, 1, nullptr,
+              nullptr, nullptr, num_threads, targets, greater, equal);
 }
 
 int rank_counts_dense(int64_t* greater, int64_t* equal, const float* scores,

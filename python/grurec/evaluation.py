@@ -21,9 +21,10 @@ ideal DCG is 1). Over the top-K lists of all test events: ``coverage@K``
 ``popularity@K`` (mean training popularity of the listed items, relative to
 the most popular item's).
 
-For GRU4Rec the states of every prefix come from C++ and the ranks from the
-native blocked scorer (``_core.rank_counts``), a chunk of test events at a
-time: memory stays bounded and no n_events x n_items matrix is built. Other
+For GRU4Rec the states of every prefix come from C++, and the ranks and the
+top-K lists from one pass of the native blocked scorer (``_core.topk`` with
+targets), a chunk of test events at a time: memory stays bounded and no
+n_events x n_items matrix is built. Other
 models (``grurec.baselines``) provide ``score_prefixes`` (dense scores of a
 chunk of prefixes), ranked by the same native code.
 """

@@ -229,12 +229,15 @@ def topk(queries, items, k, bias=None, exclude=None, num_threads=0, *, allowed=N
     return out_idx, out_scores
 
 
-def _topk_csr(queries, items, bias, k, ex_offsets, ex_indices, allowed, num_threads):
+def _topk_csr(queries, items, bias, k, ex_offsets, ex_indices, allowed, num_threads,
+              counts=None):
     """``topk`` for grurec's own callers (recommend, live sessions, evaluate):
     arrays already float32/int64 and checked, exclusions as CSR arrays
     (offsets int64[Q+1], indices int64 ascending within each row) or None,
     so no per-query Python work for millions of queries. Returns 2-D
-    (indices, scores) with min(k, n_items) columns."""
+    (indices, scores) with min(k, n_items) columns. ``counts``: None or
+    (targets, greater, equal) int64 arrays (n_queries,), filled in the same
+    pass as ``_rank_counts`` would (see ``_topk_rank_counts``)."""
     q = np.ascontiguousarray(queries, dtype=np.float32)
     x = np.ascontiguousarray(items, dtype=np.float32)
     b = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
@@ -248,7 +251,7 @@ def _topk_csr(queries, items, bias, k, ex_offsets, ex_indices, allowed, num_thre
     mask = None if allowed is None else np.ascontiguousarray(allowed, dtype=np.bool_)
     if Q > 0 and kk > 0:
         ok = _core.topk(q, x, b, kk, ex_offsets, ex_indices, mask, out_idx, out_scores,
-                        _threads(num_threads))
+                        _threads(num_threads), *(counts or ()))
         if not ok:
             _raise_nonfinite(x)
     return out_idx, out_scores
@@ -260,22 +263,12 @@ def _topk_rank_counts(queries, items, bias, k, targets, num_threads):
     item index: (indices, scores, greater, equal), greater = equal = -1 where
     the target is -1. For evaluation: one read of the item table instead of
     two."""
-    q = np.ascontiguousarray(queries, dtype=np.float32)
-    x = np.ascontiguousarray(items, dtype=np.float32)
-    b = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
     t = np.ascontiguousarray(targets, dtype=np.int64)
-    Q, N = q.shape[0], x.shape[0]
-    kk = min(int(k), N)
-    out_idx = np.empty((Q, kk), dtype=np.int64)
-    out_scores = np.empty((Q, kk), dtype=np.float32)
-    greater = np.full(Q, -1, dtype=np.int64)
-    equal = np.full(Q, -1, dtype=np.int64)
-    if Q > 0 and kk > 0:
-        ok = _core.topk(q, x, b, kk, None, None, None, out_idx, out_scores,
-                        _threads(num_threads), t, greater, equal)
-        if not ok:
-            _raise_nonfinite(x)
-    return out_idx, out_scores, greater, equal
+    greater = np.full(len(t), -1, dtype=np.int64)
+    equal = np.full(len(t), -1, dtype=np.int64)
+    idx, scores = _topk_csr(queries, items, bias, k, None, None, None, num_threads,
+                            counts=(t, greater, equal))
+    return idx, scores, greater, equal
 
 
 def _targets(targets, n: int, N: int) -> np.ndarray:
