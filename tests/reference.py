@@ -101,3 +101,37 @@ def loss_rows(kind, R, qcorr=None, elu_param=0.0, bpreg=0.0):
         else:
             out[i] = (s * (sigmoid(neg - r[i]) + sigmoid(neg**2))).sum()
     return out
+
+
+def model_state(m, items):
+    """A GRU4Rec model's last-layer state after the item indices ``items``
+    (from a zero state), by ``gru_forward`` in float64 over every layer."""
+    p = {k: v.astype(np.float64) for k, v in m.params.items()}
+    hs = [np.zeros((1, H)) for H in m.layers]
+    for it in items:
+        x = {0: lambda: np.eye(len(m.item_ids))[[it]], 1: lambda: p["emb"][[it]],
+             2: lambda: p["W_y"][[it]]}[m.mode]()
+        for l in range(len(m.layers)):
+            h, _ = gru_forward(x[None], hs[l], p[f"W_ih{l}"], p[f"W_hh{l}"], p[f"b{l}"])
+            hs[l] = h[0]
+            x = hs[l]
+    return hs[-1][0]
+
+
+def session_layout(rows):
+    """Plain-Python layout of (session, item, time) rows, as ``to_sessions``
+    must produce it: sessions by (first time, id), events by (time, input
+    order), vocabulary = sorted unique item ids. Returns (offsets, items,
+    vocab, session order, times)."""
+    by = {}
+    for k, (s, i, t) in enumerate(rows):
+        by.setdefault(s, []).append((t, k, i))
+    order = sorted(by, key=lambda s: (min(t for t, _, _ in by[s]), s))
+    vocab = sorted({i for _, i, _ in rows})
+    items, times, offsets = [], [], [0]
+    for s in order:
+        for t, _, i in sorted(by[s]):
+            items.append(vocab.index(i))
+            times.append(t)
+        offsets.append(len(items))
+    return offsets, items, vocab, order, times

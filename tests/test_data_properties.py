@@ -13,25 +13,11 @@ from hypothesis import strategies as st  # noqa: E402
 from grurec.data import to_sessions  # noqa: E402
 from grurec.splits import time_split  # noqa: E402
 
+import reference as ref  # noqa: E402
+
 
 def events(rows):
     return pd.DataFrame(rows, columns=["SessionId", "ItemId", "Time"])
-
-
-def reference_layout(rows):
-    """Plain-Python layout: sessions by (first time, id), events by (time, input order)."""
-    by = {}
-    for k, (s, i, t) in enumerate(rows):
-        by.setdefault(s, []).append((t, k, i))
-    order = sorted(by, key=lambda s: (min(t for t, _, _ in by[s]), s))
-    vocab = sorted({i for _, i, _ in rows})
-    items, times, offsets = [], [], [0]
-    for s in order:
-        for t, _, i in sorted(by[s]):
-            items.append(vocab.index(i))
-            times.append(t)
-        offsets.append(len(items))
-    return offsets, items, vocab, order, times
 
 
 @settings(max_examples=150, deadline=None)
@@ -41,7 +27,7 @@ def reference_layout(rows):
 def test_layout_matches_a_plain_python_reference(rows, str_ids):
     if str_ids:
         rows = [(f"s{s}", f"i{i}", t) for s, i, t in rows]
-    offsets, items, vocab, order, times = reference_layout(rows)
+    offsets, items, vocab, order, times = ref.session_layout(rows)
     s, i, t = map(list, zip(*rows))
     for src in (pd.DataFrame({"SessionId": s, "ItemId": i, "Time": t}),
                 {"SessionId": np.array(s, dtype=object if str_ids else np.int64),

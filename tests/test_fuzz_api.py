@@ -79,25 +79,11 @@ def known_index(model, e) -> int:
     return pos.get(e, -1) if isinstance(e, str) else -1
 
 
-def ref_state(m, items):
-    """Last layer's state after the item indices, by the float64 reference GRU."""
-    p = {k: v.astype(np.float64) for k, v in m.params.items()}
-    hs = [np.zeros((1, H)) for H in m.layers]
-    for it in items:
-        x = {0: lambda: np.eye(len(m.item_ids))[[it]], 1: lambda: p["emb"][[it]],
-             2: lambda: p["W_y"][[it]]}[m.mode]()
-        for l in range(len(m.layers)):
-            h, _ = ref.gru_forward(x[None], hs[l], p[f"W_ih{l}"], p[f"W_hh{l}"], p[f"b{l}"])
-            hs[l] = h[0]
-            x = hs[l]
-    return hs[-1][0]
-
-
 def ref_scores(model, items) -> np.ndarray:
     """float64 scores of every item after the known item indices ``items``."""
     if isinstance(model, grurec.GRU4Rec):
         W, b = model.params["W_y"].astype(np.float64), model.params["b_y"].astype(np.float64)
-        return W @ ref_state(model, items) + b
+        return W @ ref.model_state(model, items) + b
     # Baselines: score_prefixes is the reference scorer (tested against plain
     # references in test_baselines.py); recommend must rank by it.
     return model.score_prefixes([np.asarray(items, np.int64)])[0].astype(np.float64)

@@ -30,6 +30,8 @@ from grurec import datasets, splits  # noqa: E402
 from grurec.io import MAGIC, ModelFileError  # noqa: E402
 from grurec.synthetic import generate_sessions  # noqa: E402
 
+import reference as ref  # noqa: E402
+
 from fuzzing import (Rejected, counted, fuzz_settings, is_int, nasty_values,  # noqa: E402
                      object_array, outcome, real)
 
@@ -38,23 +40,6 @@ COLS = ("S_col", "I_col", "T_col")
 
 
 # ------------------------------------------------------------------ to_sessions
-def reference_layout(rows):
-    """Plain-Python layout: sessions by (first time, id), events by (time,
-    input order), vocabulary = sorted unique item ids."""
-    by = {}
-    for k, (s, i, t) in enumerate(rows):
-        by.setdefault(s, []).append((t, k, i))
-    order = sorted(by, key=lambda s: (min(t for t, _, _ in by[s]), s))
-    vocab = sorted({i for _, i, _ in rows})
-    items, times, offsets = [], [], [0]
-    for s in order:
-        for t, _, i in sorted(by[s]):
-            items.append(vocab.index(i))
-            times.append(t)
-        offsets.append(len(items))
-    return offsets, items, vocab, order, times
-
-
 # Values that make an id column invalid, whatever its kind (a string is
 # invalid in an integer column, a number in a string column).
 BAD_ID = st.sampled_from([math.nan, None, math.inf, 1.5, True, b"x", 2**70, -(2**70), [1],
@@ -154,7 +139,7 @@ def test_to_sessions_is_correct_or_names_the_column(case, kind):
         assert bad_col is not None, "valid events rejected"
         return
     assert bad_col is None, f"accepted although column {bad_col} is bad ({fault})"
-    offsets, items, vocab, order, times = reference_layout(rows)
+    offsets, items, vocab, order, times = ref.session_layout(rows)
     assert sd.offsets.tolist() == offsets
     assert sd.items.tolist() == items
     assert sd.item_ids.tolist() == vocab

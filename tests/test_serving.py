@@ -35,20 +35,6 @@ def model(request):
     return fit_small(**request.param)
 
 
-def ref_state(m, items):
-    """Last layer's state after the item indices, by the reference GRU."""
-    p = {k: v.astype(np.float64) for k, v in m.params.items()}
-    hs = [np.zeros((1, H)) for H in m.layers]
-    for it in items:
-        x = {0: lambda: np.eye(len(m.item_ids))[[it]], 1: lambda: p["emb"][[it]],
-             2: lambda: p["W_y"][[it]]}[m.mode]()
-        for l in range(len(m.layers)):
-            h, _ = ref.gru_forward(x[None], hs[l], p[f"W_ih{l}"], p[f"W_hh{l}"], p[f"b{l}"])
-            hs[l] = h[0]
-            x = hs[l]
-    return hs[-1][0]
-
-
 def ref_topk(scores, k, banned=()):
     s = scores.astype(np.float64).copy()
     s[list(banned)] = -np.inf
@@ -74,13 +60,13 @@ def test_session_states_match_reference_recurrence(model):
         assert prefix.shape == (len(items) - len(sess), model.layers[-1])
         for s, seq in enumerate(sess):
             known = [i for i in seq if i >= 0]
-            np.testing.assert_allclose(final[s], ref_state(model, known) if known else 0,
-                                       atol=2e-5)
+            expected = ref.model_state(model, known) if known else 0
+            np.testing.assert_allclose(final[s], expected, atol=2e-5)
             for t in range(len(seq) - 1):
                 want = [i for i in seq[:t + 1] if i >= 0]
                 row = offsets[s] - s + t
-                np.testing.assert_allclose(prefix[row], ref_state(model, want) if want else 0,
-                                           atol=2e-5)
+                np.testing.assert_allclose(
+                    prefix[row], ref.model_state(model, want) if want else 0, atol=2e-5)
 
 
 # --------------------------------------------------------------- recommend
@@ -91,7 +77,7 @@ def test_recommend_matches_numpy_reference(model):
     assert ids.shape == (len(sessions), 10) and scores.dtype == np.float32
     W, b = model.params["W_y"].astype(np.float64), model.params["b_y"].astype(np.float64)
     for s, seq in enumerate(sessions):
-        h = ref_state(model, model._lookup(seq))
+        h = ref.model_state(model, model._lookup(seq))
         dense = W @ h + b
         want = ref_topk(dense, 10)
         np.testing.assert_allclose(scores[s], dense[want], rtol=1e-4, atol=1e-4)
@@ -182,8 +168,8 @@ def test_score_prefixes_dense_scores(model):
     idx = np.array([0, 5, 2], np.int32)
     scores = model.score_prefixes([idx, idx[:1]])
     W, b = model.params["W_y"].astype(np.float64), model.params["b_y"].astype(np.float64)
-    np.testing.assert_allclose(scores[0], W @ ref_state(model, idx) + b, atol=1e-4)
-    np.testing.assert_allclose(scores[1], W @ ref_state(model, idx[:1]) + b, atol=1e-4)
+    np.testing.assert_allclose(scores[0], W @ ref.model_state(model, idx) + b, atol=1e-4)
+    np.testing.assert_allclose(scores[1], W @ ref.model_state(model, idx[:1]) + b, atol=1e-4)
 
 
 # ---------------------------------------------------------------- evaluate
