@@ -61,13 +61,12 @@ import numpy as np
 import pandas as pd
 
 import grurec
-from grurec import _core
 from grurec.data import sessions_from_frame
 from grurec.synthetic import generate_sessions
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_gru import machine_info  # noqa: E402
+from bench_gru import SGEMM_N, machine_info, sgemm_step, time_block  # noqa: E402
 
 try:
     from threadpoolctl import threadpool_limits
@@ -82,7 +81,6 @@ except ImportError:
 
 RESULTS = HERE / "results"
 DEFAULT_JSON = RESULTS / "bench_train.json"
-SGEMM_N = 1024
 CONFIGS = {
     "rsc15": dict(loss="cross-entropy", layers=[100], batch_size=32, n_sample=2048,
                   sample_alpha=0.75, logq=1.0, dropout_p_embed=0.1, dropout_p_hidden=0.0,
@@ -146,34 +144,17 @@ def log(msg: str) -> None:
 
 
 def sgemm_gflops(impl: str, threads: int, repeats: int, min_time: float) -> float:
-    """Best median GFLOP/s of the 1024^3 float32 product."""
-    rng = np.random.default_rng(1)
-    a, b = (rng.standard_normal((SGEMM_N, SGEMM_N), dtype=np.float32) for _ in range(2))
-    c = np.empty_like(a)
-    if impl == "grurec":
-        step = lambda: _core.sgemm(a, b, c, 1.0, 0.0, threads)  # noqa: E731
-    elif impl == "torch":
+    """Median GFLOP/s of the 1024^3 float32 product (bench_gru's timing)."""
+    if impl == "torch":
         torch.set_num_threads(threads)
-        ta, tb, tc = torch.from_numpy(a), torch.from_numpy(b), torch.from_numpy(c)
+        rng = np.random.default_rng(1)
+        ta, tb = (torch.from_numpy(rng.standard_normal((SGEMM_N, SGEMM_N), dtype=np.float32))
+                  for _ in range(2))
+        tc = torch.empty_like(ta)
         step = lambda: torch.mm(ta, tb, out=tc)  # noqa: E731
     else:
-        step = lambda: np.matmul(a, b, out=c)  # noqa: E731
-    time.sleep(PAUSE)
-    step()
-    calls = 1
-    while True:
-        t0 = time.perf_counter()
-        for _ in range(calls):
-            step()
-        if time.perf_counter() - t0 >= min_time:
-            break
-        calls *= 2
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(calls):
-            step()
-        times.append((time.perf_counter() - t0) / calls)
+        step = sgemm_step(impl, threads)
+    times = time_block(step, repeats, min_time, PAUSE)
     return 2 * SGEMM_N**3 / statistics.median(times) / 1e9
 
 
