@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <new>
 #include <vector>
 
@@ -249,6 +250,13 @@ void cut(Running& r, int64_t K) {
   r.thr = r.buf[K - 1].s;
 }
 
+// a = max(a, v) (v not NaN).
+void raise_to(std::atomic<float>& a, float v) {
+  float cur = a.load(std::memory_order_relaxed);
+  while (v > cur && !a.compare_exchange_weak(cur, v, std::memory_order_relaxed)) {
+  }
+}
+
 // Offers item i with score v to r (items arrive in increasing index order).
 inline void offer(Running& r, float v, int64_t i, const uint8_t* allowed, const int64_t* ex0,
                   const int64_t* ex1, int64_t cap, int64_t K) {
@@ -452,6 +460,23 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
   }
   std::atomic<bool> bad{false};
   const Bf16Bound bound = plan.bf16 ? bf16_bound(D) : Bf16Bound{};
+  // The prefilter's shared thresholds when the items are split (P > 1): per
+  // query the highest r.thr any of its tasks has reached. A task's r.thr has
+  // K eligible items of its range scoring >= it, so an item scoring strictly
+  // below it cannot be in the answer, and the prefilter may skip it in every
+  // task; without this each task would warm its threshold up from its own
+  // first block, and pass ~10x the pairs on to the exact score at 2 threads.
+  // (Ties are never skipped, and r.thr, which decides what enters a task's
+  // list, stays the task's own: the lists and the merge are as before.)
+  std::unique_ptr<std::atomic<float>[]> shared;
+  if (plan.bf16 && P > 1) {
+    try {
+      shared.reset(new std::atomic<float>[Q]);
+    } catch (...) {
+      return kTopkNoMemory;
+    }
+    for (int64_t q = 0; q < Q; ++q) shared[q].store(-kInf, std::memory_order_relaxed);
+  }
 
   auto task = [&](int64_t t, Scratch& s) {
     const int64_t qblk = t / P, p = t % P;
@@ -494,13 +519,20 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
     // survivors of a query's test are scored canonically and offered (for
     // each query in increasing item order), the uncertain ones of its rank
     // count scored and compared.
+    // th[q]: skipping u < th leaves out only items scoring <= r.thr (never
+    // offered) or < the shared threshold g (never in the answer).
+    auto skip_below = [&](int64_t q) {
+      float t = below(s.run[q].thr - aq[q]);
+      if (shared) t = std::max(t, below(below(shared[qa + q].load(std::memory_order_relaxed)) - aq[q]));
+      return t;
+    };
     auto bf16_block = [&](int64_t i0, int64_t nb) {
       const TopkBf16& bf = *plan.bf16;
       const int64_t S = bf.strip;
       float* nx = s.iv.data();
       float* bp = nx + S;
       float* bm = bp + S;
-      for (int64_t q = 0; q < nQ; ++q) th[q] = below(s.run[q].thr - aq[q]);
+      for (int64_t q = 0; q < nQ; ++q) th[q] = skip_below(q);
       auto exact = [&](int64_t q, int64_t i) {
         const float d = bf.dot(D, s.qp.data() + q * plan.dp, items + i * D);
         const float v = bias ? d + bias[i] : d;
@@ -512,9 +544,12 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
         const int64_t ni = std::min(S, nb - j0), i1 = i0 + j0;
         bf.pack_items(ni, D, items + i1 * D, bias ? bias + i1 : nullptr, bound.item, s.xb.data(),
                       nx, bp, bm);
+        // the next strip's rows, this block's or the next one's (within the
+        // task's range)
+        const int64_t nn = std::min(S, ib - (i1 + ni));
         bf.scan(nQ, plan.D2, s.qb.data(), cq, th, s.xb.data(), nx, bp, bm, ni,
                 counts ? slo : nullptr, shi, s.tmask.data(), s.top.data(), s.unc.data(),
-                s.gt.data());
+                s.gt.data(), nn > 0 ? items + (i1 + ni) * D : nullptr, std::max<int64_t>(nn, 0) * D);
         for (int64_t j = 0; j < ni; ++j) {
           const int64_t i = i1 + j;
           for (int64_t z = 0; z < ZQ; ++z) {
@@ -525,7 +560,10 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
               const int64_t* ex0 = excl_off ? excl_idx + excl_off[qa + q] : nullptr;
               const int64_t* ex1 = excl_off ? excl_idx + excl_off[qa + q + 1] : nullptr;
               offer(r, exact(q, i), i, allowed, ex0, ex1, plan.cap, K);
-              if (r.thr != before) th[q] = below(r.thr - aq[q]);
+              if (r.thr != before) {
+                if (shared) raise_to(shared[qa + q], r.thr);
+                th[q] = skip_below(q);
+              }
             }
             if (!counts) continue;
             for (uint32_t m = s.unc[j * ZQ + z]; m; m &= m - 1) {
@@ -545,9 +583,11 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
       const float* bias0 = bias ? bias + i0 : nullptr;
       if (use_bf16) {
         // Only once every query has a finite threshold (after its first
-        // block, as a rule): with -inf everything would survive.
+        // block, or from another task): with -inf everything would survive.
         bool ready = true;
-        for (int64_t q = 0; q < nQ && ready; ++q) ready = s.run[q].thr > -kInf;
+        for (int64_t q = 0; q < nQ && ready; ++q)
+          ready = s.run[q].thr > -kInf ||
+                  (shared && shared[qa + q].load(std::memory_order_relaxed) > -kInf);
         if (ready) {
           bf16_block(i0, nb);
           ++n_bf16;
@@ -572,6 +612,7 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
           const int64_t m = tk.above(nb, row, bias0, r.thr, s.ci.data(), s.cv.data(), &my_bad);
           for (int64_t c = 0; c < m; ++c)
             offer(r, s.cv[c], i0 + s.ci[c], allowed, ex0, ex1, plan.cap, K);
+          if (shared && r.thr > -kInf) raise_to(shared[qa + q], r.thr);
         }
       }
     }

@@ -188,8 +188,9 @@ template <int NZ, int NI, bool CNT>
 void scan_groups(int64_t z0, int64_t nq, int64_t D2, const uint32_t* qv, const float* cq, const float* th, const uint32_t* xb,
                  const float* nx, const float* bp, const float* bm, int64_t ni, const float* slo,
                  const float* shi, const uint16_t* tmask, uint16_t* top, uint16_t* unc,
-                 int32_t* gt) {
+                 int32_t* gt, const char* pf, int64_t pf_bytes) {
   const int64_t ZQ = (nq + 15) / 16, QL = 16 * ZQ;
+  const int64_t pf_step = (pf_bytes / (STRIP / NI) + 63) / 64 * 64;  // bytes per item step
   const uint32_t* q0 = qv + 16 * z0;
   __m512 c[NZ], t[NZ];
   __m512i g[NZ];
@@ -201,7 +202,8 @@ void scan_groups(int64_t z0, int64_t nq, int64_t D2, const uint32_t* qv, const f
     t[z] = _mm512_loadu_ps(th + 16 * (z0 + z));
     g[z] = _mm512_setzero_si512();
   }
-  for (int64_t j0 = 0; j0 < STRIP; j0 += NI) {
+  for (int64_t j0 = 0; j0 < STRIP; j0 += NI, pf += pf_step, pf_bytes -= pf_step) {
+    for (int64_t o = 0; o < pf_step && o < pf_bytes; o += 64) __builtin_prefetch(pf + o, 0, 3);
     __m512 acc[NI][NZ];
     approx<NZ, NI>(D2, q0, QL, xb + j0 * D2, acc);
 #pragma GCC unroll 16
@@ -244,24 +246,27 @@ template <bool CNT>
 void scan_all(int64_t nq, int64_t D2, const uint32_t* qv, const float* cq, const float* th,
               const uint32_t* xb, const float* nx, const float* bp, const float* bm, int64_t ni,
               const float* slo, const float* shi, const uint16_t* tmask, uint16_t* top,
-              uint16_t* unc, int32_t* gt) {
+              uint16_t* unc, int32_t* gt, const char* pf, int64_t pf_bytes) {
   const int64_t ZQ = (nq + 15) / 16;
+  // The prefetch range, split over the calls below.
+  const int64_t calls = (ZQ + 3) / 4;
+  const int64_t part = (pf_bytes / calls + 63) / 64 * 64;
   int64_t z0 = 0;
   for (; z0 + 4 <= ZQ; z0 += 4)
     scan_groups<4, 4, CNT>(z0, nq, D2, qv, cq, th, xb, nx, bp, bm, ni, slo, shi,
-                           tmask, top, unc, gt);
+                           tmask, top, unc, gt, pf + z0 / 4 * part, part);
   switch (ZQ - z0) {
     case 3:
       scan_groups<3, 4, CNT>(z0, nq, D2, qv, cq, th, xb, nx, bp, bm, ni, slo, shi,
-                             tmask, top, unc, gt);
+                             tmask, top, unc, gt, pf + z0 / 4 * part, part);
       break;
     case 2:
       scan_groups<2, 8, CNT>(z0, nq, D2, qv, cq, th, xb, nx, bp, bm, ni, slo, shi,
-                             tmask, top, unc, gt);
+                             tmask, top, unc, gt, pf + z0 / 4 * part, part);
       break;
     case 1:
       scan_groups<1, 16, CNT>(z0, nq, D2, qv, cq, th, xb, nx, bp, bm, ni, slo, shi,
-                              tmask, top, unc, gt);
+                              tmask, top, unc, gt, pf + z0 / 4 * part, part);
       break;
     default:
       break;
@@ -271,12 +276,15 @@ void scan_all(int64_t nq, int64_t D2, const uint32_t* qv, const float* cq, const
 void scan(int64_t nq, int64_t D2, const uint32_t* qv, const float* cq, const float* th,
           const uint32_t* xb, const float* nx, const float* bp, const float* bm, int64_t ni,
           const float* slo, const float* shi, const uint16_t* tmask, uint16_t* top,
-          uint16_t* unc, int32_t* gt) {
+          uint16_t* unc, int32_t* gt, const float* next, int64_t next_floats) {
+  const char* pf = reinterpret_cast<const char*>(next);
+  const int64_t bytes = next ? next_floats * static_cast<int64_t>(sizeof(float)) : 0;
   if (slo)
-    scan_all<true>(nq, D2, qv, cq, th, xb, nx, bp, bm, ni, slo, shi, tmask, top, unc, gt);
+    scan_all<true>(nq, D2, qv, cq, th, xb, nx, bp, bm, ni, slo, shi, tmask, top, unc, gt, pf,
+                   bytes);
   else
     scan_all<false>(nq, D2, qv, cq, th, xb, nx, bp, bm, ni, th, th, nullptr, top, nullptr,
-                    nullptr);
+                    nullptr, pf, bytes);
 }
 
 void bounds(int64_t nq, int64_t D2, const uint32_t* qv, const float* cq, const uint32_t* xb,
