@@ -547,11 +547,12 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
         // the next strip's rows, this block's or the next one's (within the
         // task's range)
         const int64_t nn = std::min(S, ib - (i1 + ni));
-        bf.scan(nQ, plan.D2, s.qb.data(), cq, th, s.xb.data(), nx, bp, bm, ni,
-                counts ? slo : nullptr, shi, s.tmask.data(), s.top.data(), s.unc.data(),
-                s.gt.data(), nn > 0 ? items + (i1 + ni) * D : nullptr, std::max<int64_t>(nn, 0) * D);
-        for (int64_t j = 0; j < ni; ++j) {
-          const int64_t i = i1 + j;
+        const uint32_t any = bf.scan(
+            nQ, plan.D2, s.qb.data(), cq, th, s.xb.data(), nx, bp, bm, ni, counts ? slo : nullptr,
+            shi, s.tmask.data(), s.top.data(), s.unc.data(), s.gt.data(),
+            nn > 0 ? items + (i1 + ni) * D : nullptr, std::max<int64_t>(nn, 0) * D);
+        for (uint32_t jm = any; jm; jm &= jm - 1) {
+          const int64_t j = __builtin_ctz(jm), i = i1 + j;
           for (int64_t z = 0; z < ZQ; ++z) {
             for (uint32_t m = s.top[j * ZQ + z]; m; m &= m - 1) {
               const int64_t q = 16 * z + __builtin_ctz(m);

@@ -185,12 +185,13 @@ inline void approx(int64_t D2, const uint32_t* qv, int64_t QL, const uint32_t* x
 
 // Query groups [z0, z0 + NZ) x all STRIP items, NI at a time.
 template <int NZ, int NI, bool CNT>
-void scan_groups(int64_t z0, int64_t nq, int64_t D2, const uint32_t* qv, const float* cq, const float* th, const uint32_t* xb,
+uint32_t scan_groups(int64_t z0, int64_t nq, int64_t D2, const uint32_t* qv, const float* cq, const float* th, const uint32_t* xb,
                  const float* nx, const float* bp, const float* bm, int64_t ni, const float* slo,
                  const float* shi, const uint16_t* tmask, uint16_t* top, uint16_t* unc,
                  int32_t* gt, const char* pf, int64_t pf_bytes) {
   const int64_t ZQ = (nq + 15) / 16, QL = 16 * ZQ;
   const int64_t pf_step = (pf_bytes / (STRIP / NI) + 63) / 64 * 64;  // bytes per item step
+  uint32_t any = 0;  // items with a lane set in top or unc
   const uint32_t* q0 = qv + 16 * z0;
   __m512 c[NZ], t[NZ];
   __m512i g[NZ];
@@ -214,7 +215,9 @@ void scan_groups(int64_t z0, int64_t nq, int64_t D2, const uint32_t* qv, const f
       for (int z = 0; z < NZ; ++z) {
         const __m512 u = _mm512_fmadd_ps(c[z], n, _mm512_add_ps(acc[i][z], p));
         // not (u < th): true for a NaN u
-        top[j * ZQ + z0 + z] = _mm512_mask_cmp_ps_mask(lanes[z], u, t[z], _CMP_NLT_UQ);
+        const __mmask16 m = _mm512_mask_cmp_ps_mask(lanes[z], u, t[z], _CMP_NLT_UQ);
+        top[j * ZQ + z0 + z] = m;
+        if (m) any |= 1u << j;
         if (CNT) {
           const __mmask16 tm = tmask[z0 + z];
           if (!tm || j >= ni) {
@@ -228,7 +231,9 @@ void scan_groups(int64_t z0, int64_t nq, int64_t D2, const uint32_t* qv, const f
           const __mmask16 above =
               _mm512_mask_cmp_ps_mask(tm, l, _mm512_loadu_ps(shi + 16 * (z0 + z)), _CMP_GT_OQ);
           g[z] = _mm512_mask_add_epi32(g[z], above, g[z], _mm512_set1_epi32(1));
-          unc[j * ZQ + z0 + z] = static_cast<uint16_t>(tm & ~(below | above));
+          const __mmask16 un = static_cast<__mmask16>(tm & ~(below | above));
+          unc[j * ZQ + z0 + z] = un;
+          if (un) any |= 1u << j;
         }
       }
     }
@@ -240,10 +245,11 @@ void scan_groups(int64_t z0, int64_t nq, int64_t D2, const uint32_t* qv, const f
       _mm512_storeu_si512(dst, _mm512_add_epi32(_mm512_loadu_si512(dst), g[z]));
     }
   }
+  return any;
 }
 
 template <bool CNT>
-void scan_all(int64_t nq, int64_t D2, const uint32_t* qv, const float* cq, const float* th,
+uint32_t scan_all(int64_t nq, int64_t D2, const uint32_t* qv, const float* cq, const float* th,
               const uint32_t* xb, const float* nx, const float* bp, const float* bm, int64_t ni,
               const float* slo, const float* shi, const uint16_t* tmask, uint16_t* top,
               uint16_t* unc, int32_t* gt, const char* pf, int64_t pf_bytes) {
@@ -251,39 +257,40 @@ void scan_all(int64_t nq, int64_t D2, const uint32_t* qv, const float* cq, const
   // The prefetch range, split over the calls below.
   const int64_t calls = (ZQ + 3) / 4;
   const int64_t part = (pf_bytes / calls + 63) / 64 * 64;
+  uint32_t any = 0;
   int64_t z0 = 0;
   for (; z0 + 4 <= ZQ; z0 += 4)
-    scan_groups<4, 4, CNT>(z0, nq, D2, qv, cq, th, xb, nx, bp, bm, ni, slo, shi,
+    any |= scan_groups<4, 4, CNT>(z0, nq, D2, qv, cq, th, xb, nx, bp, bm, ni, slo, shi,
                            tmask, top, unc, gt, pf + z0 / 4 * part, part);
   switch (ZQ - z0) {
     case 3:
-      scan_groups<3, 4, CNT>(z0, nq, D2, qv, cq, th, xb, nx, bp, bm, ni, slo, shi,
+      any |= scan_groups<3, 4, CNT>(z0, nq, D2, qv, cq, th, xb, nx, bp, bm, ni, slo, shi,
                              tmask, top, unc, gt, pf + z0 / 4 * part, part);
       break;
     case 2:
-      scan_groups<2, 8, CNT>(z0, nq, D2, qv, cq, th, xb, nx, bp, bm, ni, slo, shi,
+      any |= scan_groups<2, 8, CNT>(z0, nq, D2, qv, cq, th, xb, nx, bp, bm, ni, slo, shi,
                              tmask, top, unc, gt, pf + z0 / 4 * part, part);
       break;
     case 1:
-      scan_groups<1, 16, CNT>(z0, nq, D2, qv, cq, th, xb, nx, bp, bm, ni, slo, shi,
+      any |= scan_groups<1, 16, CNT>(z0, nq, D2, qv, cq, th, xb, nx, bp, bm, ni, slo, shi,
                               tmask, top, unc, gt, pf + z0 / 4 * part, part);
       break;
     default:
       break;
   }
+  return any & (ni >= STRIP ? 0xFFFFFFFFu : static_cast<uint32_t>((1ull << ni) - 1u));
 }
 
-void scan(int64_t nq, int64_t D2, const uint32_t* qv, const float* cq, const float* th,
+uint32_t scan(int64_t nq, int64_t D2, const uint32_t* qv, const float* cq, const float* th,
           const uint32_t* xb, const float* nx, const float* bp, const float* bm, int64_t ni,
           const float* slo, const float* shi, const uint16_t* tmask, uint16_t* top,
           uint16_t* unc, int32_t* gt, const float* next, int64_t next_floats) {
   const char* pf = reinterpret_cast<const char*>(next);
   const int64_t bytes = next ? next_floats * static_cast<int64_t>(sizeof(float)) : 0;
   if (slo)
-    scan_all<true>(nq, D2, qv, cq, th, xb, nx, bp, bm, ni, slo, shi, tmask, top, unc, gt, pf,
+    return scan_all<true>(nq, D2, qv, cq, th, xb, nx, bp, bm, ni, slo, shi, tmask, top, unc, gt, pf,
                    bytes);
-  else
-    scan_all<false>(nq, D2, qv, cq, th, xb, nx, bp, bm, ni, th, th, nullptr, top, nullptr,
+  return scan_all<false>(nq, D2, qv, cq, th, xb, nx, bp, bm, ni, th, th, nullptr, top, nullptr,
                     nullptr, pf, bytes);
 }
 

@@ -143,10 +143,11 @@ struct TopkBf16 {
   // and when slo is not null, for the queries in tmask[z]:
   //   unc[j * ZQ + z] = queries with neither u < slo nor l > shi (to be
   //   scored exactly), gt[r] += #items with l > shi[r] (j < ni only).
+  // Returns the items j < ni with any lane set in top or unc (bit j).
   // Meanwhile it prefetches next[0 .. next_floats) (the rows of the next
   // strip; null for none): packed a strip at a time, the rows come in bursts
   // the hardware prefetcher runs too little ahead of.
-  void (*scan)(int64_t nq, int64_t D2, const uint32_t* qv, const float* cq, const float* th,
+  uint32_t (*scan)(int64_t nq, int64_t D2, const uint32_t* qv, const float* cq, const float* th,
                const uint32_t* xb, const float* nx, const float* bp, const float* bm, int64_t ni,
                const float* slo, const float* shi, const uint16_t* tmask, uint16_t* top,
                uint16_t* unc, int32_t* gt, const float* next, int64_t next_floats);
