@@ -68,7 +68,7 @@ float stream_max(const float* x, int64_t n, int num_threads);
 
 // --- the bf16 prefilter (topk_kernels.hpp, topk_bf16.cpp) -------------------
 // topk and rank_counts run it at the avx512 level, on CPUs with AVX512_BF16,
-// for tasks of at least 16 queries; it changes the work, never the results.
+// for tasks of at least 20 queries; it changes the work, never the results.
 
 // Whether the CPU and build have it.
 bool bf16_prefilter_available();
