@@ -555,6 +555,26 @@ float stream_max_native(py::handle x, int num_threads) {
   return grurec::stream_max(p, a.size(), nt);
 }
 
+// U[Q,N], L[Q,N]: the bf16 prefilter's bounds on every score (tests), or
+// None when the prefilter is not available.
+py::object topk_bf16_probe(py::handle queries, py::handle items, py::handle bias) {
+  const int64_t Q = dim("queries", queries, 2, 0), D = dim("queries", queries, 2, 1);
+  const int64_t N = dim("items", items, 2, 0);
+  const float* pq = checked("queries", queries, {Q, D}, false);
+  const float* px = checked("items", items, {N, D}, false);
+  const float* pb = bias.is_none() ? nullptr : checked("bias", bias, {N}, false);
+  py::array_t<float> U({Q, N}), L({Q, N});
+  float* pu = U.mutable_data();
+  float* pl = L.mutable_data();
+  bool ok;
+  {
+    py::gil_scoped_release nogil;
+    ok = grurec::bf16_probe(pu, pl, pq, px, pb, Q, N, D);
+  }
+  if (!ok) return py::none();
+  return py::make_tuple(U, L);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -641,6 +661,26 @@ PYBIND11_MODULE(_core, m) {
   m.def("rank_counts_dense", &rank_counts_dense_native, py::arg("scores"), py::arg("targets"),
         py::arg("greater"), py::arg("equal"), py::arg("num_threads") = 0,
         "rank_counts for a dense score block (rows x items).");
+  m.def("topk_bf16_available", &grurec::bf16_prefilter_available,
+        "Whether this CPU and build have topk's bf16 prefilter (AVX512_BF16).");
+  m.def("topk_bf16_enabled", &grurec::bf16_prefilter_enabled,
+        "Whether topk uses the bf16 prefilter where it can (GRUREC_TOPK_BF16=0 turns it off).");
+  m.def("set_topk_bf16", &grurec::bf16_prefilter_set, py::arg("on"),
+        "Switch topk's bf16 prefilter on or off (tests; results are the same either way).");
+  m.def("topk_bf16_stats", [](bool reset) {
+    const grurec::TopkBf16Stats st = grurec::bf16_stats(reset);
+    py::dict d;
+    d["pairs"] = st.pairs;
+    d["exact"] = st.exact;
+    d["blocks_bf16"] = st.blocks_bf16;
+    d["blocks_plain"] = st.blocks_plain;
+    return d;
+  }, py::arg("reset") = false,
+        "Counters of the bf16 prefilter since the last reset: pairs approximated, pairs "
+        "scored exactly after it, item blocks with and without it.");
+  m.def("topk_bf16_probe", &topk_bf16_probe, py::arg("queries"), py::arg("items"),
+        py::arg("bias") = py::none(),
+        "(U, L), the prefilter's bounds on every canonical avx512 score, or None.");
   m.def("stream_max", &stream_max_native, py::arg("x"), py::arg("num_threads") = 0,
         "max of a float32 array read once by num_threads threads (memory-bandwidth probe).");
 }

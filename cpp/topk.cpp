@@ -6,8 +6,10 @@
 #include <cmath>
 #include <functional>
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <new>
 #include <vector>
 
@@ -25,6 +27,68 @@ const TopkKernels* topk_kernels_avx2() { return nullptr; }
 const TopkKernels* topk_kernels_avx512() { return nullptr; }
 #endif
 
+}  // namespace grurec
+
+#ifdef GRUREC_HAVE_BF16
+const grurec::TopkBf16* grurec_topk_bf16_table();  // topk_bf16.cpp
+#endif
+
+namespace grurec {
+
+const TopkBf16* topk_bf16_kernels() {
+#if defined(GRUREC_HAVE_BF16) && (defined(__GNUC__) || defined(__clang__))
+  static const TopkBf16* t = [] {
+    __builtin_cpu_init();
+    const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                    __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
+    return ok ? grurec_topk_bf16_table() : nullptr;
+  }();
+  return t;
+#else
+  return nullptr;
+#endif
+}
+
+namespace {
+// -1 until read: GRUREC_TOPK_BF16=0 in the environment turns the prefilter off.
+std::atomic<int> bf16_on{-1};
+// Counters for tests (bf16_stats): pairs approximated, pairs scored exactly
+// after the prefilter, item blocks run each way.
+std::atomic<int64_t> st_pairs{0}, st_exact{0}, st_blocks_bf16{0}, st_blocks_plain{0};
+}  // namespace
+
+bool bf16_prefilter_available() { return topk_bf16_kernels() != nullptr; }
+
+bool bf16_prefilter_enabled() {
+  int v = bf16_on.load(std::memory_order_relaxed);
+  if (v < 0) {
+    const char* e = std::getenv("GRUREC_TOPK_BF16");
+    v = (e && std::strcmp(e, "0") == 0) ? 0 : 1;
+    int expect = -1;
+    bf16_on.compare_exchange_strong(expect, v);
+    v = bf16_on.load();
+  }
+  return v == 1;
+}
+
+void bf16_prefilter_set(bool on) { bf16_on.store(on ? 1 : 0); }
+
+TopkBf16Stats bf16_stats(bool reset) {
+  TopkBf16Stats r;
+  if (reset) {
+    r.pairs = st_pairs.exchange(0);
+    r.exact = st_exact.exchange(0);
+    r.blocks_bf16 = st_blocks_bf16.exchange(0);
+    r.blocks_plain = st_blocks_plain.exchange(0);
+  } else {
+    r.pairs = st_pairs.load();
+    r.exact = st_exact.load();
+    r.blocks_bf16 = st_blocks_bf16.load();
+    r.blocks_plain = st_blocks_plain.load();
+  }
+  return r;
+}
+
 const TopkKernels& TK() {
   const char* name = K().name;
   const TopkKernels* t = nullptr;
@@ -40,6 +104,65 @@ constexpr float kInf = std::numeric_limits<float>::infinity();
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t clamp64(int64_t x, int64_t lo, int64_t hi) { return std::max(lo, std::min(hi, x)); }
+
+// The float next to x towards -inf / +inf (x itself for -inf / +inf and NaN).
+float below(float x) {
+  if (!(x > -kInf)) return x;
+  if (x == 0.0f) return -std::numeric_limits<float>::denorm_min();
+  uint32_t b;
+  std::memcpy(&b, &x, sizeof b);
+  b += (b >> 31) ? 1u : static_cast<uint32_t>(-1);
+  std::memcpy(&x, &b, sizeof b);
+  return x;
+}
+float above(float x) { return -below(-x); }
+
+// The smallest float >= d (d >= 0 or inf).
+float round_up(double d) {
+  float f = static_cast<float>(d);
+  if (static_cast<double>(f) < d) f = above(f);
+  return f;
+}
+
+// Queries per task from which the bf16 prefilter pays: it converts every
+// item to bf16 (plus its norm) once per task and streams the table more
+// slowly than the float32 path. Measured at N = 1M, d = 100, 1 / 2 threads
+// (ms, float32 path vs prefilter): 12 queries 18.3 / 18.0 and 10.5 / 12.4;
+// 16: 18.6 / 19.2 and 12.4 / 12.8; 24: 27.1 / 21.7 and 15.3 / 11.9;
+// 32: 36.0 / 20.8 and 20.7 / 12.3.
+constexpr int64_t kBf16MinQueries = 20;
+// Dimensions the bound covers comfortably (g(n) below needs n 2^-24 << 1).
+constexpr int64_t kBf16MaxD = int64_t{1} << 20;
+
+// The constants of the bf16 error bound for D dimensions (the derivation is
+// in topk_kernels.hpp): cq = kq nq and aq = kaq nq per query (nq its float32
+// norm, computed in double and rounded up), and the item's eb terms.
+struct Bf16Bound {
+  double kq, kaq;
+  Bf16Consts item;
+};
+
+Bf16Bound bf16_bound(int64_t D) {
+  const double u = std::ldexp(1.0, -24), T = std::ldexp(1.0, -126);
+  const double d = static_cast<double>(D), dp = static_cast<double>(2 * ((D + 1) / 2));
+  auto g = [u](double n) { return n * u / (1.0 - n * u); };
+  const double b16 = std::ldexp(1.0, -7) + std::ldexp(1.0, -16);  // bf16 rounding of a product
+  const double kc = b16 + g(d + 4) + g(dp) * (1.0 + b16);
+  // ||x|| <= rho nx: the norm's float32 sum of squares (<= D + 5 roundings
+  // per term), the addition of the tiny term and the square root.
+  const double rho = 1.0 / ((1.0 - u) * (1.0 - u) * (1.0 - g(d + 5)));
+  const double inflate = 1.0 + std::ldexp(1.0, -20);  // eb's own float32 rounding
+  const double safety_rel = 1.25, safety_abs = 2.0;
+  Bf16Bound b;
+  b.kq = safety_rel * (kc + 2.02 * u * (1.0 + 1.0 / 64) * (1.0 + g(dp))) * rho * rho /
+         (1.0 - 1.02 * u);
+  b.kaq = safety_abs * T * std::sqrt(d) * rho;
+  const double rest = inflate / (1.0 - 3.01 * u);
+  b.item.kb = round_up(safety_rel * 3.01 * u * rest);
+  b.item.ax = round_up(safety_abs * T * std::sqrt(d) * rho * rest);
+  b.item.a0 = round_up(safety_abs * (4.0 * d + 9.0) * T * rest);
+  return b;
+}
 
 struct Cand {
   float s;
@@ -60,6 +183,9 @@ struct Plan {
   int64_t cap;  // candidate slots per query (top-k only)
   int64_t panel;  // queries per block of the many-query kernel
   int64_t max_threads;  // at most one thread per ~256K multiply-adds (a fork costs ~10 us)
+  const TopkBf16* bf16;  // the prefilter's table, or null when it is not used
+  int64_t D2;   // bf16 pairs per row (prefilter)
+  int64_t QL;   // query lanes of a task (QB rounded up to 16; prefilter)
   int64_t work() const { return (Qs + panel + 16) * dp; }
   int64_t tasks() const { return nQB * P; }
   int64_t range_begin(int64_t p, int64_t N) const { return N * p / P; }
@@ -100,6 +226,14 @@ Plan make_plan(int64_t Q, int64_t N, int64_t D, int64_t K, int T, const TopkKern
   p.Nb = clamp64(nb, 64, 4096) / 16 * 16;
   const double macs = static_cast<double>(Q) * static_cast<double>(N) * std::max<int64_t>(D, 1);
   p.max_threads = static_cast<int64_t>(std::min(1024.0, std::max(1.0, macs / 262144.0)));
+  // The bf16 prefilter: at the avx512 level only (its canonical dot is that
+  // level's), when some task will have enough queries.
+  p.bf16 = nullptr;
+  if (std::strcmp(tk.name, "avx512") == 0 && D >= 1 && D <= kBf16MaxD &&
+      std::min(p.QB, Q) >= kBf16MinQueries && bf16_prefilter_enabled())
+    p.bf16 = topk_bf16_kernels();
+  p.D2 = (D + 1) / 2;
+  p.QL = ceil_div(p.QB, 16) * 16;
   return p;
 }
 
@@ -117,6 +251,26 @@ void cut(Running& r, int64_t K) {
   std::nth_element(r.buf, r.buf + (K - 1), r.buf + r.n, better);
   r.n = K;
   r.thr = r.buf[K - 1].s;
+}
+
+// a = max(a, v) (v not NaN).
+void raise_to(std::atomic<float>& a, float v) {
+  float cur = a.load(std::memory_order_relaxed);
+  while (v > cur && !a.compare_exchange_weak(cur, v, std::memory_order_relaxed)) {
+  }
+}
+
+// Offers item i with score v to r (items arrive in increasing index order).
+inline void offer(Running& r, float v, int64_t i, const uint8_t* allowed, const int64_t* ex0,
+                  const int64_t* ex1, int64_t cap, int64_t K) {
+  if (!(v > r.thr)) return;  // the threshold rose since v was filtered
+  if (allowed && !allowed[i]) return;
+  if (ex0 != ex1 && std::binary_search(ex0, ex1, i)) return;
+  if (r.n == cap) {
+    cut(r, K);
+    if (!(v > r.thr)) return;
+  }
+  r.buf[r.n++] = {v, i};
 }
 
 // A threshold for the first block a query sees: just below the K-th best
@@ -174,6 +328,14 @@ struct Scratch {
   std::vector<Running> run;  // [QB]
   std::vector<float> st;     // [QB] target scores (rank counts)
   std::vector<int64_t> cnt;  // [QB, 2] greater / equal counts (rank counts)
+  // bf16 prefilter (plan.bf16 only; topk_kernels.hpp for the layouts)
+  std::vector<uint32_t> qb;  // [D2, QL] bf16 query pairs (+ pack_queries' scratch)
+  std::vector<float> qv;     // [6, QL] per query lane: norm, cq, aq, th, slo, shi
+  std::vector<uint16_t> tmask;  // [QL / 16] lanes with a target (rank counts)
+  std::vector<uint16_t> top, unc;  // [strip, QL / 16] survivor / uncertain lanes of a strip
+  std::vector<int32_t> gt;   // [QL] certainly-greater counts
+  std::vector<uint32_t> xb;  // [strip, D2] bf16 items of a strip
+  std::vector<float> iv;     // [3, strip] per item: nx, bp, bm
   void size(const Plan& p) {
     if (!qp.empty()) return;
     qp.assign(p.QB * p.dp, 0.0f);
@@ -186,6 +348,16 @@ struct Scratch {
     run.resize(p.QB);
     st.resize(p.QB);
     cnt.resize(p.QB * 2);
+    if (p.bf16) {
+      qb.resize(bf16_qv_size(p.QB, 2 * p.D2));
+      qv.resize(6 * p.QL);
+      tmask.resize(p.QL / 16);
+      top.resize(p.bf16->strip * p.QL / 16);
+      unc.resize(p.bf16->strip * p.QL / 16);
+      gt.resize(p.QL);
+      xb.resize(p.bf16->strip * p.D2);
+      iv.resize(3 * p.bf16->strip);
+    }
   }
 };
 
@@ -290,6 +462,24 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
     return kTopkNoMemory;
   }
   std::atomic<bool> bad{false};
+  const Bf16Bound bound = plan.bf16 ? bf16_bound(D) : Bf16Bound{};
+  // The prefilter's shared thresholds when the items are split (P > 1): per
+  // query the highest r.thr any of its tasks has reached. A task's r.thr has
+  // K eligible items of its range scoring >= it, so an item scoring strictly
+  // below it cannot be in the answer, and the prefilter may skip it in every
+  // task; without this each task would warm its threshold up from its own
+  // first block, and pass ~10x the pairs on to the exact score at 2 threads.
+  // (Ties are never skipped, and r.thr, which decides what enters a task's
+  // list, stays the task's own: the lists and the merge are as before.)
+  std::unique_ptr<std::atomic<float>[]> shared;
+  if (plan.bf16 && P > 1) {
+    try {
+      shared.reset(new std::atomic<float>[Q]);
+    } catch (...) {
+      return kTopkNoMemory;
+    }
+    for (int64_t q = 0; q < Q; ++q) shared[q].store(-kInf, std::memory_order_relaxed);
+  }
 
   auto task = [&](int64_t t, Scratch& s) {
     const int64_t qblk = t / P, p = t % P;
@@ -299,9 +489,116 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
     for (int64_t q = 0; q < nQ; ++q) s.run[q] = {s.cand.data() + q * plan.cap, 0, -kInf};
     if (counts) target_scores(s, tk, plan, items, bias, targets + qa, nQ, D);
     bool my_bad = false;
+
+    // The bf16 prefilter (topk_kernels.hpp): the task's queries in bf16
+    // lanes, per query lane cq and aq, the top-k test's threshold th =
+    // below(thr - aq) and, with a target, the rank-count bounds slo / shi
+    // around the target's score (lanes past nQ: zero, never read).
+    const bool use_bf16 = plan.bf16 != nullptr && nQ >= kBf16MinQueries;
+    const int64_t QL = plan.QL, ZQ = QL / 16;
+    float* const qn = s.qv.data();
+    float* const cq = qn + QL;
+    float* const aq = cq + QL;
+    float* const th = aq + QL;
+    float* const slo = th + QL;
+    float* const shi = slo + QL;
+    int64_t n_pairs = 0, n_exact = 0, n_bf16 = 0, n_plain = 0;
+    if (use_bf16) {
+      std::fill(s.qv.begin(), s.qv.end(), 0.0f);
+      plan.bf16->pack_queries(nQ, D, s.qp.data(), plan.dp, s.qb.data(), qn);
+      std::fill(s.tmask.begin(), s.tmask.end(), uint16_t{0});
+      std::fill(s.gt.begin(), s.gt.end(), 0);
+      for (int64_t q = 0; q < nQ; ++q) {
+        cq[q] = round_up(bound.kq * qn[q]);
+        aq[q] = round_up(bound.kaq * qn[q]);
+        if (counts && targets[qa + q] >= 0) {
+          s.tmask[q / 16] = static_cast<uint16_t>(s.tmask[q / 16] | (1u << (q % 16)));
+          slo[q] = below(below(s.st[q]) - aq[q]);
+          shi[q] = above(above(s.st[q]) + aq[q]);
+        }
+      }
+    }
+    // Items [i0, i0 + nb) through the prefilter, a strip at a time: the
+    // survivors of a query's test are scored canonically and offered (for
+    // each query in increasing item order), the uncertain ones of its rank
+    // count scored and compared.
+    // th[q]: skipping u < th leaves out only items scoring <= r.thr (never
+    // offered) or < the shared threshold g (never in the answer).
+    auto skip_below = [&](int64_t q) {
+      float t = below(s.run[q].thr - aq[q]);
+      if (shared) t = std::max(t, below(below(shared[qa + q].load(std::memory_order_relaxed)) - aq[q]));
+      return t;
+    };
+    auto bf16_block = [&](int64_t i0, int64_t nb) {
+      const TopkBf16& bf = *plan.bf16;
+      const int64_t S = bf.strip;
+      float* nx = s.iv.data();
+      float* bp = nx + S;
+      float* bm = bp + S;
+      for (int64_t q = 0; q < nQ; ++q) th[q] = skip_below(q);
+      auto exact = [&](int64_t q, int64_t i) {
+        const float d = bf.dot(D, s.qp.data() + q * plan.dp, items + i * D);
+        const float v = bias ? d + bias[i] : d;
+        if (!std::isfinite(v)) my_bad = true;
+        ++n_exact;
+        return v;
+      };
+      for (int64_t j0 = 0; j0 < nb; j0 += S) {
+        const int64_t ni = std::min(S, nb - j0), i1 = i0 + j0;
+        bf.pack_items(ni, D, items + i1 * D, bias ? bias + i1 : nullptr, bound.item, s.xb.data(),
+                      nx, bp, bm);
+        // the next strip's rows, this block's or the next one's (within the
+        // task's range)
+        const int64_t nn = std::min(S, ib - (i1 + ni));
+        const uint32_t any = bf.scan(
+            nQ, plan.D2, s.qb.data(), cq, th, s.xb.data(), nx, bp, bm, ni, counts ? slo : nullptr,
+            shi, s.tmask.data(), s.top.data(), s.unc.data(), s.gt.data(),
+            nn > 0 ? items + (i1 + ni) * D : nullptr, std::max<int64_t>(nn, 0) * D);
+        for (uint32_t jm = any; jm; jm &= jm - 1) {
+          const int64_t j = __builtin_ctz(jm), i = i1 + j;
+          for (int64_t z = 0; z < ZQ; ++z) {
+            for (uint32_t m = s.top[j * ZQ + z]; m; m &= m - 1) {
+              const int64_t q = 16 * z + __builtin_ctz(m);
+              Running& r = s.run[q];
+              const float before = r.thr;
+              const int64_t* ex0 = excl_off ? excl_idx + excl_off[qa + q] : nullptr;
+              const int64_t* ex1 = excl_off ? excl_idx + excl_off[qa + q + 1] : nullptr;
+              offer(r, exact(q, i), i, allowed, ex0, ex1, plan.cap, K);
+              if (r.thr != before) {
+                if (shared) raise_to(shared[qa + q], r.thr);
+                th[q] = skip_below(q);
+              }
+            }
+            if (!counts) continue;
+            for (uint32_t m = s.unc[j * ZQ + z]; m; m &= m - 1) {
+              const int64_t q = 16 * z + __builtin_ctz(m);
+              const float v = exact(q, i);
+              s.cnt[2 * q] += v > s.st[q];
+              s.cnt[2 * q + 1] += v == s.st[q];
+            }
+          }
+        }
+      }
+      n_pairs += nQ * nb;
+    };
+
     for (int64_t i0 = ia; i0 < ib; i0 += plan.Nb) {
       const int64_t nb = std::min(plan.Nb, ib - i0);
       const float* bias0 = bias ? bias + i0 : nullptr;
+      if (use_bf16) {
+        // Only once every query has a finite threshold (after its first
+        // block, or from another task): with -inf everything would survive.
+        bool ready = true;
+        for (int64_t q = 0; q < nQ && ready; ++q)
+          ready = s.run[q].thr > -kInf ||
+                  (shared && shared[qa + q].load(std::memory_order_relaxed) > -kInf);
+        if (ready) {
+          bf16_block(i0, nb);
+          ++n_bf16;
+          continue;
+        }
+        ++n_plain;
+      }
       for (int64_t s0 = 0; s0 < nQ; s0 += plan.Qs) {
         const int64_t ns = std::min(plan.Qs, nQ - s0);
         tk.dots(ns, nb, D, s.qp.data() + s0 * plan.dp, plan.dp, items + i0 * D, s.tile.data(),
@@ -317,22 +614,21 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
           if (r.n == 0 && r.thr == -kInf)
             r.thr = first_threshold(nb, row, bias0, i0, allowed, ex0, ex1, K, s.sc.data());
           const int64_t m = tk.above(nb, row, bias0, r.thr, s.ci.data(), s.cv.data(), &my_bad);
-          for (int64_t c = 0; c < m; ++c) {
-            const float v = s.cv[c];
-            const int64_t i = i0 + s.ci[c];
-            if (!(v > r.thr)) continue;  // the threshold rose within this row
-            if (allowed && !allowed[i]) continue;
-            if (ex0 != ex1 && std::binary_search(ex0, ex1, i)) continue;
-            if (r.n == plan.cap) {
-              cut(r, K);
-              if (!(v > r.thr)) continue;
-            }
-            r.buf[r.n++] = {v, i};
-          }
+          for (int64_t c = 0; c < m; ++c)
+            offer(r, s.cv[c], i0 + s.ci[c], allowed, ex0, ex1, plan.cap, K);
+          if (shared && r.thr > -kInf) raise_to(shared[qa + q], r.thr);
         }
       }
     }
+    if (use_bf16 && counts)
+      for (int64_t q = 0; q < nQ; ++q) s.cnt[2 * q] += s.gt[q];
     if (my_bad) bad.store(true, std::memory_order_relaxed);
+    if (use_bf16) {
+      st_pairs.fetch_add(n_pairs, std::memory_order_relaxed);
+      st_exact.fetch_add(n_exact, std::memory_order_relaxed);
+      st_blocks_bf16.fetch_add(n_bf16, std::memory_order_relaxed);
+      st_blocks_plain.fetch_add(n_plain, std::memory_order_relaxed);
+    }
     if (counts) {
       for (int64_t q = 0; q < nQ; ++q) {
         part_cnt[(p * Q + qa + q) * 2] = s.cnt[2 * q];
@@ -454,6 +750,36 @@ float stream_max(const float* x, int64_t n, int num_threads) {
     if (b > a) part[t] = tk.stream_max(b - a, x + a);
   }
   return *std::max_element(part, part + nt);
+}
+
+bool bf16_probe(float* U, float* L, const float* queries, const float* items, const float* bias,
+                int64_t Q, int64_t N, int64_t D) {
+  const TopkBf16* bf = topk_bf16_kernels();
+  if (!bf || D < 1 || D > kBf16MaxD || Q < 1) return false;
+  const Bf16Bound bound = bf16_bound(D);
+  const int64_t dp = ceil_div(D, 8) * 8, D2 = (D + 1) / 2, S = bf->strip;
+  const int64_t QL = ceil_div(Q, 16) * 16;
+  std::vector<float> qp(Q * dp), qn(QL), cq(QL), aq(QL), u(Q * S), l(Q * S), iv(3 * S);
+  std::vector<uint32_t> qv(bf16_qv_size(Q, D)), xb(S * D2);
+  pad_queries(qp.data(), queries, 0, Q, D, dp);
+  bf->pack_queries(Q, D, qp.data(), dp, qv.data(), qn.data());
+  for (int64_t q = 0; q < Q; ++q) {
+    cq[q] = round_up(bound.kq * qn[q]);
+    aq[q] = round_up(bound.kaq * qn[q]);
+  }
+  for (int64_t j0 = 0; j0 < N; j0 += S) {
+    const int64_t ni = std::min(S, N - j0);
+    bf->pack_items(ni, D, items + j0 * D, bias ? bias + j0 : nullptr, bound.item, xb.data(),
+                   iv.data(), iv.data() + S, iv.data() + 2 * S);
+    bf->bounds(Q, D2, qv.data(), cq.data(), xb.data(), iv.data(), iv.data() + S,
+               iv.data() + 2 * S, ni, u.data(), l.data(), S);
+    for (int64_t q = 0; q < Q; ++q)
+      for (int64_t j = 0; j < ni; ++j) {
+        U[q * N + j0 + j] = above(u[q * S + j] + aq[q]);
+        L[q * N + j0 + j] = below(l[q * S + j] - aq[q]);
+      }
+  }
+  return true;
 }
 
 }  // namespace grurec

@@ -66,4 +66,31 @@ int rank_counts_dense(int64_t* greater, int64_t* equal, const float* scores,
 // max of x[0..n), read once by num_threads threads (a memory-bandwidth probe).
 float stream_max(const float* x, int64_t n, int num_threads);
 
+// --- the bf16 prefilter (topk_kernels.hpp, topk_bf16.cpp) -------------------
+// topk and rank_counts run it at the avx512 level, on CPUs with AVX512_BF16,
+// for tasks of at least 20 queries; it changes the work, never the results.
+
+// Whether the CPU and build have it.
+bool bf16_prefilter_available();
+// Whether topk uses it where it can: on unless GRUREC_TOPK_BF16=0 was in the
+// environment at the first call; bf16_prefilter_set switches it (tests
+// compare both ways; not while another thread is inside topk).
+bool bf16_prefilter_enabled();
+void bf16_prefilter_set(bool on);
+
+// Totals since the last reset: query x item pairs the prefilter scored
+// approximately, pairs it passed on to the exact score, item blocks scored
+// with it and without it (a task's first block, before its thresholds are
+// finite) in tasks that used it.
+struct TopkBf16Stats {
+  int64_t pairs = 0, exact = 0, blocks_bf16 = 0, blocks_plain = 0;
+};
+TopkBf16Stats bf16_stats(bool reset);
+
+// The prefilter's bounds for every pair, for tests: U[Q,N] and L[Q,N] with
+// L <= score <= U for the canonical avx512 score (dot + bias). False (nothing
+// written) when the prefilter is not available or D is out of its range.
+bool bf16_probe(float* U, float* L, const float* queries, const float* items, const float* bias,
+                int64_t Q, int64_t N, int64_t D);
+
 }  // namespace grurec

@@ -50,6 +50,127 @@ struct TopkKernels {
   float (*stream_max)(int64_t n, const float* x);
 };
 
+// --- the bf16 prefilter (cpp/topk_bf16.cpp) --------------------------------
+// Compute-bound top-k (many queries per task) first scores every (query,
+// item) pair approximately in bf16 (vdpbf16ps: 32 multiply-adds per
+// instruction, twice float32's 16) and computes the canonical float32 score
+// only for the pairs whose approximation, widened by a rigorous error bound,
+// can still matter: a pair is skipped only when its canonical score is
+// provably <= the query's running threshold (top-k), or provably below /
+// above the target's score (rank counts). Results are therefore identical
+// to scoring everything canonically; only the work differs.
+//
+// Used only at the avx512 level, when the CPU reports AVX512_BF16 and the
+// prefilter is enabled (bf16_prefilter_set; GRUREC_TOPK_BF16=0 in the
+// environment turns it off at load). No state outlives a call: the items
+// are converted to bf16 a strip at a time, per call.
+//
+// The bound. For query q and item x (float32, length D), let S = sum q_i x_i
+// (exact, real arithmetic), M = sum |q_i x_i| <= ||q|| ||x|| (Cauchy-Schwarz),
+// c the canonical dot, A the bf16 approximation, u = 2^-24, g(n) = nu/(1-nu),
+// T = 2^-126 (the smallest normal float):
+//   |c - S| <= g(D+4) M + (D+4) T       (every product passes through at most
+//                                        ceil(D/8) + 4 roundings; T per
+//                                        operation covers underflow, flushed
+//                                        or gradual)
+//   bf16 inputs: subnormals flushed (|dq_i| <= T), then rounded to nearest
+//   (relative 2^-8 each), so |q~_i x~_i - q_i x_i| <= (2^-7 + 2^-16)|q_i x_i|
+//   + T(|q_i| + |x_i|) + T^2, hence |S~ - S| <= (2^-7 + 2^-16) M
+//   + T sqrt(D)(||q|| + ||x||) + D T^2;
+//   |A - S~| <= g(Dp) (1 + 2^-7 + 2^-16) M + 2 Dp T  (Dp = D rounded up to
+//   even; bf16 products are exact in float32 unless they underflow; per
+//   instruction at most two roundings, and at most four flushes of a
+//   subnormal: two products, two sums);
+// so |c - A| <= Kc ||q|| ||x|| + T sqrt(D)(||q|| + ||x||) + (4D + 8) T with
+//   Kc = 2^-7 + 2^-16 + g(D+4) + g(Dp)(1 + 2^-7 + 2^-16).
+// The test itself is computed in float32 (topk_bf16.cpp): with bias b,
+//   u = fl(fma(nx, cq, fl(A + fl(b + eb)))),  l = fl(fma(-nx, cq, fl(A + fl(b - eb)))),
+// where nx >= ||x|| / rho and nq >= ||q|| / rho are float32 norms
+// (fl(sqrt(fl(ss + (D+5) 2T))) of a float32 sum of squares ss: see
+// bf16_bound in topk.cpp for rho), cq >= (Kc + 2.02u(1+2^-6)(1+g(Dp)))
+// rho^2 nq / (1 - 1.02u) covers the relative term and the rounding of the
+// three operations against |A| <= 1.02 ||q|| ||x||, and
+// eb >= (3.01u |b| + T sqrt(D) rho nx + (4D + 9) T) / (1 - 3.01u) the rest
+// of the item's part; the query's absolute part aq = T sqrt(D) rho nq is
+// taken off the threshold instead. Then, in real numbers,
+//   l - aq <= c + b <= u + aq.
+// Every constant is multiplied by a safety factor (1.25 for cq, 2 for the
+// absolute terms) and rounded up. Decisions, for a float32 threshold t:
+//   top-k: skip when u < t' with t' = below(fl(t - aq)) (the next float
+//     down): then c + b < t, so the score fl(c + b) <= t never enters
+//     (candidates need a score > t);
+//   rank counts, target score s: certainly not >= s when u < s_lo with
+//     s_lo = below(fl(below(s) - aq)) (then c + b < below(s), so the score
+//     is <= below(s) < s); certainly > s when l > s_hi with
+//     s_hi = above(fl(above(s) + aq)); anything else is scored exactly.
+// "u < t" is false for a NaN u, and u, l are never finite when a score could
+// be non-finite: an item with a non-finite value, or a norm >= 2^63, gets
+// nx = inf; a query with norm >= 2^63 gets cq = inf; a bias with |b| >=
+// 2^126 gets eb = inf; below those limits |c + b| < 2^127 cannot overflow.
+// So every NaN or infinite score is computed exactly and reported as before.
+//
+// Layout: queries in lanes. A task's queries, padded with zero queries to
+// QL = a multiple of 16, are qv[k * QL + r] = bf16 pair k of query r (dims
+// 2k in the low half, 2k + 1 in the high half, zero past D), k < D2 =
+// ceil(D/2); a strip of STRIP items is xb[j * D2 + k] = pair k of item j
+// (items past the strip's ni zero). Query-lane masks come in groups of 16
+// queries: mask z, bit l = query 16 z + l.
+struct Bf16Consts {
+  float kb;  // eb = kb |b| + ax nx + a0 (float32 fma's, rounded up by construction)
+  float ax;
+  float a0;
+};
+
+struct TopkBf16 {
+  int strip;  // items per strip (32)
+
+  // qv[D2 * QL] as above and nrm[r] = query r's float32 norm (inf when
+  // >= 2^63 or not finite) for r < nq; Qp rows (stride ldq) hold D floats.
+  // qv must have room for bf16_qv_size(nq, D) dwords (the rest is scratch).
+  void (*pack_queries)(int64_t nq, int64_t D, const float* Qp, int64_t ldq, uint32_t* qv,
+                       float* nrm);
+
+  // A strip of ni <= strip items X[j*D .. j*D + D) (bias b[j] or null):
+  // xb[strip * D2], nx[strip], bp[strip] = fl(b + eb), bm[strip] = fl(b - eb);
+  // entries past ni are zero.
+  void (*pack_items)(int64_t ni, int64_t D, const float* X, const float* b,
+                     const Bf16Consts& c, uint32_t* xb, float* nx, float* bp, float* bm);
+
+  // For the nq queries (cq[QL], th[QL]; lanes past nq are never set) and
+  // the strip's items j < strip, with ZQ = QL / 16:
+  //   top[j * ZQ + z] = queries of group z with !(u < th) (survivors of the
+  //   top-k test; bits for items past the strip's ni are meaningless);
+  // and when slo is not null, for the queries in tmask[z]:
+  //   unc[j * ZQ + z] = queries with neither u < slo nor l > shi (to be
+  //   scored exactly), gt[r] += #items with l > shi[r] (j < ni only).
+  // Returns the items j < ni with any lane set in top or unc (bit j).
+  // Meanwhile it prefetches next[0 .. next_floats) (the rows of the next
+  // strip; null for none): packed a strip at a time, the rows come in bursts
+  // the hardware prefetcher runs too little ahead of.
+  uint32_t (*scan)(int64_t nq, int64_t D2, const uint32_t* qv, const float* cq, const float* th,
+               const uint32_t* xb, const float* nx, const float* bp, const float* bm, int64_t ni,
+               const float* slo, const float* shi, const uint16_t* tmask, uint16_t* top,
+               uint16_t* unc, int32_t* gt, const float* next, int64_t next_floats);
+
+  // u and l themselves for queries r < nq x items j < ni of a strip:
+  // U[r*ld + j], Lo[r*ld + j] (a probe for tests: the bound must hold).
+  void (*bounds)(int64_t nq, int64_t D2, const uint32_t* qv, const float* cq, const uint32_t* xb,
+                 const float* nx, const float* bp, const float* bm, int64_t ni, float* U,
+                 float* Lo, int64_t ld);
+
+  // The canonical dot of the avx512 level (equal to its dots' results):
+  // Qp zero from D to the next multiple of 8.
+  float (*dot)(int64_t D, const float* Qp, const float* x);
+};
+
+inline int64_t bf16_qv_size(int64_t nq, int64_t D) {
+  const int64_t D2 = (D + 1) / 2, QL = (nq + 15) / 16 * 16;
+  return D2 * QL + 16 * ((D2 + 15) / 16 * 16 + 16);
+}
+
+// The prefilter's table: null when not compiled in or the CPU lacks AVX512_BF16.
+const TopkBf16* topk_bf16_kernels();
+
 const TopkKernels* topk_kernels_scalar();
 const TopkKernels* topk_kernels_avx2();    // nullptr when not compiled in
 const TopkKernels* topk_kernels_avx512();  // nullptr when not compiled in
