@@ -158,9 +158,11 @@ struct TopkBf16 {
                  const float* nx, const float* bp, const float* bm, int64_t ni, float* U,
                  float* Lo, int64_t ld);
 
-  // The canonical dot of the avx512 level (equal to its dots' results):
-  // Qp zero from D to the next multiple of 8.
-  float (*dot)(int64_t D, const float* Qp, const float* x);
+  // out[k] = the canonical dot of the avx512 level (equal to its dots'
+  // results) of item row x[0..D) and query row Qp + idx[k] * ldq, k < n;
+  // query rows are zero from D to the next multiple of 8.
+  void (*dots)(int64_t D, const float* x, int64_t n, const int32_t* idx, const float* Qp,
+               int64_t ldq, float* out);
 };
 
 inline int64_t bf16_qv_size(int64_t nq, int64_t D) {
