@@ -163,11 +163,11 @@ Bf16Bound bf16_bound(int64_t D) {
   Bf16Bound b;
   b.kq = safety_rel * (kc + 2.02 * u * (1.0 + 1.0 / 64) * (1.0 + g(dp))) * rho * rho /
          (1.0 - 1.02 * u);
-  b.kaq = safety_abs * T * std::sqrt(d) * rho;
+  b.kaq = safety_abs * 2.0 * T * std::sqrt(d) * rho;
   const double rest = inflate / (1.0 - 3.01 * u);
   b.item.kb = round_up(safety_rel * 3.01 * u * rest);
-  b.item.ax = round_up(safety_abs * T * std::sqrt(d) * rho * rest);
-  b.item.a0 = round_up(safety_abs * (4.0 * d + 9.0) * T * rest);
+  b.item.ax = round_up(safety_abs * 2.0 * T * std::sqrt(d) * rho * rest);
+  b.item.a0 = round_up(safety_abs * (3.0 * d + 17.0) * T * rest);
   return b;
 }
 
@@ -358,7 +358,7 @@ struct Scratch {
     st.resize(p.QB);
     cnt.resize(p.QB * 2);
     if (p.bf16) {
-      qb.resize(bf16_qv_size(p.QB, 2 * p.D2));
+      qb.resize(bf16_qv_size(p.QB, p.D2));
       qv.resize(6 * p.QL);
       tmask.resize(p.QL / 16);
       top.resize(p.bf16->strip * p.QL / 16);
@@ -529,17 +529,20 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
         }
       }
     }
-    // Items [i0, i0 + nb) through the prefilter, a strip at a time: the
-    // survivors of a query's test are scored canonically and offered (for
-    // each query in increasing item order), the uncertain ones of its rank
-    // count scored and compared.
     // th[q]: skipping u < th leaves out only items scoring <= r.thr (never
     // offered) or < the shared threshold g (never in the answer).
     auto skip_below = [&](int64_t q) {
       float t = below(s.run[q].thr - aq[q]);
-      if (shared) t = std::max(t, below(below(shared[qa + q].load(std::memory_order_relaxed)) - aq[q]));
+      if (shared) {
+        const float g = shared[qa + q].load(std::memory_order_relaxed);
+        t = std::max(t, below(below(g) - aq[q]));
+      }
       return t;
     };
+    // Items [i0, i0 + nb) through the prefilter, a strip at a time: the
+    // survivors of a query's test are scored canonically and offered (for
+    // each query in increasing item order), the uncertain ones of its rank
+    // count scored and compared. Returns how many pairs were scored exactly.
     auto bf16_block = [&](int64_t i0, int64_t nb) {
       const TopkBf16& bf = *plan.bf16;
       const int64_t S = bf.strip;
@@ -786,7 +789,7 @@ bool bf16_probe(float* U, float* L, const float* queries, const float* items, co
   const int64_t dp = ceil_div(D, 8) * 8, D2 = (D + 1) / 2, S = bf->strip;
   const int64_t QL = ceil_div(Q, 16) * 16;
   std::vector<float> qp(Q * dp), qn(QL), cq(QL), aq(QL), u(Q * S), l(Q * S), iv(3 * S);
-  std::vector<uint32_t> qv(bf16_qv_size(Q, D)), xb(S * D2);
+  std::vector<uint32_t> qv(bf16_qv_size(Q, D2)), xb(S * D2);
   pad_queries(qp.data(), queries, 0, Q, D, dp);
   bf->pack_queries(Q, D, qp.data(), dp, qv.data(), qn.data());
   for (int64_t q = 0; q < Q; ++q) {
