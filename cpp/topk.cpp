@@ -131,6 +131,13 @@ float round_up(double d) {
 // 16: 18.6 / 19.2 and 12.4 / 12.8; 24: 27.1 / 21.7 and 15.3 / 11.9;
 // 32: 36.0 / 20.8 and 20.7 / 12.3.
 constexpr int64_t kBf16MinQueries = 20;
+// A block whose pairs went on to the exact score more often than 1 in this
+// many makes the next blocks (2, 4, ... 64) go without the prefilter. Each
+// exact score costs (item by item, with the bookkeeping) about 25 x what the
+// prefilter saves per pair: at batch 64, N = 1M, d = 100, 1 thread, 5.7% of
+// pairs exact (rank-count targets in the middle of the scores) took 88 ms
+// against 74 ms without the prefilter, and 0.07% took 34 ms.
+constexpr int64_t kBf16MaxExact = 32;
 // Dimensions the bound covers comfortably (g(n) below needs n 2^-24 << 1).
 constexpr int64_t kBf16MaxD = int64_t{1} << 20;
 
@@ -156,11 +163,11 @@ Bf16Bound bf16_bound(int64_t D) {
   Bf16Bound b;
   b.kq = safety_rel * (kc + 2.02 * u * (1.0 + 1.0 / 64) * (1.0 + g(dp))) * rho * rho /
          (1.0 - 1.02 * u);
-  b.kaq = safety_abs * T * std::sqrt(d) * rho;
+  b.kaq = safety_abs * 2.0 * T * std::sqrt(d) * rho;
   const double rest = inflate / (1.0 - 3.01 * u);
   b.item.kb = round_up(safety_rel * 3.01 * u * rest);
-  b.item.ax = round_up(safety_abs * T * std::sqrt(d) * rho * rest);
-  b.item.a0 = round_up(safety_abs * (4.0 * d + 9.0) * T * rest);
+  b.item.ax = round_up(safety_abs * 2.0 * T * std::sqrt(d) * rho * rest);
+  b.item.a0 = round_up(safety_abs * (3.0 * d + 17.0) * T * rest);
   return b;
 }
 
@@ -336,6 +343,8 @@ struct Scratch {
   std::vector<int32_t> gt;   // [QL] certainly-greater counts
   std::vector<uint32_t> xb;  // [strip, D2] bf16 items of a strip
   std::vector<float> iv;     // [3, strip] per item: nx, bp, bm
+  std::vector<int32_t> rq;   // [QL] queries to score an item against exactly
+  std::vector<float> rv;     // [QL] their dots
   void size(const Plan& p) {
     if (!qp.empty()) return;
     qp.assign(p.QB * p.dp, 0.0f);
@@ -349,7 +358,7 @@ struct Scratch {
     st.resize(p.QB);
     cnt.resize(p.QB * 2);
     if (p.bf16) {
-      qb.resize(bf16_qv_size(p.QB, 2 * p.D2));
+      qb.resize(bf16_qv_size(p.QB, p.D2));
       qv.resize(6 * p.QL);
       tmask.resize(p.QL / 16);
       top.resize(p.bf16->strip * p.QL / 16);
@@ -357,6 +366,8 @@ struct Scratch {
       gt.resize(p.QL);
       xb.resize(p.bf16->strip * p.D2);
       iv.resize(3 * p.bf16->strip);
+      rq.resize(p.QL);
+      rv.resize(p.QL);
     }
   }
 };
@@ -518,17 +529,20 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
         }
       }
     }
-    // Items [i0, i0 + nb) through the prefilter, a strip at a time: the
-    // survivors of a query's test are scored canonically and offered (for
-    // each query in increasing item order), the uncertain ones of its rank
-    // count scored and compared.
     // th[q]: skipping u < th leaves out only items scoring <= r.thr (never
     // offered) or < the shared threshold g (never in the answer).
     auto skip_below = [&](int64_t q) {
       float t = below(s.run[q].thr - aq[q]);
-      if (shared) t = std::max(t, below(below(shared[qa + q].load(std::memory_order_relaxed)) - aq[q]));
+      if (shared) {
+        const float g = shared[qa + q].load(std::memory_order_relaxed);
+        t = std::max(t, below(below(g) - aq[q]));
+      }
       return t;
     };
+    // Items [i0, i0 + nb) through the prefilter, a strip at a time: the
+    // survivors of a query's test are scored canonically and offered (for
+    // each query in increasing item order), the uncertain ones of its rank
+    // count scored and compared. Returns how many pairs were scored exactly.
     auto bf16_block = [&](int64_t i0, int64_t nb) {
       const TopkBf16& bf = *plan.bf16;
       const int64_t S = bf.strip;
@@ -536,13 +550,7 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
       float* bp = nx + S;
       float* bm = bp + S;
       for (int64_t q = 0; q < nQ; ++q) th[q] = skip_below(q);
-      auto exact = [&](int64_t q, int64_t i) {
-        const float d = bf.dot(D, s.qp.data() + q * plan.dp, items + i * D);
-        const float v = bias ? d + bias[i] : d;
-        if (!std::isfinite(v)) my_bad = true;
-        ++n_exact;
-        return v;
-      };
+      int64_t exact = 0;
       for (int64_t j0 = 0; j0 < nb; j0 += S) {
         const int64_t ni = std::min(S, nb - j0), i1 = i0 + j0;
         bf.pack_items(ni, D, items + i1 * D, bias ? bias + i1 : nullptr, bound.item, s.xb.data(),
@@ -556,31 +564,46 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
             nn > 0 ? items + (i1 + ni) * D : nullptr, std::max<int64_t>(nn, 0) * D);
         for (uint32_t jm = any; jm; jm &= jm - 1) {
           const int64_t j = __builtin_ctz(jm), i = i1 + j;
-          for (int64_t z = 0; z < ZQ; ++z) {
-            for (uint32_t m = s.top[j * ZQ + z]; m; m &= m - 1) {
-              const int64_t q = 16 * z + __builtin_ctz(m);
+          const uint16_t* top = s.top.data() + j * ZQ;
+          const uint16_t* unc = s.unc.data() + j * ZQ;
+          // the item's exact scores for every query that needs one
+          int64_t n = 0;
+          for (int64_t z = 0; z < ZQ; ++z)
+            for (uint32_t m = top[z] | (counts ? unc[z] : 0u); m; m &= m - 1)
+              s.rq[n++] = static_cast<int32_t>(16 * z + __builtin_ctz(m));
+          bf.dots(D, items + i * D, n, s.rq.data(), s.qp.data(), plan.dp, s.rv.data());
+          exact += n;
+          for (int64_t k = 0; k < n; ++k) {
+            const int64_t q = s.rq[k];
+            const uint32_t bit = 1u << (q % 16);
+            const float v = bias ? s.rv[k] + bias[i] : s.rv[k];
+            if (!std::isfinite(v)) my_bad = true;
+            if (top[q / 16] & bit) {
               Running& r = s.run[q];
               const float before = r.thr;
               const int64_t* ex0 = excl_off ? excl_idx + excl_off[qa + q] : nullptr;
               const int64_t* ex1 = excl_off ? excl_idx + excl_off[qa + q + 1] : nullptr;
-              offer(r, exact(q, i), i, allowed, ex0, ex1, plan.cap, K);
+              offer(r, v, i, allowed, ex0, ex1, plan.cap, K);
               if (r.thr != before) {
                 if (shared) raise_to(shared[qa + q], r.thr);
                 th[q] = skip_below(q);
               }
             }
-            if (!counts) continue;
-            for (uint32_t m = s.unc[j * ZQ + z]; m; m &= m - 1) {
-              const int64_t q = 16 * z + __builtin_ctz(m);
-              const float v = exact(q, i);
+            if (counts && (unc[q / 16] & bit)) {
               s.cnt[2 * q] += v > s.st[q];
               s.cnt[2 * q + 1] += v == s.st[q];
             }
           }
         }
       }
+      n_exact += exact;
       n_pairs += nQ * nb;
+      return exact;
     };
+    // Blocks to run without the prefilter after one where it passed too
+    // many pairs on (ties, or rank-count targets in the dense middle of the
+    // scores), and the next such pause.
+    int64_t pause = 0, next_pause = 2;
 
     for (int64_t i0 = ia; i0 < ib; i0 += plan.Nb) {
       const int64_t nb = std::min(plan.Nb, ib - i0);
@@ -592,11 +615,17 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
         for (int64_t q = 0; q < nQ && ready; ++q)
           ready = s.run[q].thr > -kInf ||
                   (shared && shared[qa + q].load(std::memory_order_relaxed) > -kInf);
-        if (ready) {
-          bf16_block(i0, nb);
+        if (ready && pause == 0) {
+          if (bf16_block(i0, nb) > nQ * nb / kBf16MaxExact) {
+            pause = next_pause;
+            next_pause = std::min<int64_t>(2 * next_pause, 64);
+          } else {
+            next_pause = 2;
+          }
           ++n_bf16;
           continue;
         }
+        if (pause > 0) --pause;
         ++n_plain;
       }
       for (int64_t s0 = 0; s0 < nQ; s0 += plan.Qs) {
@@ -760,7 +789,7 @@ bool bf16_probe(float* U, float* L, const float* queries, const float* items, co
   const int64_t dp = ceil_div(D, 8) * 8, D2 = (D + 1) / 2, S = bf->strip;
   const int64_t QL = ceil_div(Q, 16) * 16;
   std::vector<float> qp(Q * dp), qn(QL), cq(QL), aq(QL), u(Q * S), l(Q * S), iv(3 * S);
-  std::vector<uint32_t> qv(bf16_qv_size(Q, D)), xb(S * D2);
+  std::vector<uint32_t> qv(bf16_qv_size(Q, D2)), xb(S * D2);
   pad_queries(qp.data(), queries, 0, Q, D, dp);
   bf->pack_queries(Q, D, qp.data(), dp, qv.data(), qn.data());
   for (int64_t q = 0; q < Q; ++q) {

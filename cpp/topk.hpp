@@ -19,6 +19,16 @@
 // increasing index order, so a later item that only ties the K-th best never
 // qualifies.
 //
+// With many queries per task (>= 20) at the avx512 level on a CPU with
+// AVX512_BF16, a block goes through the bf16 prefilter instead (once the
+// task's thresholds are finite): every pair is scored approximately in bf16,
+// and only the pairs whose approximation, widened by a rigorous error bound,
+// could still beat the threshold (or, with targets, could be on either side
+// of the target's score) get their canonical score and go on as above. The
+// results are the same bit for bit; see topk_kernels.hpp for the bound.
+// Tasks that split a query's items share the threshold: the highest K-th
+// best any of them has reached lets the prefilter skip items in all of them.
+//
 // These functions never throw and never let an exception out of an OpenMP
 // region; they report failures by status code. Arguments are validated by the
 // caller (bindings.cpp).

@@ -315,24 +315,61 @@ void bounds(int64_t nq, int64_t D2, const uint32_t* qv, const float* cq, const u
   }
 }
 
-// The canonical dot of topk_kernels.hpp as the avx512 level computes it: 8
-// lanes, one FMA per chunk of 8 (a chunk holding any of the D elements is
-// done on all 8 lanes, the rest zero), then the halving tree.
-float dot(int64_t D, const float* Qp, const float* x) {
-  __m256 p = _mm256_setzero_ps();
-  int64_t k = 0;
-  for (; k + 8 <= D; k += 8) p = _mm256_fmadd_ps(_mm256_loadu_ps(Qp + k), _mm256_loadu_ps(x + k), p);
-  if (k < D) {  // x read only below D
-    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(D - k)), lane);
-    p = _mm256_fmadd_ps(_mm256_loadu_ps(Qp + k), _mm256_maskload_ps(x + k, m), p);
-  }
+// The 4-lane tail of the canonical tree: p_l + p_{l+4}, then + 2, then 0 + 1.
+inline float tree(__m256 p) {
   const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(p), _mm256_extractf128_ps(p, 1));
   const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
   return _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
 }
 
-const grurec::TopkBf16 kBf16 = {STRIP, pack_queries, pack_items, scan, bounds, dot};
+// The canonical dot of topk_kernels.hpp as the avx512 level computes it: 8
+// lanes, one FMA per chunk of 8 (a chunk holding any of the D elements is
+// done on all 8 lanes, the rest zero), then the halving tree; out[k] for
+// query rows idx[k], four at a time (four independent FMA chains, the item
+// row loaded once per chunk).
+void dots(int64_t D, const float* x, int64_t n, const int32_t* idx, const float* Qp, int64_t ldq,
+          float* out) {
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const int64_t Df = D / 8 * 8;
+  // x is read only below D; the query rows are zero past D
+  const __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(D - Df)), lane);
+  int64_t k = 0;
+  for (; k + 4 <= n; k += 4) {
+    const float* q0 = Qp + idx[k] * ldq;
+    const float* q1 = Qp + idx[k + 1] * ldq;
+    const float* q2 = Qp + idx[k + 2] * ldq;
+    const float* q3 = Qp + idx[k + 3] * ldq;
+    __m256 p0 = _mm256_setzero_ps(), p1 = p0, p2 = p0, p3 = p0;
+    for (int64_t c = 0; c < Df; c += 8) {
+      const __m256 xv = _mm256_loadu_ps(x + c);
+      p0 = _mm256_fmadd_ps(_mm256_loadu_ps(q0 + c), xv, p0);
+      p1 = _mm256_fmadd_ps(_mm256_loadu_ps(q1 + c), xv, p1);
+      p2 = _mm256_fmadd_ps(_mm256_loadu_ps(q2 + c), xv, p2);
+      p3 = _mm256_fmadd_ps(_mm256_loadu_ps(q3 + c), xv, p3);
+    }
+    if (Df < D) {
+      const __m256 xv = _mm256_maskload_ps(x + Df, tail);
+      p0 = _mm256_fmadd_ps(_mm256_loadu_ps(q0 + Df), xv, p0);
+      p1 = _mm256_fmadd_ps(_mm256_loadu_ps(q1 + Df), xv, p1);
+      p2 = _mm256_fmadd_ps(_mm256_loadu_ps(q2 + Df), xv, p2);
+      p3 = _mm256_fmadd_ps(_mm256_loadu_ps(q3 + Df), xv, p3);
+    }
+    out[k] = tree(p0);
+    out[k + 1] = tree(p1);
+    out[k + 2] = tree(p2);
+    out[k + 3] = tree(p3);
+  }
+  for (; k < n; ++k) {
+    const float* q = Qp + idx[k] * ldq;
+    __m256 p = _mm256_setzero_ps();
+    for (int64_t c = 0; c < Df; c += 8)
+      p = _mm256_fmadd_ps(_mm256_loadu_ps(q + c), _mm256_loadu_ps(x + c), p);
+    if (Df < D) p = _mm256_fmadd_ps(_mm256_loadu_ps(q + Df), _mm256_maskload_ps(x + Df, tail), p);
+    out[k] = tree(p);
+  }
+}
+
+const grurec::TopkBf16 kBf16 = {STRIP, pack_queries, pack_items, scan, bounds, dots};
 
 }  // namespace
 }  // namespace grurec_topk_bf16

@@ -69,19 +69,20 @@ struct TopkKernels {
 // (exact, real arithmetic), M = sum |q_i x_i| <= ||q|| ||x|| (Cauchy-Schwarz),
 // c the canonical dot, A the bf16 approximation, u = 2^-24, g(n) = nu/(1-nu),
 // T = 2^-126 (the smallest normal float):
-//   |c - S| <= g(D+4) M + (D+4) T       (every product passes through at most
-//                                        ceil(D/8) + 4 roundings; T per
-//                                        operation covers underflow, flushed
-//                                        or gradual)
-//   bf16 inputs: subnormals flushed (|dq_i| <= T), then rounded to nearest
+//   |c - S| <= g(D+4) M + (D+14) T + T sqrt(D)(||q|| + ||x||)
+//     (every product passes through at most ceil(D/8) + 3 roundings; T for
+//     each of the at most 8 ceil(D/8) + 7 operations covers underflow,
+//     gradual or flushed; the last term covers subnormal inputs read as zero,
+//     should the process run with DAZ set);
+//   bf16 inputs: subnormals flushed (|dq_i| < T), then rounded to nearest
 //   (relative 2^-8 each), so |q~_i x~_i - q_i x_i| <= (2^-7 + 2^-16)|q_i x_i|
-//   + T(|q_i| + |x_i|) + T^2, hence |S~ - S| <= (2^-7 + 2^-16) M
-//   + T sqrt(D)(||q|| + ||x||) + D T^2;
+//   + T(|q_i| + |x_i|), hence |S~ - S| <= (2^-7 + 2^-16) M
+//   + T sqrt(D)(||q|| + ||x||);
 //   |A - S~| <= g(Dp) (1 + 2^-7 + 2^-16) M + 2 Dp T  (Dp = D rounded up to
 //   even; bf16 products are exact in float32 unless they underflow; per
 //   instruction at most two roundings, and at most four flushes of a
 //   subnormal: two products, two sums);
-// so |c - A| <= Kc ||q|| ||x|| + T sqrt(D)(||q|| + ||x||) + (4D + 8) T with
+// so |c - A| <= Kc ||q|| ||x|| + 2 T sqrt(D)(||q|| + ||x||) + (3D + 16) T with
 //   Kc = 2^-7 + 2^-16 + g(D+4) + g(Dp)(1 + 2^-7 + 2^-16).
 // The test itself is computed in float32 (topk_bf16.cpp): with bias b,
 //   u = fl(fma(nx, cq, fl(A + fl(b + eb)))),  l = fl(fma(-nx, cq, fl(A + fl(b - eb)))),
@@ -89,10 +90,11 @@ struct TopkKernels {
 // (fl(sqrt(fl(ss + (D+5) 2T))) of a float32 sum of squares ss: see
 // bf16_bound in topk.cpp for rho), cq >= (Kc + 2.02u(1+2^-6)(1+g(Dp)))
 // rho^2 nq / (1 - 1.02u) covers the relative term and the rounding of the
-// three operations against |A| <= 1.02 ||q|| ||x||, and
-// eb >= (3.01u |b| + T sqrt(D) rho nx + (4D + 9) T) / (1 - 3.01u) the rest
-// of the item's part; the query's absolute part aq = T sqrt(D) rho nq is
-// taken off the threshold instead. Then, in real numbers,
+// three operations against |A| <= 1.02 ||q|| ||x|| (+ a few T, in the
+// constant below), and eb >= (3.01u |b| + 2 T sqrt(D) rho nx + (3D + 17) T)
+// / (1 - 3.01u) the rest of the item's part; the query's absolute part
+// aq = 2 T sqrt(D) rho nq is taken off the threshold instead. Then, in real
+// numbers,
 //   l - aq <= c + b <= u + aq.
 // Every constant is multiplied by a safety factor (1.25 for cq, 2 for the
 // absolute terms) and rounded up. Decisions, for a float32 threshold t:
@@ -126,7 +128,7 @@ struct TopkBf16 {
 
   // qv[D2 * QL] as above and nrm[r] = query r's float32 norm (inf when
   // >= 2^63 or not finite) for r < nq; Qp rows (stride ldq) hold D floats.
-  // qv must have room for bf16_qv_size(nq, D) dwords (the rest is scratch).
+  // qv must have room for bf16_qv_size(nq, D2) dwords (the rest is scratch).
   void (*pack_queries)(int64_t nq, int64_t D, const float* Qp, int64_t ldq, uint32_t* qv,
                        float* nrm);
 
@@ -158,13 +160,16 @@ struct TopkBf16 {
                  const float* nx, const float* bp, const float* bm, int64_t ni, float* U,
                  float* Lo, int64_t ld);
 
-  // The canonical dot of the avx512 level (equal to its dots' results):
-  // Qp zero from D to the next multiple of 8.
-  float (*dot)(int64_t D, const float* Qp, const float* x);
+  // out[k] = the canonical dot of the avx512 level (equal to its dots'
+  // results) of item row x[0..D) and query row Qp + idx[k] * ldq, k < n;
+  // query rows are zero from D to the next multiple of 8.
+  void (*dots)(int64_t D, const float* x, int64_t n, const int32_t* idx, const float* Qp,
+               int64_t ldq, float* out);
 };
 
-inline int64_t bf16_qv_size(int64_t nq, int64_t D) {
-  const int64_t D2 = (D + 1) / 2, QL = (nq + 15) / 16 * 16;
+// Dwords pack_queries needs at qv for nq queries of D2 = ceil(D/2) pairs.
+inline int64_t bf16_qv_size(int64_t nq, int64_t D2) {
+  const int64_t QL = (nq + 15) / 16 * 16;
   return D2 * QL + 16 * ((D2 + 15) / 16 * 16 + 16);
 }
 

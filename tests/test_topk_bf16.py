@@ -227,6 +227,19 @@ def test_integer_data_ties_exact_at_every_level(avx512, nthreads, rng, lo, hi):
     np.testing.assert_array_equal(e1, (ref == ts).sum(1) - 1)
 
 
+def test_backs_off_where_most_pairs_need_the_exact_score(avx512, nthreads, rng):
+    """One item row repeated: every score ties, every pair survives the
+    prefilter; after such a block the task pauses it (2, 4, ... blocks), so
+    most blocks run without it, and the answer is still the lowest indices."""
+    Q, N, d, k = 32, 200_000, 16, 7  # ~13 blocks per task at 2 threads
+    q = rng.standard_normal((Q, d)).astype(np.float32)
+    x = np.tile(rng.standard_normal(d).astype(np.float32), (N, 1))
+    (idx, val), st = same_topk(lambda: grurec.topk(q, x, k, num_threads=nthreads))
+    np.testing.assert_array_equal(idx, np.tile(np.arange(k), (Q, 1)))
+    assert st["blocks_plain"] > 2 * st["blocks_bf16"], st
+    assert st["exact"] == st["pairs"], st  # (every pair it did see went on)
+
+
 def test_near_ties_below_bf16_precision(avx512, nthreads, rng):
     """Clusters of items that differ only far below bf16 precision (their bf16
     approximations are equal, their float32 scores are not), planted at the
