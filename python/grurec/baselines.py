@@ -50,7 +50,7 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from .data import SessionData, sessions_from_frame, to_sessions
+from .data import SessionData, _hashable, sessions_from_frame, to_sessions
 
 log = logging.getLogger("grurec")
 
@@ -97,14 +97,6 @@ def _check_float(name: str, value, low: float, high: float = math.inf) -> float:
 
 def _is_bool(v) -> bool:
     return isinstance(v, (bool, np.bool_))
-
-
-def _hashable(v) -> bool:
-    try:
-        hash(v)
-    except TypeError:
-        return False
-    return True
 
 
 def _group_starts(sorted_keys: np.ndarray) -> np.ndarray:
