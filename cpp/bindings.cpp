@@ -6,6 +6,7 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -428,17 +429,62 @@ void topk_raise(int status) {
   if (status == grurec::kTopkNoMemory) throw std::bad_alloc();
 }
 
+// A prepared item table for topk (grurec.TopkIndex): its own float32 copy of
+// the items and bias (so the int8 copy can never go stale) and the int8
+// prefilter's table built from them.
+struct TopkInt8Index {
+  std::vector<float> items, bias;
+  bool has_bias = false;
+  grurec::TopkInt8 t;
+};
+
+std::unique_ptr<TopkInt8Index> make_int8_index(py::handle items, py::handle bias,
+                                               int num_threads) {
+  const int64_t N = dim("items", items, 2, 0), D = dim("items", items, 2, 1);
+  const float* px = checked("items", items, {N, D}, false);
+  const float* pb = bias.is_none() ? nullptr : checked("bias", bias, {N}, false);
+  if (N < 1 || D < 1) throw py::value_error("items: need at least one item and one dimension");
+  auto ix = std::make_unique<TopkInt8Index>();
+  const int nt = resolve_threads(num_threads);
+  bool ok;
+  {
+    py::gil_scoped_release nogil;
+    ix->items.assign(px, px + N * D);
+    if (pb) ix->bias.assign(pb, pb + N);
+    ix->has_bias = pb != nullptr;
+    ok = grurec::topk_int8_build(ix->t, px, pb, N, D, nt);
+  }
+  if (!ok) throw std::bad_alloc();
+  return ix;
+}
+
 // Writes out_idx[Q, k] and out_scores[Q, k]; returns False when some score
 // was not finite (the outputs are then meaningless).
 bool topk_native(py::handle queries, py::handle items, py::handle bias, int64_t k,
                  py::handle excl_offsets, py::handle excl_indices, py::handle allowed,
                  py::handle out_idx, py::handle out_scores, int num_threads,
-                 py::handle targets, py::handle greater, py::handle equal) {
+                 py::handle targets, py::handle greater, py::handle equal, py::handle index) {
   const int64_t Q = dim("queries", queries, 2, 0), D = dim("queries", queries, 2, 1);
-  const int64_t N = dim("items", items, 2, 0);
+  const TopkInt8Index* ix = nullptr;
+  int64_t N;
+  const float* px;
+  const float* pb;
+  if (!index.is_none()) {
+    ix = &index.cast<const TopkInt8Index&>();
+    if (!items.is_none() || !bias.is_none())
+      throw py::value_error("with index, items and bias must be None (the index holds them)");
+    if (ix->t.D != D)
+      throw py::value_error("queries: expected " + std::to_string(ix->t.D) +
+                            " dimensions (the index's), got " + std::to_string(D));
+    N = ix->t.N;
+    px = ix->items.data();
+    pb = ix->has_bias ? ix->bias.data() : nullptr;
+  } else {
+    N = dim("items", items, 2, 0);
+    px = checked("items", items, {N, D}, false);
+    pb = bias.is_none() ? nullptr : checked("bias", bias, {N}, false);
+  }
   const float* pq = checked("queries", queries, {Q, D}, false);
-  const float* px = checked("items", items, {N, D}, false);
-  const float* pb = bias.is_none() ? nullptr : checked("bias", bias, {N}, false);
   if (k < 1 || k > N)
     throw py::value_error("k must be in [1, n_items] = [1, " + std::to_string(N) + "], got " +
                           std::to_string(k));
@@ -491,7 +537,8 @@ bool topk_native(py::handle queries, py::handle items, py::handle bias, int64_t 
   int status;
   {
     py::gil_scoped_release nogil;
-    status = grurec::topk(pi, ps, pq, px, pb, Q, N, D, k, po, pe, pa, nt, pt, pg, pq_eq);
+    status = grurec::topk(pi, ps, pq, px, pb, Q, N, D, k, po, pe, pa, nt, pt, pg, pq_eq,
+                          ix ? &ix->t : nullptr);
   }
   topk_raise(status);
   return status == grurec::kTopkOk;
@@ -650,10 +697,56 @@ PYBIND11_MODULE(_core, m) {
         py::arg("k"), py::arg("excl_offsets"), py::arg("excl_indices"), py::arg("allowed"),
         py::arg("out_idx"), py::arg("out_scores"), py::arg("num_threads") = 0,
         py::arg("targets") = py::none(), py::arg("greater") = py::none(),
-        py::arg("equal") = py::none(),
+        py::arg("equal") = py::none(), py::arg("index") = py::none(),
         "Top-k items per query into out_idx/out_scores (see cpp/topk.hpp), and with "
         "targets (-1 = none) the targets' rank counts into greater/equal in the same pass; "
+        "with index (a TopkInt8Index; items and bias None) against its table. "
         "False when some score was not finite.");
+  py::class_<TopkInt8Index>(m, "TopkInt8Index",
+                            "A prepared item table for topk: a float32 copy of the items "
+                            "and bias plus the int8 prefilter's table (cpp/topk.hpp).")
+      .def(py::init(&make_int8_index), py::arg("items"), py::arg("bias") = py::none(),
+           py::arg("num_threads") = 0)
+      .def_property_readonly("n_items", [](const TopkInt8Index& x) { return x.t.N; })
+      .def_property_readonly("dim", [](const TopkInt8Index& x) { return x.t.D; })
+      .def_property_readonly("has_bias", [](const TopkInt8Index& x) { return x.has_bias; })
+      .def_property_readonly("nbytes", [](const TopkInt8Index& x) {
+        return static_cast<int64_t>((x.items.size() + x.bias.size() + x.t.sc.size() +
+                                     x.t.E.size() + x.t.bp.size()) * sizeof(float) +
+                                    x.t.x8.size());
+      })
+      .def("items", [](py::object self) {
+        const auto& x = self.cast<const TopkInt8Index&>();
+        py::array_t<float> a({x.t.N, x.t.D}, x.items.data(), self);
+        a.attr("setflags")(py::arg("write") = false);
+        return a;
+      }, "The items, a read-only view.")
+      .def("bias", [](py::object self) -> py::object {
+        const auto& x = self.cast<const TopkInt8Index&>();
+        if (!x.has_bias) return py::none();
+        py::array_t<float> a({x.t.N}, x.bias.data(), self);
+        a.attr("setflags")(py::arg("write") = false);
+        return py::object(a);
+      }, "The bias, a read-only view (None without one).");
+  m.def("topk_int8_stats", [](bool reset) {
+    const grurec::TopkInt8Stats st = grurec::int8_stats(reset);
+    py::dict d;
+    d["pairs"] = st.pairs;
+    d["exact"] = st.exact;
+    d["blocks"] = st.blocks;
+    return d;
+  }, py::arg("reset") = false,
+        "Counters of the int8 prefilter since the last reset: pairs bounded, pairs scored "
+        "exactly after it, item blocks scanned.");
+  m.def("topk_int8_probe", [](py::handle queries, py::handle scores, const TopkInt8Index& ix) {
+    const int64_t Q = dim("queries", queries, 2, 0);
+    const float* pq = checked("queries", queries, {Q, ix.t.D}, false);
+    const float* ps = checked("scores", scores, {Q, ix.t.N}, false);
+    py::gil_scoped_release nogil;
+    return grurec::int8_probe(pq, ps, ix.t, Q);
+  }, py::arg("queries"), py::arg("scores"), py::arg("index"),
+        "Pairs whose int8 scan bit is clear at a threshold equal to their own canonical "
+        "score (each would be a wrongly skipped item; must be 0).");
   m.def("rank_counts", &rank_counts_native, py::arg("queries"), py::arg("items"),
         py::arg("bias"), py::arg("targets"), py::arg("greater"), py::arg("equal"),
         py::arg("num_threads") = 0,

@@ -55,7 +55,23 @@ std::atomic<int> bf16_on{-1};
 // Counters for tests (bf16_stats): pairs approximated, pairs scored exactly
 // after the prefilter, item blocks run each way.
 std::atomic<int64_t> st_pairs{0}, st_exact{0}, st_blocks_bf16{0}, st_blocks_plain{0};
+// The same for the int8 prefilter.
+std::atomic<int64_t> st8_pairs{0}, st8_exact{0}, st8_blocks{0};
 }  // namespace
+
+TopkInt8Stats int8_stats(bool reset) {
+  TopkInt8Stats r;
+  if (reset) {
+    r.pairs = st8_pairs.exchange(0);
+    r.exact = st8_exact.exchange(0);
+    r.blocks = st8_blocks.exchange(0);
+  } else {
+    r.pairs = st8_pairs.load();
+    r.exact = st8_exact.load();
+    r.blocks = st8_blocks.load();
+  }
+  return r;
+}
 
 bool bf16_prefilter_available() { return topk_bf16_kernels() != nullptr; }
 
@@ -169,6 +185,70 @@ Bf16Bound bf16_bound(int64_t D) {
   b.item.ax = round_up(safety_abs * 2.0 * T * std::sqrt(d) * rho * rest);
   b.item.a0 = round_up(safety_abs * (3.0 * d + 17.0) * T * rest);
   return b;
+}
+
+// The int8 table (topk_kernels.hpp, "the int8 prefilter", for the bound).
+// Per item: the scale, the int8 row, and E and bp in double, rounded up.
+void int8_item(const float* x, float b, bool has_bias, int64_t D, int8_t* x8, int64_t stride,
+               float* sc, float* E, float* bp) {
+  const double u = std::ldexp(1.0, -24), T = std::ldexp(1.0, -126);
+  const double d = static_cast<double>(D), sd = std::sqrt(d);
+  auto g = [u](double n) { return n * u / (1.0 - n * u); };
+  const double slack = 1.0 + std::ldexp(1.0, -40);  // the double arithmetic's own error
+  double m = 0.0, ss = 0.0;
+  bool finite = true;
+  for (int64_t k = 0; k < D; ++k) {
+    const double v = x[k];
+    if (!std::isfinite(v)) finite = false;
+    m = std::max(m, std::fabs(v));
+    ss += v * v;
+  }
+  const double nx = std::sqrt(ss) * slack;
+  float s = 0.0f;
+  double es = 0.0;
+  // Rows below 2^-100 keep s = 0 (all their weight in en), so s is never
+  // subnormal (a DAZ process would read it as zero).
+  if (finite && nx < std::ldexp(1.0, 63) && m >= std::ldexp(1.0, -100)) {
+    s = round_up(m / 127.0);
+    for (int64_t k = 0; k < D; ++k) {
+      double q = 0.0;
+      if (s > 0.0f) q = std::max(-127.0, std::min(127.0, std::nearbyint(static_cast<double>(x[k]) / s)));
+      x8[k * stride] = static_cast<int8_t>(q);
+      const double e = static_cast<double>(x[k]) - static_cast<double>(s) * q;
+      es += e * e;
+    }
+  } else {
+    for (int64_t k = 0; k < D; ++k) x8[k * stride] = 0;
+    es = finite ? ss : 0.0;
+  }
+  const double en = std::sqrt(es) * slack + 2.0 * T * sd;
+  *sc = s;
+  if (!finite || !(nx < std::ldexp(1.0, 63))) {
+    *E = kInf;
+  } else {
+    const double rel = 1.25;
+    const double e0 = g(d + 1) * (nx + en) + g(d + 4) * nx + T * sd;
+    *E = round_up((en + rel * (e0 + 3.1 * u * (nx + en) * (1.0 + g(d + 1)))) / (1.0 - 2.01 * u));
+  }
+  const double bb = has_bias ? static_cast<double>(b) : 0.0;
+  if (!(std::fabs(bb) < std::ldexp(1.0, 126))) {
+    *bp = kInf;
+  } else {
+    const double a0 = static_cast<double>(s) * (129.0 * d + 2.0) * T + (d + 14.0) * T + T * sd * nx;
+    const double eb = 2.0 * (1.01 * a0 + 2.1 * u * std::fabs(bb)) / (1.0 - 2.1 * u);
+    const double hi = bb + eb;
+    float f = static_cast<float>(hi);
+    if (static_cast<double>(f) < hi) f = above(f);
+    *bp = f;
+  }
+}
+
+// nqf >= ||q|| (inf for a norm >= 2^63 or a non-finite query).
+float int8_query_norm(const float* q, int64_t D) {
+  double ss = 0.0;
+  for (int64_t k = 0; k < D; ++k) ss += static_cast<double>(q[k]) * q[k];
+  const double n = std::sqrt(ss) * (1.0 + std::ldexp(1.0, -40));
+  return n < std::ldexp(1.0, 63) ? round_up(n) : kInf;
 }
 
 struct Cand {
@@ -345,6 +425,10 @@ struct Scratch {
   std::vector<float> iv;     // [3, strip] per item: nx, bp, bm
   std::vector<int32_t> rq;   // [QL] queries to score an item against exactly
   std::vector<float> rv;     // [QL] their dots
+  // int8 prefilter (i8 only): scan masks [groups of a block + 2, QB], per
+  // query its norm and threshold
+  std::vector<uint16_t> m8;
+  std::vector<float> q8;     // [2, QB]: nqf, th
   void size(const Plan& p) {
     if (!qp.empty()) return;
     qp.assign(p.QB * p.dp, 0.0f);
@@ -368,6 +452,10 @@ struct Scratch {
       iv.resize(3 * p.bf16->strip);
       rq.resize(p.QL);
       rv.resize(p.QL);
+    }
+    if (p.QB <= kInt8MaxQueries) {
+      m8.resize((p.Nb / 16 + 2) * p.QB);
+      q8.resize(2 * p.QB);
     }
   }
 };
@@ -452,9 +540,11 @@ bool run_tasks(int64_t tasks, int num_threads, const Plan& plan, F f) {
 int topk(int64_t* out_idx, float* out_score, const float* queries, const float* items,
          const float* bias, int64_t Q, int64_t N, int64_t D, int64_t K,
          const int64_t* excl_off, const int64_t* excl_idx, const uint8_t* allowed,
-         int num_threads, const int64_t* targets, int64_t* greater, int64_t* equal) {
+         int num_threads, const int64_t* targets, int64_t* greater, int64_t* equal,
+         const TopkInt8* i8) {
   if (Q <= 0) return kTopkOk;
   const TopkKernels& tk = TK();
+  if (i8 && (i8->N != N || i8->D != D || D < 1)) i8 = nullptr;
   const Plan plan = make_plan(Q, N, D, K, num_threads, tk);
   const int64_t P = plan.P;
   const bool counts = targets != nullptr && greater != nullptr && equal != nullptr;
@@ -482,8 +572,10 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
   // first block, and pass ~10x the pairs on to the exact score at 2 threads.
   // (Ties are never skipped, and r.thr, which decides what enters a task's
   // list, stays the task's own: the lists and the merge are as before.)
+  const bool counts_any = counts;
+  const bool plan_i8 = i8 != nullptr && !counts_any && plan.QB <= kInt8MaxQueries;
   std::unique_ptr<std::atomic<float>[]> shared;
-  if (plan.bf16 && P > 1) {
+  if ((plan.bf16 || plan_i8) && P > 1) {
     try {
       shared.reset(new std::atomic<float>[Q]);
     } catch (...) {
@@ -600,6 +692,58 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
       n_pairs += nQ * nb;
       return exact;
     };
+    // The int8 prefilter (topk_kernels.hpp): per query its norm and the
+    // scan's threshold, the higher of its own K-th best and just below the
+    // shared one.
+    const bool use_i8 = plan_i8 && nQ <= kInt8MaxQueries;
+    float* const nqf = use_i8 ? s.q8.data() : nullptr;
+    float* const th8 = use_i8 ? s.q8.data() + plan.QB : nullptr;
+    int64_t n8_pairs = 0, n8_exact = 0, n8_blocks = 0;
+    if (use_i8)
+      for (int64_t q = 0; q < nQ; ++q) nqf[q] = int8_query_norm(s.qp.data() + q * plan.dp, D);
+    auto th_i8 = [&](int64_t q) {
+      float t = s.run[q].thr;
+      if (shared) t = std::max(t, below(shared[qa + q].load(std::memory_order_relaxed)));
+      return t;
+    };
+    // Items [i0, i0 + nb) through the int8 scan (whole groups of 16; items
+    // outside the range masked off), survivors scored canonically and
+    // offered in increasing item order per query.
+    auto i8_block = [&](int64_t i0, int64_t nb) {
+      const int64_t g0 = i0 / 16, g1 = ceil_div(i0 + nb, 16), ng = g1 - g0;
+      for (int64_t q = 0; q < nQ; ++q) th8[q] = th_i8(q);
+      tk.scan8(ng, D, i8->x8.data() + g0 * 16 * D, i8->sc.data() + g0 * 16,
+               i8->E.data() + g0 * 16, i8->bp.data() + g0 * 16, nQ, s.qp.data(), plan.dp, nqf,
+               th8, s.m8.data());
+      int64_t exact = 0;
+      for (int64_t g = 0; g < ng; ++g) {
+        const int64_t base = (g0 + g) * 16;
+        uint32_t range = 0xFFFFu;
+        if (base < i0) range &= 0xFFFFu << (i0 - base);
+        if (base + 16 > i0 + nb) range &= 0xFFFFu >> (base + 16 - (i0 + nb));
+        for (int64_t q = 0; q < nQ; ++q) {
+          for (uint32_t mk = s.m8[g * nQ + q] & range; mk; mk &= mk - 1) {
+            const int64_t i = base + __builtin_ctz(mk);
+            Running& r = s.run[q];
+            float v = 0.0f;
+            tk.dots(1, 1, D, s.qp.data() + q * plan.dp, plan.dp, items + i * D, &v, 1,
+                    s.work.data());
+            ++exact;
+            if (bias) v = v + bias[i];
+            if (!std::isfinite(v)) my_bad = true;
+            const float before = r.thr;
+            const int64_t* ex0 = excl_off ? excl_idx + excl_off[qa + q] : nullptr;
+            const int64_t* ex1 = excl_off ? excl_idx + excl_off[qa + q + 1] : nullptr;
+            offer(r, v, i, allowed, ex0, ex1, plan.cap, K);
+            if (r.thr != before && shared) raise_to(shared[qa + q], r.thr);
+          }
+        }
+      }
+      n8_exact += exact;
+      n8_pairs += nQ * nb;
+      ++n8_blocks;
+    };
+
     // Blocks to run without the prefilter after one where it passed too
     // many pairs on (ties, or rank-count targets in the dense middle of the
     // scores), and the next such pause.
@@ -608,6 +752,17 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
     for (int64_t i0 = ia; i0 < ib; i0 += plan.Nb) {
       const int64_t nb = std::min(plan.Nb, ib - i0);
       const float* bias0 = bias ? bias + i0 : nullptr;
+      if (use_i8) {
+        // as for bf16: once every query has a finite threshold
+        bool ready = true;
+        for (int64_t q = 0; q < nQ && ready; ++q)
+          ready = s.run[q].thr > -kInf ||
+                  (shared && shared[qa + q].load(std::memory_order_relaxed) > -kInf);
+        if (ready) {
+          i8_block(i0, nb);
+          continue;
+        }
+      }
       if (use_bf16) {
         // Only once every query has a finite threshold (after its first
         // block, or from another task): with -inf everything would survive.
@@ -652,6 +807,11 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
     if (use_bf16 && counts)
       for (int64_t q = 0; q < nQ; ++q) s.cnt[2 * q] += s.gt[q];
     if (my_bad) bad.store(true, std::memory_order_relaxed);
+    if (use_i8) {
+      st8_pairs.fetch_add(n8_pairs, std::memory_order_relaxed);
+      st8_exact.fetch_add(n8_exact, std::memory_order_relaxed);
+      st8_blocks.fetch_add(n8_blocks, std::memory_order_relaxed);
+    }
     if (use_bf16) {
       st_pairs.fetch_add(n_pairs, std::memory_order_relaxed);
       st_exact.fetch_add(n_exact, std::memory_order_relaxed);
@@ -809,6 +969,58 @@ bool bf16_probe(float* U, float* L, const float* queries, const float* items, co
       }
   }
   return true;
+}
+
+}  // namespace grurec
+
+namespace grurec {
+
+bool topk_int8_build(TopkInt8& t, const float* items, const float* bias, int64_t N, int64_t D,
+                     int num_threads) {
+  const int64_t NG = ceil_div(N, 16);
+  try {
+    t.x8.assign(NG * 16 * D, 0);
+    t.sc.assign(NG * 16, 0.0f);
+    t.E.assign(NG * 16, 0.0f);
+    t.bp.assign(NG * 16, -kInf);
+  } catch (...) {
+    return false;
+  }
+  t.N = N;
+  t.D = D;
+  t.NG = NG;
+  const int nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(num_threads, NG / 64)));
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+#endif
+  for (int64_t g = 0; g < NG; ++g) {
+    for (int64_t l = 0; l < 16 && g * 16 + l < N; ++l) {
+      const int64_t i = g * 16 + l;
+      int8_item(items + i * D, bias ? bias[i] : 0.0f, bias != nullptr, D,
+                t.x8.data() + g * 16 * D + l, 16, &t.sc[i], &t.E[i], &t.bp[i]);
+    }
+  }
+  (void)nt;
+  return true;
+}
+
+int64_t int8_probe(const float* queries, const float* scores, const TopkInt8& t, int64_t Q) {
+  const TopkKernels& tk = TK();
+  const int64_t N = t.N, D = t.D;
+  int64_t bad = 0;
+  uint16_t m = 0;
+  for (int64_t q = 0; q < Q; ++q) {
+    const float* qr = queries + q * D;
+    const float nq = int8_query_norm(qr, D);
+    for (int64_t i = 0; i < N; ++i) {
+      const int64_t g = i / 16;
+      const float th = scores[q * N + i];
+      tk.scan8(1, D, t.x8.data() + g * 16 * D, t.sc.data() + g * 16, t.E.data() + g * 16,
+               t.bp.data() + g * 16, 1, qr, D, &nq, &th, &m);
+      if (!((m >> (i % 16)) & 1u)) ++bad;
+    }
+  }
+  return bad;
 }
 
 }  // namespace grurec

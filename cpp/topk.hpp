@@ -35,8 +35,26 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 namespace grurec {
+
+// A prepared int8 copy of an item table (and its bias) for the int8
+// prefilter of topk (topk_kernels.hpp for the layout and the bound): items
+// in groups of 16, x8[g][d][16]; per item (padded to whole groups) the scale
+// sc, the bound per unit of query norm E and bp = bias + slack. Items past N
+// in the last group have sc = E = 0 and bp = -inf (never pass).
+struct TopkInt8 {
+  int64_t N = 0, D = 0, NG = 0;
+  std::vector<int8_t> x8;
+  std::vector<float> sc, E, bp;
+};
+
+// Fills t from items[N, D] and bias[N] (or null); false when memory ran out.
+// Non-finite items are allowed (their E is inf: topk scores them exactly and
+// reports them as before).
+bool topk_int8_build(TopkInt8& t, const float* items, const float* bias, int64_t N, int64_t D,
+                     int num_threads);
 
 enum TopkStatus {
   kTopkOk = 0,
@@ -60,7 +78,24 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
          const float* bias, int64_t Q, int64_t N, int64_t D, int64_t K,
          const int64_t* excl_off, const int64_t* excl_idx, const uint8_t* allowed,
          int num_threads, const int64_t* targets = nullptr, int64_t* greater = nullptr,
-         int64_t* equal = nullptr);
+         int64_t* equal = nullptr, const TopkInt8* i8 = nullptr);
+// i8: the int8 copy of exactly these items and bias (topk_int8_build), or
+// null. Tasks of at most kInt8MaxQueries queries without rank-count targets
+// then scan it instead of the float32 rows (after their first block) and
+// score only the pairs it cannot rule out; the results are the same.
+constexpr int64_t kInt8MaxQueries = 8;
+
+// Totals since the last reset of the int8 prefilter: pairs it bounded,
+// pairs scored exactly after it, item blocks it scanned.
+struct TopkInt8Stats {
+  int64_t pairs = 0, exact = 0, blocks = 0;
+};
+TopkInt8Stats int8_stats(bool reset);
+
+// For tests of the bound: the number of pairs (q, i) whose scan bit is clear
+// with the threshold set to their own canonical score scores[q * N + i]
+// (dot + bias, as topk returns it): each one would be a wrongly skipped item.
+int64_t int8_probe(const float* queries, const float* scores, const TopkInt8& t, int64_t Q);
 
 // greater[Q], equal[Q]: for query q with target item t = targets[q] (0 <= t < N),
 // the number of items scoring strictly higher than t and the number scoring

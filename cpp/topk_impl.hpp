@@ -505,10 +505,132 @@ float stream_max(int64_t n, const float* x) {
   return r;
 }
 
+
+// The int8 prefilter's scan (topk_kernels.hpp): 16 items in lanes, up to 8
+// (avx512) or 4 (avx2) queries at a time, each int8 chunk converted once and
+// used by all of them.
+#if defined(GRUREC_LEVEL_AVX512)
+template <int NR>
+inline void scan8_group(int64_t D, const int8_t* xg, const float* q0, int64_t ldq, __m512 sc,
+                        __m512 E, __m512 bp, const float* nqf, const float* th, uint16_t* m) {
+  __m512 acc[NR];
+  for (int j = 0; j < NR; ++j) acc[j] = _mm512_setzero_ps();
+  for (int64_t d = 0; d < D; ++d) {
+    const __m512 xv = _mm512_cvtepi32_ps(
+        _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(xg + d * 16))));
+#pragma GCC unroll 8
+    for (int j = 0; j < NR; ++j)
+      acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(q0[j * ldq + d]), xv, acc[j]);
+  }
+  for (int j = 0; j < NR; ++j) {
+    const __m512 t1 = _mm512_fmadd_ps(sc, acc[j], bp);
+    const __m512 t2 = _mm512_fmadd_ps(_mm512_set1_ps(nqf[j]), E, t1);
+    m[j] = static_cast<uint16_t>(
+        _mm512_cmp_ps_mask(t2, _mm512_set1_ps(th[j]), _CMP_NLT_UQ));
+  }
+}
+
+void scan8(int64_t ng, int64_t D, const int8_t* x8, const float* sc, const float* E,
+           const float* bp, int64_t nq, const float* Qr, int64_t ldq, const float* nqf,
+           const float* th, uint16_t* m) {
+  for (int64_t g = 0; g < ng; ++g) {
+    const int8_t* xg = x8 + g * 16 * D;
+    const __m512 s = _mm512_loadu_ps(sc + g * 16), e = _mm512_loadu_ps(E + g * 16),
+                 b = _mm512_loadu_ps(bp + g * 16);
+    for (int64_t r = 0; r < nq; r += 8) {
+      const float* q0 = Qr + r * ldq;
+      uint16_t* mo = m + g * nq + r;
+      switch (lmin(8, nq - r)) {
+        case 1: scan8_group<1>(D, xg, q0, ldq, s, e, b, nqf + r, th + r, mo); break;
+        case 2: scan8_group<2>(D, xg, q0, ldq, s, e, b, nqf + r, th + r, mo); break;
+        case 3: scan8_group<3>(D, xg, q0, ldq, s, e, b, nqf + r, th + r, mo); break;
+        case 4: scan8_group<4>(D, xg, q0, ldq, s, e, b, nqf + r, th + r, mo); break;
+        case 5: scan8_group<5>(D, xg, q0, ldq, s, e, b, nqf + r, th + r, mo); break;
+        case 6: scan8_group<6>(D, xg, q0, ldq, s, e, b, nqf + r, th + r, mo); break;
+        case 7: scan8_group<7>(D, xg, q0, ldq, s, e, b, nqf + r, th + r, mo); break;
+        default: scan8_group<8>(D, xg, q0, ldq, s, e, b, nqf + r, th + r, mo); break;
+      }
+    }
+  }
+}
+#elif defined(GRUREC_LEVEL_AVX2)
+template <int NR>
+inline void scan8_group(int64_t D, const int8_t* xg, const float* q0, int64_t ldq,
+                        const float* sc, const float* E, const float* bp, const float* nqf,
+                        const float* th, uint16_t* m) {
+  __m256 lo[NR], hi[NR];
+  for (int j = 0; j < NR; ++j) lo[j] = hi[j] = _mm256_setzero_ps();
+  for (int64_t d = 0; d < D; ++d) {
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(xg + d * 16));
+    const __m256 xl = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(raw));
+    const __m256 xh = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(raw, raw)));
+#pragma GCC unroll 4
+    for (int j = 0; j < NR; ++j) {
+      const __m256 qv = _mm256_broadcast_ss(q0 + j * ldq + d);
+      lo[j] = _mm256_fmadd_ps(qv, xl, lo[j]);
+      hi[j] = _mm256_fmadd_ps(qv, xh, hi[j]);
+    }
+  }
+  for (int j = 0; j < NR; ++j) {
+    const __m256 nq = _mm256_set1_ps(nqf[j]), t = _mm256_set1_ps(th[j]);
+    const __m256 t2l = _mm256_fmadd_ps(
+        nq, _mm256_loadu_ps(E), _mm256_fmadd_ps(_mm256_loadu_ps(sc), lo[j], _mm256_loadu_ps(bp)));
+    const __m256 t2h = _mm256_fmadd_ps(nq, _mm256_loadu_ps(E + 8),
+                                       _mm256_fmadd_ps(_mm256_loadu_ps(sc + 8), hi[j],
+                                                       _mm256_loadu_ps(bp + 8)));
+    const int ml = _mm256_movemask_ps(_mm256_cmp_ps(t2l, t, _CMP_NLT_UQ));
+    const int mh = _mm256_movemask_ps(_mm256_cmp_ps(t2h, t, _CMP_NLT_UQ));
+    m[j] = static_cast<uint16_t>(ml | (mh << 8));
+  }
+}
+
+void scan8(int64_t ng, int64_t D, const int8_t* x8, const float* sc, const float* E,
+           const float* bp, int64_t nq, const float* Qr, int64_t ldq, const float* nqf,
+           const float* th, uint16_t* m) {
+  for (int64_t g = 0; g < ng; ++g) {
+    const int8_t* xg = x8 + g * 16 * D;
+    const float *s = sc + g * 16, *e = E + g * 16, *b = bp + g * 16;
+    for (int64_t r = 0; r < nq; r += 4) {
+      const float* q0 = Qr + r * ldq;
+      uint16_t* mo = m + g * nq + r;
+      switch (lmin(4, nq - r)) {
+        case 1: scan8_group<1>(D, xg, q0, ldq, s, e, b, nqf + r, th + r, mo); break;
+        case 2: scan8_group<2>(D, xg, q0, ldq, s, e, b, nqf + r, th + r, mo); break;
+        case 3: scan8_group<3>(D, xg, q0, ldq, s, e, b, nqf + r, th + r, mo); break;
+        default: scan8_group<4>(D, xg, q0, ldq, s, e, b, nqf + r, th + r, mo); break;
+      }
+    }
+  }
+}
+#else  // scalar: multiply and add rounded separately (the bound allows it)
+void scan8(int64_t ng, int64_t D, const int8_t* x8, const float* sc, const float* E,
+           const float* bp, int64_t nq, const float* Qr, int64_t ldq, const float* nqf,
+           const float* th, uint16_t* m) {
+  for (int64_t g = 0; g < ng; ++g) {
+    const int8_t* xg = x8 + g * 16 * D;
+    for (int64_t r = 0; r < nq; ++r) {
+      const float* q = Qr + r * ldq;
+      float acc[16] = {};
+      for (int64_t d = 0; d < D; ++d)
+        for (int l = 0; l < 16; ++l) acc[l] = acc[l] + q[d] * static_cast<float>(xg[d * 16 + l]);
+      uint32_t bits = 0;
+      for (int l = 0; l < 16; ++l) {
+        const int64_t i = g * 16 + l;
+        const float t1 = sc[i] * acc[l] + bp[i];
+        const float t2 = nqf[r] * E[i] + t1;
+        if (!(t2 < th[r])) bits |= 1u << l;
+      }
+      m[g * nq + r] = static_cast<uint16_t>(bits);
+    }
+  }
+}
+#endif
+
 // Query rows handed to dots are zero-padded to a multiple of 8.
 constexpr int PAD = L;
 
-const grurec::TopkKernels kTopk = {GRUREC_LEVEL_NAME, PAD, PANEL, dots, above, count, stream_max};
+const grurec::TopkKernels kTopk = {GRUREC_LEVEL_NAME, PAD,  PANEL,      dots,
+                                   above,             count, stream_max, scan8};
 
 }  // namespace
 }  // namespace GRUREC_NS

@@ -16,7 +16,7 @@ from .evaluation import evaluate
 from .io import ModelFileError, load
 from .model import GRU4Rec, ModelFitError
 from .ops import gru_backward, gru_forward
-from .topk import topk
+from .topk import TopkIndex, topk
 
 __version__ = "0.1.0"
 
@@ -35,6 +35,7 @@ __all__ = [
     "gru_forward",
     "gru_backward",
     "topk",
+    "TopkIndex",
 ]
 
 _LEVELS = ("scalar", "avx2", "avx512")

@@ -27,6 +27,15 @@ in the environment (read at the first call) turns it off;
 ``_core.set_topk_bf16`` switches it, ``_core.topk_bf16_stats`` counts the pairs
 it decided and those it passed on (for tests).
 
+A prepared table, ``TopkIndex(items, bias)``, can stand in for ``items``
+(and ``bias``) when the same table is queried again and again (serving):
+it keeps its own float32 copy and an int8 copy (scale per item, a quarter
+of the bytes), and calls of up to 8 queries per task read the int8 copy,
+bounding every score rigorously and scoring canonically only the items
+the bound cannot rule out. The results are again identical bit for bit;
+memory-bound calls (a few queries against a large table) run up to ~3x
+faster. ``_core.topk_int8_stats`` counts its work (for tests).
+
 The private helpers ``_rank_counts`` and ``_rank_counts_dense`` give the
 evaluation the number of items scoring strictly higher than, and equal to,
 each query's target item; ``_ranks`` turns them into ranks (standard,
@@ -40,7 +49,7 @@ import numpy as np
 
 from . import _core
 
-__all__ = ["topk"]
+__all__ = ["topk", "TopkIndex"]
 
 _MODES = ("standard", "conservative", "median")
 
@@ -172,6 +181,78 @@ def _exclusions(exclude, Q: int, N: int, single: bool):
     return offsets, np.ascontiguousarray(indices)
 
 
+class TopkIndex:
+    """An item table prepared for repeated ``topk`` calls.
+
+    ``TopkIndex(items, bias=None)`` copies ``items`` (n_items, d) and ``bias``
+    (n_items,) as float32 and builds an int8 copy of the rows (one scale per
+    item, plus a rigorous bound of what the rounding can change in a score).
+    Pass it to ``topk`` in place of ``items`` (without ``bias``): calls with
+    few queries then read the int8 copy, a quarter of the bytes, and score
+    canonically only the items whose bound does not rule them out. Results
+    are identical, bit for bit, to ``topk(queries, items, k, bias)``.
+
+    The index owns its copies: later changes to the arrays it was built from
+    do not reach it (build a new one). Memory: about n_items * (5 d + 16)
+    bytes. Building reads the table once and checks it (a non-finite value
+    raises ValueError naming its row and column).
+    """
+
+    def __init__(self, items, bias=None, num_threads=0):
+        x = _f32("items", items, (2,))
+        if x.shape[0] < 1 or x.shape[1] < 1:
+            raise ValueError(f"items: need at least one item and one dimension, got shape "
+                             f"{x.shape}")
+        _check_finite("items", x)
+        b = None
+        if bias is not None:
+            b = _f32("bias", bias, (1,))
+            if b.shape[0] != x.shape[0]:
+                raise ValueError(f"bias: expected shape ({x.shape[0]},) (one per item), "
+                                 f"got {b.shape}")
+            _check_finite("bias", b)
+        self._native = _core.TopkInt8Index(x, b, _threads(num_threads))
+
+    @property
+    def n_items(self) -> int:
+        return int(self._native.n_items)
+
+    @property
+    def dim(self) -> int:
+        return int(self._native.dim)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held: the float32 copies and the int8 table."""
+        return int(self._native.nbytes)
+
+    @property
+    def items(self) -> np.ndarray:
+        """The index's float32 items (a read-only view)."""
+        return self._native.items()
+
+    @property
+    def bias(self):
+        """The index's float32 bias (a read-only view), or None."""
+        return self._native.bias()
+
+    def __repr__(self) -> str:
+        return (f"TopkIndex(n_items={self.n_items}, dim={self.dim}, "
+                f"bias={self._native.has_bias}, nbytes={self.nbytes})")
+
+
+def _index_call(q, index: TopkIndex, kk, offsets, indices, mask, nt, counts=()):
+    Q = q.shape[0]
+    out_idx = np.empty((Q, kk), dtype=np.int64)
+    out_scores = np.empty((Q, kk), dtype=np.float32)
+    if Q > 0 and kk > 0:
+        ok = _core.topk(q, None, None, kk, offsets, indices, mask, out_idx, out_scores, nt,
+                        *counts, index=index._native)
+        if not ok:
+            _raise_nonfinite(index.items)
+    return out_idx, out_scores
+
+
 def topk(queries, items, k, bias=None, exclude=None, num_threads=0, *, allowed=None):
     """The ``k`` best-scoring items for each query.
 
@@ -179,13 +260,16 @@ def topk(queries, items, k, bias=None, exclude=None, num_threads=0, *, allowed=N
     ----------
     queries : array (n_queries, d) or (d,)
         Query vectors (e.g. GRU hidden states). Converted to float32.
-    items : array (n_items, d)
+    items : array (n_items, d) or TopkIndex
         The item table (e.g. output embeddings). Converted to float32 (no
-        copy if it already is C-contiguous float32).
+        copy if it already is C-contiguous float32). A ``TopkIndex`` built
+        from the table (and its bias) gives the same results, faster for
+        calls with few queries.
     k : int >= 1
         Results per query. ``k > n_items`` gives ``n_items`` results.
     bias : array (n_items,), optional
-        Added to every score of the item.
+        Added to every score of the item. Not with a ``TopkIndex`` (it holds
+        its own).
     exclude : optional
         Items that must not be returned, per query: a sequence with one
         sequence of item indices per query (``None`` or empty for none; for a
@@ -215,10 +299,27 @@ def topk(queries, items, k, bias=None, exclude=None, num_threads=0, *, allowed=N
         a pass over the table); a non-finite item shows up as a non-finite
         score, which raises ValueError naming the row.
     """
-    q, x, b, single = _queries_items(queries, items, bias)
+    if isinstance(items, TopkIndex):
+        if bias is not None:
+            raise ValueError("bias: a TopkIndex holds its own bias; pass the bias to "
+                             "TopkIndex(items, bias) instead")
+        index = items
+        q = _f32("queries", queries, (1, 2))
+        single = q.ndim == 1
+        if single:
+            q = q[None, :]
+        if q.shape[1] != index.dim:
+            raise ValueError(f"queries and items: dimensions differ ({q.shape[1]} vs "
+                             f"{index.dim}); queries must be (n_queries, d) or (d,)")
+        _check_finite("queries", q)
+        N = index.n_items
+    else:
+        index = None
+        q, x, b, single = _queries_items(queries, items, bias)
+        N = x.shape[0]
     k = _int_arg("k", k, 1)
     nt = _threads(num_threads)
-    Q, N = q.shape[0], x.shape[0]
+    Q = q.shape[0]
     offsets, indices = _exclusions(exclude, Q, N, single)
     mask = None
     if allowed is not None:
@@ -229,12 +330,15 @@ def topk(queries, items, k, bias=None, exclude=None, num_threads=0, *, allowed=N
             raise ValueError(f"allowed: expected shape ({N},) (one per item), got {mask.shape}")
         mask = np.ascontiguousarray(mask)
     kk = min(k, N)
-    out_idx = np.empty((Q, kk), dtype=np.int64)
-    out_scores = np.empty((Q, kk), dtype=np.float32)
-    if Q > 0 and kk > 0:
-        ok = _core.topk(q, x, b, kk, offsets, indices, mask, out_idx, out_scores, nt)
-        if not ok:
-            _raise_nonfinite(x)
+    if index is not None:
+        out_idx, out_scores = _index_call(q, index, kk, offsets, indices, mask, nt)
+    else:
+        out_idx = np.empty((Q, kk), dtype=np.int64)
+        out_scores = np.empty((Q, kk), dtype=np.float32)
+        if Q > 0 and kk > 0:
+            ok = _core.topk(q, x, b, kk, offsets, indices, mask, out_idx, out_scores, nt)
+            if not ok:
+                _raise_nonfinite(x)
     if single:
         return out_idx[0], out_scores[0]
     return out_idx, out_scores
