@@ -510,23 +510,39 @@ float stream_max(int64_t n, const float* x) {
 // (avx512) or 4 (avx2) queries at a time, each int8 chunk converted once and
 // used by all of them.
 #if defined(GRUREC_LEVEL_AVX512)
-template <int NR>
+// NR queries, each with SP partial sums over d (d mod SP): NR * SP
+// independent FMA chains, enough to hide the FMA latency for one query.
+template <int NR, int SP>
 inline void scan8_group(int64_t D, const int8_t* xg, const float* q0, int64_t ldq, __m512 sc,
                         __m512 E, __m512 bp, const float* nqf, const float* th, uint16_t* m) {
-  __m512 acc[NR];
-  for (int j = 0; j < NR; ++j) acc[j] = _mm512_setzero_ps();
-  for (int64_t d = 0; d < D; ++d) {
-    const __m512 xv = _mm512_cvtepi32_ps(
+  __m512 acc[SP][NR];
+  for (int p = 0; p < SP; ++p)
+    for (int j = 0; j < NR; ++j) acc[p][j] = _mm512_setzero_ps();
+  auto cvt = [xg](int64_t d) {
+    return _mm512_cvtepi32_ps(
         _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(xg + d * 16))));
+  };
+  int64_t d = 0;
+  for (; d + SP <= D; d += SP) {
 #pragma GCC unroll 8
+    for (int p = 0; p < SP; ++p) {
+      const __m512 xv = cvt(d + p);
+#pragma GCC unroll 8
+      for (int j = 0; j < NR; ++j)
+        acc[p][j] = _mm512_fmadd_ps(_mm512_set1_ps(q0[j * ldq + d + p]), xv, acc[p][j]);
+    }
+  }
+  for (int p = 0; d < D; ++d, ++p) {
+    const __m512 xv = cvt(d);
     for (int j = 0; j < NR; ++j)
-      acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(q0[j * ldq + d]), xv, acc[j]);
+      acc[p][j] = _mm512_fmadd_ps(_mm512_set1_ps(q0[j * ldq + d]), xv, acc[p][j]);
   }
   for (int j = 0; j < NR; ++j) {
-    const __m512 t1 = _mm512_fmadd_ps(sc, acc[j], bp);
+    __m512 a = acc[0][j];
+    for (int p = 1; p < SP; ++p) a = _mm512_add_ps(a, acc[p][j]);
+    const __m512 t1 = _mm512_fmadd_ps(sc, a, bp);
     const __m512 t2 = _mm512_fmadd_ps(_mm512_set1_ps(nqf[j]), E, t1);
-    m[j] = static_cast<uint16_t>(
-        _mm512_cmp_ps_mask(t2, _mm512_set1_ps(th[j]), _CMP_NLT_UQ));
+    m[j] = static_cast<uint16_t>(_mm512_cmp_ps_mask(t2, _mm512_set1_ps(th[j]), _CMP_NLT_UQ));
   }
 }
 
@@ -541,14 +557,14 @@ void scan8(int64_t ng, int64_t D, const int8_t* x8, const float* sc, const float
       const float* q0 = Qr + r * ldq;
       uint16_t* mo = m + g * nq + r;
       switch (lmin(8, nq - r)) {
-        case 1: scan8_group<1>(D, xg, q0, ldq, s, e, b, nqf + r, th + r, mo); break;
-        case 2: scan8_group<2>(D, xg, q0, ldq, s, e, b, nqf + r, th + r, mo); break;
-        case 3: scan8_group<3>(D, xg, q0, ldq, s, e, b, nqf + r, th + r, mo); break;
-        case 4: scan8_group<4>(D, xg, q0, ldq, s, e, b, nqf + r, th + r, mo); break;
-        case 5: scan8_group<5>(D, xg, q0, ldq, s, e, b, nqf + r, th + r, mo); break;
-        case 6: scan8_group<6>(D, xg, q0, ldq, s, e, b, nqf + r, th + r, mo); break;
-        case 7: scan8_group<7>(D, xg, q0, ldq, s, e, b, nqf + r, th + r, mo); break;
-        default: scan8_group<8>(D, xg, q0, ldq, s, e, b, nqf + r, th + r, mo); break;
+        case 1: scan8_group<1, 8>(D, xg, q0, ldq, s, e, b, nqf + r, th + r, mo); break;
+        case 2: scan8_group<2, 4>(D, xg, q0, ldq, s, e, b, nqf + r, th + r, mo); break;
+        case 3: scan8_group<3, 2>(D, xg, q0, ldq, s, e, b, nqf + r, th + r, mo); break;
+        case 4: scan8_group<4, 2>(D, xg, q0, ldq, s, e, b, nqf + r, th + r, mo); break;
+        case 5: scan8_group<5, 1>(D, xg, q0, ldq, s, e, b, nqf + r, th + r, mo); break;
+        case 6: scan8_group<6, 1>(D, xg, q0, ldq, s, e, b, nqf + r, th + r, mo); break;
+        case 7: scan8_group<7, 1>(D, xg, q0, ldq, s, e, b, nqf + r, th + r, mo); break;
+        default: scan8_group<8, 1>(D, xg, q0, ldq, s, e, b, nqf + r, th + r, mo); break;
       }
     }
   }
