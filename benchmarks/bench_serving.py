@@ -6,7 +6,9 @@ depend on what the weights learned):
 
 * live session: ``s.click(item)`` + ``s.recommend(20)`` per event, latency
   percentiles over many events (one thread, as a service would run one
-  session per request thread);
+  session per request thread), with the plain model and after
+  ``model.prepare_serving()`` (a TopkIndex of the item table: int8
+  prefilter, identical answers; checked before timing);
 * batch recommend: ``model.recommend(sessions, k=20)`` sessions/s for
   sessions of 5 events, at 1 and 2 threads;
 * evaluation: ``grurec.evaluate`` vs a plain NumPy implementation of the same
@@ -144,7 +146,15 @@ def main(argv=None) -> int:
     out = dict(simd=grurec.simd_level(), live=[], batch=[], evaluate=[])
     for N in args.items:
         m = random_model(N)
-        out["live"].append(dict(items=N, **bench_live(m, n_live)))
+        out["live"].append(dict(items=N, prepared=False, **bench_live(m, n_live)))
+        s = m.new_session().click(m.item_ids[0]).click(m.item_ids[1])
+        want = s.recommend(20)
+        m.prepare_serving()
+        got = s.recommend(20)
+        if not (np.array_equal(want[0], got[0]) and np.array_equal(want[1], got[1])):
+            raise AssertionError("prepare_serving changed a live session's answer")
+        out["live"].append(dict(items=N, prepared=True, **bench_live(m, n_live)))
+        m._topk_index = None  # batch recommend below: the plain model
         for t in (1, 2):
             out["batch"].append(dict(items=N, **bench_batch(m, n_batch, t)))
         if N <= 100_000:  # the NumPy reference builds a dense batch x N matrix
@@ -154,9 +164,10 @@ def main(argv=None) -> int:
 
     print(f"grurec {grurec.__version__} ({out['simd']}); one layer, H=100, k=20\n")
     print("Live session: click + recommend(20), 1 thread")
-    print(f"{'items':>10}{'median us':>11}{'p90 us':>9}{'p99 us':>9}")
+    print(f"{'items':>10}{'prepare_serving':>17}{'median us':>11}{'p90 us':>9}{'p99 us':>9}")
     for r in out["live"]:
-        print(f"{r['items']:>10,}{r['median_us']:>11.0f}{r['p90_us']:>9.0f}{r['p99_us']:>9.0f}")
+        print(f"{r['items']:>10,}{'yes' if r['prepared'] else 'no':>17}{r['median_us']:>11.0f}"
+              f"{r['p90_us']:>9.0f}{r['p99_us']:>9.0f}")
     print("\nBatch recommend, sessions of 5 events")
     print(f"{'items':>10}{'threads':>8}{'sessions/s':>12}")
     for r in out["batch"]:

@@ -276,3 +276,35 @@ def test_errors(rng):
     with pytest.raises(ValueError, match="items and bias must be None"):
         _core.topk(q, x, None, 5, None, None, None, np.empty((2, 5), np.int64),
                    np.empty((2, 5), np.float32), 1, index=ix._native)
+
+
+def test_model_prepare_serving(rng):
+    """GRU4Rec.prepare_serving: recommend and live sessions score against a
+    TopkIndex of the output table, with the same answers; fit drops it."""
+    from grurec.synthetic import generate_sessions
+
+    train = generate_sessions(n_events=30000, n_items=8000, mean_length=5, signal=0.8, seed=1)
+    m = grurec.GRU4Rec(layers=[32], batch_size=32, n_sample=64, n_epochs=1, random_state=0,
+                       show_progress=False, num_threads=1).fit(train)
+    assert m.n_items > 3072  # more than one item block at H = 32, so the prefilter runs
+    ids = m.item_ids
+    sessions = [list(ids[rng.integers(0, len(ids), rng.integers(1, 6))]) for _ in range(5)]
+    want = m.recommend(sessions, k=20, exclude_seen=True)
+    live = m.new_session()
+    for it in sessions[0]:
+        live.click(it)
+    want_live = live.recommend(10, exclude_seen=True)
+    assert m.prepare_serving() is m and m._topk_index is not None
+    _core.topk_int8_stats(True)
+    got = m.recommend(sessions, k=20, exclude_seen=True)
+    got_live = live.recommend(10, exclude_seen=True)
+    st = _core.topk_int8_stats(True)
+    assert st["pairs"] > 0 and st["exact"] < st["pairs"], st
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(bits(got[1]), bits(want[1]))
+    np.testing.assert_array_equal(got_live[0], want_live[0])
+    np.testing.assert_array_equal(bits(got_live[1]), bits(want_live[1]))
+    m.fit(train)  # new weights: the snapshot is dropped
+    assert m._topk_index is None
+    m.prepare_serving()
+    assert grurec.GRU4Rec.from_bytes(m.to_bytes())._serving_index() is None  # not saved

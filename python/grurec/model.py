@@ -225,6 +225,7 @@ class GRU4Rec(SessionRecommender):
         p["W_y"] = uniform(n_items, HL)
         p["b_y"] = np.zeros(n_items, np.float32)
         self.params = p
+        self._topk_index = None  # prepare_serving's snapshot belongs to the old weights
         self._opt = {k: np.zeros_like(v) for k, v in p.items()}
         self._vel = {k: np.zeros_like(v) for k, v in p.items()} if self.momentum > 0 else {}
 
@@ -423,7 +424,25 @@ class GRU4Rec(SessionRecommender):
             ex_off = np.searchsorted(key // self.n_items, np.arange(n_sess + 1)).astype(np.int64)
         allowed = None if candidate.all() else candidate
         return _topk_csr(h, self.params["W_y"], self.params["b_y"], k, ex_off, ex_idx, allowed,
-                         self.num_threads)
+                         self.num_threads, index=self._serving_index())
+
+    def prepare_serving(self, num_threads: int = 0) -> "GRU4Rec":
+        """Prepare the output item table for fast top-k: ``recommend`` and live
+        sessions then score against a ``grurec.TopkIndex`` of it, whose int8
+        copy makes calls with few queries (a live session's
+        ``recommend``) up to ~3x faster on large catalogues, with identical
+        results. It is a snapshot: ``fit`` drops it (call this again after
+        training), and weights changed by hand in ``params`` do not reach it.
+        Costs about n_items * (5 H + 16) bytes. Returns the model."""
+        from .topk import TopkIndex, _threads
+
+        self._check_fitted()
+        self._topk_index = TopkIndex(self.params["W_y"], self.params["b_y"],
+                                     num_threads=_threads(num_threads))
+        return self
+
+    def _serving_index(self):
+        return getattr(self, "_topk_index", None)
 
     def new_session(self) -> "LiveSession":
         """A live session: ``click(item_id)`` advances it by one GRU step,

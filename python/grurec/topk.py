@@ -345,25 +345,30 @@ def topk(queries, items, k, bias=None, exclude=None, num_threads=0, *, allowed=N
 
 
 def _topk_csr(queries, items, bias, k, ex_offsets, ex_indices, allowed, num_threads,
-              counts=None):
+              counts=None, index=None):
     """``topk`` for grurec's own callers (recommend, live sessions, evaluate):
     arrays already float32/int64 and checked, exclusions as CSR arrays
     (offsets int64[Q+1], indices int64 ascending within each row) or None,
     so no per-query Python work for millions of queries. Returns 2-D
     (indices, scores) with min(k, n_items) columns. ``counts``: None or
     (targets, greater, equal) int64 arrays (n_queries,), filled in the same
-    pass as ``_rank_counts`` would (see ``_topk_rank_counts``)."""
+    pass as ``_rank_counts`` would (see ``_topk_rank_counts``). ``index``: a
+    ``TopkIndex`` of exactly these items and bias, used in their place."""
     q = np.ascontiguousarray(queries, dtype=np.float32)
+    if ex_offsets is not None:
+        ex_offsets = np.ascontiguousarray(ex_offsets, dtype=np.int64)
+        ex_indices = np.ascontiguousarray(ex_indices, dtype=np.int64)
+    mask = None if allowed is None else np.ascontiguousarray(allowed, dtype=np.bool_)
+    if index is not None:
+        kk = min(int(k), index.n_items)
+        return _index_call(q, index, kk, ex_offsets, ex_indices, mask, _threads(num_threads),
+                           counts or ())
     x = np.ascontiguousarray(items, dtype=np.float32)
     b = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
     Q, N = q.shape[0], x.shape[0]
     kk = min(int(k), N)
     out_idx = np.empty((Q, kk), dtype=np.int64)
     out_scores = np.empty((Q, kk), dtype=np.float32)
-    if ex_offsets is not None:
-        ex_offsets = np.ascontiguousarray(ex_offsets, dtype=np.int64)
-        ex_indices = np.ascontiguousarray(ex_indices, dtype=np.int64)
-    mask = None if allowed is None else np.ascontiguousarray(allowed, dtype=np.bool_)
     if Q > 0 and kk > 0:
         ok = _core.topk(q, x, b, kk, ex_offsets, ex_indices, mask, out_idx, out_scores,
                         _threads(num_threads), *(counts or ()))
