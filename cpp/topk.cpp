@@ -598,7 +598,9 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
     // below(thr - aq) and, with a target, the rank-count bounds slo / shi
     // around the target's score (lanes past nQ: zero, never read).
     const bool use_bf16 = plan.bf16 != nullptr && nQ >= kBf16MinQueries;
-    const int64_t QL = plan.QL, ZQ = QL / 16;
+    // ZQ: the scan's stride of the top / unc masks, from this task's own
+    // query count (the last query block may have fewer lane groups than QL).
+    const int64_t QL = plan.QL, ZQ = ceil_div(nQ, 16);
     float* const qn = s.qv.data();
     float* const cq = qn + QL;
     float* const aq = cq + QL;

@@ -131,6 +131,23 @@ def test_query_counts_and_lane_padding(avx512, nthreads, rng, Q):
     same_topk(lambda: grurec.topk(q, x, 10, bias=b, num_threads=nthreads))
 
 
+@pytest.mark.parametrize("Q", [257, 529])
+def test_last_query_block_with_fewer_lane_groups(avx512, nthreads, rng, Q):
+    """Regression: with more than 256 queries the queries go in blocks, and
+    the last block may span fewer groups of 16 lanes (Q = 257: blocks of 129
+    and 128 queries, 9 and 8 groups). The masks the scan writes for it have
+    that block's own stride; reading them with the full block's stride
+    assigned survivors to the wrong queries and crashed evaluate()."""
+    q, x, b = gaussian(rng, Q, 8000, 24)
+    same_topk(lambda: grurec.topk(q, x, 10, bias=b, num_threads=nthreads))
+    t = rng.integers(0, 8000, Q).astype(np.int64)
+    (g0, e0), _ = run(lambda: _rank_counts(q, x, t, bias=b, num_threads=nthreads), False)
+    (g1, e1), st = run(lambda: _rank_counts(q, x, t, bias=b, num_threads=nthreads), True)
+    np.testing.assert_array_equal(g1, g0)
+    np.testing.assert_array_equal(e1, e0)
+    assert st["pairs"] > 0
+
+
 def test_not_used_below_20_queries_or_off_avx512(avx512, rng):
     q, x, b = gaussian(rng, 19, N_BIG, 16)
     same_topk(lambda: grurec.topk(q, x, 5, bias=b, num_threads=1), used=False)
