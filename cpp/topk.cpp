@@ -194,7 +194,8 @@ void int8_item(const float* x, float b, bool has_bias, int64_t D, int8_t* x8, in
   const double u = std::ldexp(1.0, -24), T = std::ldexp(1.0, -126);
   const double d = static_cast<double>(D), sd = std::sqrt(d);
   auto g = [u](double n) { return n * u / (1.0 - n * u); };
-  const double slack = 1.0 + std::ldexp(1.0, -40);  // the double arithmetic's own error
+  // the double arithmetic's own error: D + 8 roundings of at most 2^-53 each
+  const double slack = 1.0 + (d + 8.0) * std::ldexp(1.0, -52);
   double m = 0.0, ss = 0.0;
   bool finite = true;
   for (int64_t k = 0; k < D; ++k) {
@@ -247,7 +248,7 @@ void int8_item(const float* x, float b, bool has_bias, int64_t D, int8_t* x8, in
 float int8_query_norm(const float* q, int64_t D) {
   double ss = 0.0;
   for (int64_t k = 0; k < D; ++k) ss += static_cast<double>(q[k]) * q[k];
-  const double n = std::sqrt(ss) * (1.0 + std::ldexp(1.0, -40));
+  const double n = std::sqrt(ss) * (1.0 + (static_cast<double>(D) + 8.0) * std::ldexp(1.0, -52));
   return n < std::ldexp(1.0, 63) ? round_up(n) : kInf;
 }
 

@@ -73,8 +73,9 @@ struct TopkKernels {
 // The table. Item x (float32, length D), m = max |x_d|; s = m / 127 rounded
 // up to float32; x8_d = round(x_d / s) clamped to [-127, 127] (exact small
 // integers in float32); e = x - s x8, en >= ||e|| (double, rounded up, plus
-// 2 T sqrt(D) for a build under DAZ), nx >= ||x||. With s = 0 (m zero or
-// underflowing), x8 = 0 and en >= ||x||.
+// 2 T sqrt(D) for a build under DAZ), nx >= ||x||. A row with m < 2^-100
+// gets s = 0 (s is never subnormal, which a DAZ process would read as 0),
+// x8 = 0 and en >= ||x||; a non-finite row or one with nx >= 2^63, E = inf.
 //
 // The bound (u = 2^-24, T = 2^-126, g(n) = nu / (1 - nu), S = q.x exact,
 // c the canonical dot of topk_kernels.hpp, bias b):
