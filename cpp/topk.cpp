@@ -57,19 +57,18 @@ std::atomic<int> bf16_on{-1};
 std::atomic<int64_t> st_pairs{0}, st_exact{0}, st_blocks_bf16{0}, st_blocks_plain{0};
 // The same for the int8 prefilter.
 std::atomic<int64_t> st8_pairs{0}, st8_exact{0}, st8_blocks{0};
+
+// A counter's value, zeroed on the way when reset.
+int64_t read_counter(std::atomic<int64_t>& c, bool reset) {
+  return reset ? c.exchange(0) : c.load();
+}
 }  // namespace
 
 TopkInt8Stats int8_stats(bool reset) {
   TopkInt8Stats r;
-  if (reset) {
-    r.pairs = st8_pairs.exchange(0);
-    r.exact = st8_exact.exchange(0);
-    r.blocks = st8_blocks.exchange(0);
-  } else {
-    r.pairs = st8_pairs.load();
-    r.exact = st8_exact.load();
-    r.blocks = st8_blocks.load();
-  }
+  r.pairs = read_counter(st8_pairs, reset);
+  r.exact = read_counter(st8_exact, reset);
+  r.blocks = read_counter(st8_blocks, reset);
   return r;
 }
 
@@ -91,17 +90,10 @@ void bf16_prefilter_set(bool on) { bf16_on.store(on ? 1 : 0); }
 
 TopkBf16Stats bf16_stats(bool reset) {
   TopkBf16Stats r;
-  if (reset) {
-    r.pairs = st_pairs.exchange(0);
-    r.exact = st_exact.exchange(0);
-    r.blocks_bf16 = st_blocks_bf16.exchange(0);
-    r.blocks_plain = st_blocks_plain.exchange(0);
-  } else {
-    r.pairs = st_pairs.load();
-    r.exact = st_exact.load();
-    r.blocks_bf16 = st_blocks_bf16.load();
-    r.blocks_plain = st_blocks_plain.load();
-  }
+  r.pairs = read_counter(st_pairs, reset);
+  r.exact = read_counter(st_exact, reset);
+  r.blocks_bf16 = read_counter(st_blocks_bf16, reset);
+  r.blocks_plain = read_counter(st_blocks_plain, reset);
   return r;
 }
 
@@ -752,28 +744,28 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
     // scores), and the next such pause.
     int64_t pause = 0, next_pause = 2;
 
+    // Both prefilters run only once every query has a finite threshold
+    // (after its first block, or from another task): with -inf everything
+    // would survive.
+    auto thresholds_ready = [&] {
+      for (int64_t q = 0; q < nQ; ++q)
+        if (!(s.run[q].thr > -kInf ||
+              (shared && shared[qa + q].load(std::memory_order_relaxed) > -kInf)))
+          return false;
+      return true;
+    };
+
     for (int64_t i0 = ia; i0 < ib; i0 += plan.Nb) {
       const int64_t nb = std::min(plan.Nb, ib - i0);
       const float* bias0 = bias ? bias + i0 : nullptr;
       if (use_i8) {
-        // as for bf16: once every query has a finite threshold
-        bool ready = true;
-        for (int64_t q = 0; q < nQ && ready; ++q)
-          ready = s.run[q].thr > -kInf ||
-                  (shared && shared[qa + q].load(std::memory_order_relaxed) > -kInf);
-        if (ready) {
+        if (thresholds_ready()) {
           i8_block(i0, nb);
           continue;
         }
       }
       if (use_bf16) {
-        // Only once every query has a finite threshold (after its first
-        // block, or from another task): with -inf everything would survive.
-        bool ready = true;
-        for (int64_t q = 0; q < nQ && ready; ++q)
-          ready = s.run[q].thr > -kInf ||
-                  (shared && shared[qa + q].load(std::memory_order_relaxed) > -kInf);
-        if (ready && pause == 0) {
+        if (thresholds_ready() && pause == 0) {
           if (bf16_block(i0, nb) > nQ * nb / kBf16MaxExact) {
             pause = next_pause;
             next_pause = std::min<int64_t>(2 * next_pause, 64);
