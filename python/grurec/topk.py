@@ -97,25 +97,37 @@ def _check_finite(name: str, a: np.ndarray) -> None:
         raise ValueError(f"{name}: non-finite value {a[bad]} at index {where}")
 
 
-def _queries_items(queries, items, bias):
+def _as_queries(queries):
+    """float32 (n_queries, d) queries and whether they came as one 1-D query."""
     q = _f32("queries", queries, (1, 2))
     single = q.ndim == 1
-    if single:
-        q = q[None, :]
-    x = _f32("items", items, (2,))
-    if x.shape[1] != q.shape[1]:
+    return (q[None, :] if single else q), single
+
+
+def _check_queries(q: np.ndarray, d: int) -> None:
+    if q.shape[1] != d:
         raise ValueError(
-            f"queries and items: dimensions differ ({q.shape[1]} vs {x.shape[1]}); "
+            f"queries and items: dimensions differ ({q.shape[1]} vs {d}); "
             f"queries must be (n_queries, d) or (d,) and items (n_items, d)"
         )
     _check_finite("queries", q)
-    b = None
-    if bias is not None:
-        b = _f32("bias", bias, (1,))
-        if b.shape[0] != x.shape[0]:
-            raise ValueError(f"bias: expected shape ({x.shape[0]},) (one per item), got {b.shape}")
-        _check_finite("bias", b)
-    return q, x, b, single
+
+
+def _as_bias(bias, n_items: int):
+    if bias is None:
+        return None
+    b = _f32("bias", bias, (1,))
+    if b.shape[0] != n_items:
+        raise ValueError(f"bias: expected shape ({n_items},) (one per item), got {b.shape}")
+    _check_finite("bias", b)
+    return b
+
+
+def _queries_items(queries, items, bias):
+    q, single = _as_queries(queries)
+    x = _f32("items", items, (2,))
+    _check_queries(q, x.shape[1])
+    return q, x, _as_bias(bias, x.shape[0]), single
 
 
 def _raise_nonfinite(items: np.ndarray) -> None:
@@ -204,13 +216,7 @@ class TopkIndex:
             raise ValueError(f"items: need at least one item and one dimension, got shape "
                              f"{x.shape}")
         _check_finite("items", x)
-        b = None
-        if bias is not None:
-            b = _f32("bias", bias, (1,))
-            if b.shape[0] != x.shape[0]:
-                raise ValueError(f"bias: expected shape ({x.shape[0]},) (one per item), "
-                                 f"got {b.shape}")
-            _check_finite("bias", b)
+        b = _as_bias(bias, x.shape[0])
         self._native = _core.TopkInt8Index(x, b, _threads(num_threads))
 
     @property
@@ -241,15 +247,17 @@ class TopkIndex:
                 f"bias={self._native.has_bias}, nbytes={self.nbytes})")
 
 
-def _index_call(q, index: TopkIndex, kk, offsets, indices, mask, nt, counts=()):
+def _native_topk(q, x, b, kk, offsets, indices, mask, nt, counts=(), index=None):
+    """(indices, scores) of _core.topk against the table x, b or a TopkIndex;
+    a non-finite score raises ValueError naming the item row."""
     Q = q.shape[0]
     out_idx = np.empty((Q, kk), dtype=np.int64)
     out_scores = np.empty((Q, kk), dtype=np.float32)
     if Q > 0 and kk > 0:
-        ok = _core.topk(q, None, None, kk, offsets, indices, mask, out_idx, out_scores, nt,
-                        *counts, index=index._native)
+        ok = _core.topk(q, x, b, kk, offsets, indices, mask, out_idx, out_scores, nt, *counts,
+                        index=None if index is None else index._native)
         if not ok:
-            _raise_nonfinite(index.items)
+            _raise_nonfinite(x if index is None else index.items)
     return out_idx, out_scores
 
 
@@ -303,15 +311,9 @@ def topk(queries, items, k, bias=None, exclude=None, num_threads=0, *, allowed=N
         if bias is not None:
             raise ValueError("bias: a TopkIndex holds its own bias; pass the bias to "
                              "TopkIndex(items, bias) instead")
-        index = items
-        q = _f32("queries", queries, (1, 2))
-        single = q.ndim == 1
-        if single:
-            q = q[None, :]
-        if q.shape[1] != index.dim:
-            raise ValueError(f"queries and items: dimensions differ ({q.shape[1]} vs "
-                             f"{index.dim}); queries must be (n_queries, d) or (d,)")
-        _check_finite("queries", q)
+        index, x, b = items, None, None
+        q, single = _as_queries(queries)
+        _check_queries(q, index.dim)
         N = index.n_items
     else:
         index = None
@@ -329,16 +331,8 @@ def topk(queries, items, k, bias=None, exclude=None, num_threads=0, *, allowed=N
         if mask.shape != (N,):
             raise ValueError(f"allowed: expected shape ({N},) (one per item), got {mask.shape}")
         mask = np.ascontiguousarray(mask)
-    kk = min(k, N)
-    if index is not None:
-        out_idx, out_scores = _index_call(q, index, kk, offsets, indices, mask, nt)
-    else:
-        out_idx = np.empty((Q, kk), dtype=np.int64)
-        out_scores = np.empty((Q, kk), dtype=np.float32)
-        if Q > 0 and kk > 0:
-            ok = _core.topk(q, x, b, kk, offsets, indices, mask, out_idx, out_scores, nt)
-            if not ok:
-                _raise_nonfinite(x)
+    out_idx, out_scores = _native_topk(q, x, b, min(k, N), offsets, indices, mask, nt,
+                                       index=index)
     if single:
         return out_idx[0], out_scores[0]
     return out_idx, out_scores
@@ -359,22 +353,14 @@ def _topk_csr(queries, items, bias, k, ex_offsets, ex_indices, allowed, num_thre
         ex_offsets = np.ascontiguousarray(ex_offsets, dtype=np.int64)
         ex_indices = np.ascontiguousarray(ex_indices, dtype=np.int64)
     mask = None if allowed is None else np.ascontiguousarray(allowed, dtype=np.bool_)
+    nt = _threads(num_threads)
     if index is not None:
-        kk = min(int(k), index.n_items)
-        return _index_call(q, index, kk, ex_offsets, ex_indices, mask, _threads(num_threads),
-                           counts or ())
+        return _native_topk(q, None, None, min(int(k), index.n_items), ex_offsets, ex_indices,
+                            mask, nt, counts or (), index)
     x = np.ascontiguousarray(items, dtype=np.float32)
     b = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
-    Q, N = q.shape[0], x.shape[0]
-    kk = min(int(k), N)
-    out_idx = np.empty((Q, kk), dtype=np.int64)
-    out_scores = np.empty((Q, kk), dtype=np.float32)
-    if Q > 0 and kk > 0:
-        ok = _core.topk(q, x, b, kk, ex_offsets, ex_indices, mask, out_idx, out_scores,
-                        _threads(num_threads), *(counts or ()))
-        if not ok:
-            _raise_nonfinite(x)
-    return out_idx, out_scores
+    return _native_topk(q, x, b, min(int(k), x.shape[0]), ex_offsets, ex_indices, mask, nt,
+                        counts or ())
 
 
 def _topk_rank_counts(queries, items, bias, k, targets, num_threads):
