@@ -23,6 +23,7 @@ import pytest
 import grurec
 from grurec import _core
 from grurec.topk import _rank_counts, _topk_rank_counts
+from topk_cases import bits, wide_magnitudes
 
 pytestmark = pytest.mark.skipif(
     not _core.topk_bf16_available() or "avx512" not in grurec.available_simd_levels(),
@@ -40,10 +41,6 @@ def avx512():
     yield
     grurec.set_simd_level(level)
     _core.set_topk_bf16(on)
-
-
-def bits(a):
-    return np.ascontiguousarray(a, dtype=np.float32).view(np.uint32)
 
 
 def run(fn, on):
@@ -287,13 +284,7 @@ def test_near_ties_below_bf16_precision(avx512, nthreads, rng):
 
 def test_magnitudes_from_1e_minus_30_to_1e30(avx512, nthreads, rng):
     Q, N, d, k = 24, N_BIG, 16, 10
-    sign = lambda shape: np.where(rng.random(shape) < 0.5, -1.0, 1.0)  # noqa: E731
-    x = (sign((N, d)) * 10.0 ** rng.uniform(-30, 30, (N, d))).astype(np.float32)
-    q = (sign((Q, d)) * 10.0 ** rng.uniform(-30, 5, (Q, d))).astype(np.float32)
-    # a third of the items at ordinary magnitudes, so that some are skipped
-    small = rng.random(N) < 0.33
-    x[small] = rng.standard_normal((small.sum(), d)).astype(np.float32)
-    b = (sign(N) * 10.0 ** rng.uniform(-30, 30, N)).astype(np.float32)
+    q, x, b = wide_magnitudes(rng, Q, N, d)
     for bias in (None, b):
         (idx, val), st = same_topk(lambda: grurec.topk(q, x, k, bias=bias,
                                                        num_threads=nthreads))

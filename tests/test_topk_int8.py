@@ -16,12 +16,9 @@ import pytest
 
 import grurec
 from grurec import TopkIndex, _core
+from topk_cases import bits, wide_magnitudes
 
 N_BIG = 6000  # several item blocks at every d used here, so the prefilter runs
-
-
-def bits(a):
-    return np.ascontiguousarray(a, dtype=np.float32).view(np.uint32)
 
 
 def same(q, x, k, bias=None, nthreads=1, used=True, **kw):
@@ -137,12 +134,7 @@ def test_one_huge_element_per_row(simd, nthreads, rng):
 
 def test_magnitudes_from_1e_minus_30_to_1e30(simd, nthreads, rng):
     Q, N, d, k = 4, N_BIG, 16, 10
-    sign = lambda shape: np.where(rng.random(shape) < 0.5, -1.0, 1.0)  # noqa: E731
-    x = (sign((N, d)) * 10.0 ** rng.uniform(-30, 30, (N, d))).astype(np.float32)
-    q = (sign((Q, d)) * 10.0 ** rng.uniform(-30, 5, (Q, d))).astype(np.float32)
-    small = rng.random(N) < 0.33
-    x[small] = rng.standard_normal((small.sum(), d)).astype(np.float32)
-    b = (sign(N) * 10.0 ** rng.uniform(-30, 30, N)).astype(np.float32)
+    q, x, b = wide_magnitudes(rng, Q, N, d)
     for bias in (None, b):
         (_, val), st = same(q, x, k, bias, nthreads)
         assert np.isfinite(val).all()
