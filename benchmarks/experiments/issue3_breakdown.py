@@ -11,15 +11,11 @@ import os
 import sys
 
 import numpy as np
-import pandas as pd
 
 import grurec
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from bench_accuracy import CONFIGS, parse_set  # noqa: E402
-
-DATA = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "rsc15-100k",
-                    "yoochoose-clicks-100k_")
+from bench_accuracy import CONFIGS, load, parse_set  # noqa: E402
 
 
 def ranks(model, test):
@@ -43,15 +39,11 @@ def metrics(r, mask):
 
 def main():
     variant = parse_set(sys.argv[1:]) if len(sys.argv) > 1 else {"dropout_p_hidden": 0.2}
-    train = pd.read_csv(DATA + "train_full.txt", sep="\t")
-    test = pd.read_csv(DATA + "test.txt", sep="\t")
-    out = {}
-    for name, over in (("shipped", {}), (str(variant), variant)):
-        m = grurec.GRU4Rec(**dict(CONFIGS["rsc15"], **over), num_threads=1, random_state=0,
-                           show_progress=False).fit(train)
-        out[name] = ranks(m, test)
-    (r0, target, prev, pos), r1 = out["shipped"], out[str(variant)][0]
-    pop = m.popularity[target]
+    train, test = load("rsc15-100k")
+    models = [grurec.GRU4Rec(**dict(CONFIGS["rsc15"], **over), num_threads=1, random_state=0,
+                             show_progress=False).fit(train) for over in ({}, variant)]
+    (r0, target, prev, pos), (r1, _, _, _) = (ranks(m, test) for m in models)
+    pop = models[0].popularity[target]
     q = np.quantile(pop, [0, 0.25, 0.5, 0.75, 1])
     rows = [("all", np.ones(len(r0), bool)), ("repeat click", target == prev),
             ("other", target != prev)]
