@@ -16,7 +16,7 @@ import pytest
 
 import grurec
 from grurec import TopkIndex, _core
-from topk_cases import bits, wide_magnitudes
+from topk_cases import assert_same, bits, wide_magnitudes
 
 N_BIG = 6000  # several item blocks at every d used here, so the prefilter runs
 
@@ -29,12 +29,7 @@ def same(q, x, k, bias=None, nthreads=1, used=True, **kw):
     _core.topk_int8_stats(True)
     i1, v1 = grurec.topk(q, ix, k, num_threads=nthreads, **kw)
     st = _core.topk_int8_stats(True)
-    np.testing.assert_array_equal(i1, i0)
-    np.testing.assert_array_equal(bits(v1), bits(v0))
-    if used:
-        assert st["pairs"] > 0 and st["blocks"] > 0, st
-    elif used is not None:
-        assert st["pairs"] == 0, st
+    assert_same((i1, v1), (i0, v0), st, used, "blocks")
     return (i1, v1), st
 
 

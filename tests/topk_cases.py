@@ -8,6 +8,19 @@ def bits(a):
     return np.ascontiguousarray(a, dtype=np.float32).view(np.uint32)
 
 
+def assert_same(got, want, st, used, blocks):
+    """got == want, (indices, scores) with the scores compared as bit patterns;
+    st: the prefilter's stats of the call that gave got. used: it must have
+    bounded pairs in item blocks (counter ``blocks``) (True), must have bounded
+    none (False), or either (None)."""
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(bits(got[1]), bits(want[1]))
+    if used:
+        assert st["pairs"] > 0 and st[blocks] > 0, st
+    elif used is not None:
+        assert st["pairs"] == 0, st
+
+
 def wide_magnitudes(rng, Q, N, d):
     """Queries, items and biases with random signs over 60 orders of magnitude
     (items and biases 1e-30..1e30, queries 1e-30..1e5), a third of the items
