@@ -6,9 +6,11 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "gru.hpp"
@@ -429,6 +431,20 @@ void topk_raise(int status) {
   if (status == grurec::kTopkNoMemory) throw std::bad_alloc();
 }
 
+// Named counters as a dict (the prefilters' stats for tests).
+py::dict counters(std::initializer_list<std::pair<const char*, int64_t>> kv) {
+  py::dict d;
+  for (const auto& [name, value] : kv) d[name] = value;
+  return d;
+}
+
+// A read-only array over data owned by base (kept alive by the array).
+py::array_t<float> readonly_view(std::vector<int64_t> shape, const float* data, py::handle base) {
+  py::array_t<float> a(shape, data, base);
+  a.attr("setflags")(py::arg("write") = false);
+  return a;
+}
+
 // A prepared item table for topk (grurec.TopkIndex): its own float32 copy of
 // the items and bias (so the int8 copy can never go stale) and the int8
 // prefilter's table built from them.
@@ -717,24 +733,16 @@ PYBIND11_MODULE(_core, m) {
       })
       .def("items", [](py::object self) {
         const auto& x = self.cast<const TopkInt8Index&>();
-        py::array_t<float> a({x.t.N, x.t.D}, x.items.data(), self);
-        a.attr("setflags")(py::arg("write") = false);
-        return a;
+        return readonly_view({x.t.N, x.t.D}, x.items.data(), self);
       }, "The items, a read-only view.")
       .def("bias", [](py::object self) -> py::object {
         const auto& x = self.cast<const TopkInt8Index&>();
         if (!x.has_bias) return py::none();
-        py::array_t<float> a({x.t.N}, x.bias.data(), self);
-        a.attr("setflags")(py::arg("write") = false);
-        return py::object(a);
+        return readonly_view({x.t.N}, x.bias.data(), self);
       }, "The bias, a read-only view (None without one).");
   m.def("topk_int8_stats", [](bool reset) {
     const grurec::TopkInt8Stats st = grurec::int8_stats(reset);
-    py::dict d;
-    d["pairs"] = st.pairs;
-    d["exact"] = st.exact;
-    d["blocks"] = st.blocks;
-    return d;
+    return counters({{"pairs", st.pairs}, {"exact", st.exact}, {"blocks", st.blocks}});
   }, py::arg("reset") = false,
         "Counters of the int8 prefilter since the last reset: pairs bounded, pairs scored "
         "exactly after it, item blocks scanned.");
@@ -762,12 +770,8 @@ PYBIND11_MODULE(_core, m) {
         "Switch topk's bf16 prefilter on or off (tests; results are the same either way).");
   m.def("topk_bf16_stats", [](bool reset) {
     const grurec::TopkBf16Stats st = grurec::bf16_stats(reset);
-    py::dict d;
-    d["pairs"] = st.pairs;
-    d["exact"] = st.exact;
-    d["blocks_bf16"] = st.blocks_bf16;
-    d["blocks_plain"] = st.blocks_plain;
-    return d;
+    return counters({{"pairs", st.pairs}, {"exact", st.exact}, {"blocks_bf16", st.blocks_bf16},
+                     {"blocks_plain", st.blocks_plain}});
   }, py::arg("reset") = false,
         "Counters of the bf16 prefilter since the last reset: pairs approximated, pairs "
         "scored exactly after it, item blocks with and without it.");
