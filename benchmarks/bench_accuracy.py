@@ -5,9 +5,10 @@ items (full ranking, standard tie handling: rank = 1 + number of items scored
 strictly higher) on its test file, with the hidden state reset for every test
 session. Targets never seen in training count as misses and are reported.
 
-Configurations (``CONFIGS``) are the published GRU4Rec settings (Hidasi & Czapp,
-RecSys 2023, official repository's parameter files): ``rsc15`` and ``retailrocket``,
-plus any tuned settings for a data set (``TUNED``). Prints a table and writes JSON.
+Configurations (``CONFIGS``) are ``grurec.presets``: the published GRU4Rec settings
+(Hidasi & Czapp, RecSys 2023, official repository's parameter files), ``rsc15`` and
+``retailrocket``, and the settings grurec's search found for ``yoochoose1_64`` and
+``diginetica``. Prints a table and writes JSON.
 
 Usage:
     python benchmarks/bench_accuracy.py --data rsc15-100k --config rsc15 --seeds 0 1 2
@@ -41,17 +42,9 @@ DATASETS = {
                    "diginetica/diginetica_sessions_test.tsv.gz"),
 }
 
-CONFIGS = {
-    "rsc15": dict(loss="cross-entropy", layers=[100], batch_size=32, n_sample=2048,
-                  sample_alpha=0.75, logq=1.0, dropout_p_embed=0.1, dropout_p_hidden=0.0,
-                  learning_rate=0.1, momentum=0.0, constrained_embedding=True, embedding=0,
-                  elu_param=0.0, bpreg=0.0, n_epochs=10),
-    "retailrocket": dict(loss="bpr-max", layers=[224], batch_size=80, n_sample=2048,
-                         sample_alpha=0.4, logq=0.0, dropout_p_embed=0.5,
-                         dropout_p_hidden=0.05, learning_rate=0.05, momentum=0.4,
-                         constrained_embedding=True, embedding=0, elu_param=0.5, bpreg=1.95,
-                         n_epochs=10),
-}
+# Named settings (grurec.presets): the published "rsc15" and "retailrocket" and the
+# ones grurec's search found for a data set.
+CONFIGS = {name: grurec.presets.get(name) for name in grurec.presets.names()}
 
 
 def load(name: str) -> tuple[pd.DataFrame, pd.DataFrame]:

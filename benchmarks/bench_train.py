@@ -81,16 +81,9 @@ except ImportError:
 
 RESULTS = HERE / "results"
 DEFAULT_JSON = RESULTS / "bench_train.json"
-CONFIGS = {
-    "rsc15": dict(loss="cross-entropy", layers=[100], batch_size=32, n_sample=2048,
-                  sample_alpha=0.75, logq=1.0, dropout_p_embed=0.1, dropout_p_hidden=0.0,
-                  learning_rate=0.1, momentum=0.0, elu_param=0.0, bpreg=0.0,
-                  constrained_embedding=True, embedding=0),
-    "retailrocket": dict(loss="bpr-max", layers=[224], batch_size=80, n_sample=2048,
-                         sample_alpha=0.4, logq=0.0, dropout_p_embed=0.5,
-                         dropout_p_hidden=0.05, learning_rate=0.05, momentum=0.4,
-                         elu_param=0.5, bpreg=1.95, constrained_embedding=True, embedding=0),
-}
+# The published settings (grurec.presets); n_epochs is this benchmark's --epochs.
+CONFIGS = {name: {k: v for k, v in grurec.presets.get(name).items() if k != "n_epochs"}
+           for name in ("rsc15", "retailrocket")}
 # Issue 3: the official GRU4Rec (PyTorch) on this machine kind, 2 threads.
 OFFICIAL_EVENTS_PER_S = {"rsc15": 3700, "retailrocket": 5200}
 IMPLS = ["grurec", "grurec-sync", "torch"]

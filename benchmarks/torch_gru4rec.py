@@ -519,15 +519,15 @@ class TorchGRU4Rec:
 
 # ------------------------------------------------------------------ accuracy check
 
-CONFIGS = {  # the published settings benchmarks/bench_train.py times
-    "rsc15": dict(loss="cross-entropy", layers=[100], batch_size=32, n_sample=2048,
-                  sample_alpha=0.75, logq=1.0, dropout_p_embed=0.1, dropout_p_hidden=0.0,
-                  learning_rate=0.1, momentum=0.0, constrained_embedding=True),
-    "retailrocket": dict(loss="bpr-max", layers=[224], batch_size=80, n_sample=2048,
-                         sample_alpha=0.4, dropout_p_embed=0.5, dropout_p_hidden=0.05,
-                         learning_rate=0.05, momentum=0.4, bpreg=1.95, elu_param=0.5,
-                         constrained_embedding=True),
-}
+def _published(name: str) -> dict:
+    """A published setting from grurec.presets (imported only for this check, so the
+    twin itself stays independent of grurec)."""
+    import grurec
+
+    return {k: v for k, v in grurec.presets.get(name).items() if k != "n_epochs"}
+
+
+CONFIGS = ("rsc15", "retailrocket")  # the published settings benchmarks/bench_train.py times
 
 
 def main(argv=None) -> int:
@@ -542,7 +542,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=main.__doc__.split("\n")[0])
     p.add_argument("--train", type=Path, default=data / "yoochoose-clicks-100k_train_full.txt")
     p.add_argument("--test", type=Path, default=data / "yoochoose-clicks-100k_test.txt")
-    p.add_argument("--config", choices=sorted(CONFIGS), default="rsc15")
+    p.add_argument("--config", choices=CONFIGS, default="rsc15")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="0 = torch's / grurec's default")
@@ -550,7 +550,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     train = pd.read_csv(args.train, sep="\t")
     test = pd.read_csv(args.test, sep="\t")
-    cfg = dict(CONFIGS[args.config], n_epochs=args.epochs, random_state=args.seed,
+    cfg = dict(_published(args.config), n_epochs=args.epochs, random_state=args.seed,
                num_threads=args.threads)
     out = {}
     m = TorchGRU4Rec(**cfg).fit(train)

@@ -73,16 +73,22 @@ SHARED = HERE.parent.parent / "shared" / "data"
 RESULTS = HERE / "results"
 DATASETS = ("yoochoose1_64", "diginetica", "rsc15-100k")
 
-# The published configurations (same as bench_accuracy.CONFIGS), enqueued first.
-PUBLISHED = {
-    "rsc15": dict(loss="cross-entropy", logq=1.0, hidden=100, batch_size=32,
-                  learning_rate=0.1, momentum=0.0, dropout_p_embed=0.1,
-                  dropout_p_hidden=0.0, n_sample=2048, sample_alpha=0.75),
-    "retailrocket": dict(loss="bpr-max", elu_param=0.5, bpreg=1.95, hidden=224,
-                         batch_size=80, learning_rate=0.05, momentum=0.4,
-                         dropout_p_embed=0.5, dropout_p_hidden=0.05, n_sample=2048,
-                         sample_alpha=0.4),
-}
+
+
+def _as_trial(p: dict) -> dict:
+    """A grurec hyperparameter dict as Optuna trial params of ``suggest``'s space."""
+    t = {k: p[k] for k in ("loss", "batch_size", "learning_rate", "momentum",
+                           "dropout_p_embed", "dropout_p_hidden", "n_sample", "sample_alpha")}
+    t["hidden"] = p["layers"][0]
+    if p["loss"] == "cross-entropy":
+        t["logq"] = p["logq"]
+    else:
+        t.update(elu_param=p["elu_param"], bpreg=p["bpreg"])
+    return t
+
+
+# The published configurations (grurec.presets), enqueued first.
+PUBLISHED = {name: _as_trial(grurec.presets.get(name)) for name in ("rsc15", "retailrocket")}
 CUTOFFS = (5, 10, 20)
 
 

@@ -483,6 +483,8 @@ def argv_strategy(draw, d):
                  "--dropout-p-embed", "--num-threads", "--loss", "--embedding",
                  "--constrained-embedding", "--sample-alpha", "--item-col"]), max_size=3)):
             argv += [opt, draw(val)]
+        argv += draw(st.sampled_from([[], ["--preset", "rsc15"], ["--preset", "diginetica"],
+                                      ["--preset", "x"], ["--preset"]]))
     elif cmd == "evaluate":
         argv += [draw(f), draw(f)] + draw(st.sampled_from(
             [[], ["--cutoffs", "0"], ["--cutoffs", "5", "x"], ["--mode", "x"], ["--json"]]))

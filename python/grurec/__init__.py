@@ -10,7 +10,7 @@ import os as _os
 import warnings as _warnings
 
 from . import _core, baselines
-from . import datasets, splits  # noqa: F401  (grurec.datasets, grurec.splits)
+from . import datasets, presets, splits  # noqa: F401  (grurec.datasets, .presets, .splits)
 from .data import SessionData, sessions_from_frame, to_sessions
 from .evaluation import evaluate
 from .io import ModelFileError, load

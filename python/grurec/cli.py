@@ -1,7 +1,7 @@
 """The ``grurec`` command line.
 
     grurec quickstart                      GRU4Rec against the baselines on a built-in set
-    grurec train EVENTS -o MODEL [options] train GRU4Rec (hyperparameters as options)
+    grurec train EVENTS -o MODEL [options] train GRU4Rec (--preset NAME, hyperparameters)
     grurec evaluate MODEL TEST             full-ranking next-item metrics
     grurec recommend MODEL ITEM [ITEM...]  next items for one session
     grurec recommend MODEL --events FILE   next items for every session of a file
@@ -28,21 +28,46 @@ _SKIP = {"self", "show_progress"}
 
 def _model_options(p: argparse.ArgumentParser) -> None:
     from .model import GRU4Rec
+    from .presets import PRESETS
 
-    g = p.add_argument_group("GRU4Rec hyperparameters (published names)")
+    g = p.add_argument_group(
+        "GRU4Rec hyperparameters (published names)",
+        "Unset options take the --preset's value, else the default shown.")
+    kinds = {n: "published" if pr.source.startswith("published") else "grurec's search"
+             for n, pr in PRESETS.items()}
+    g.add_argument("--preset", choices=list(PRESETS),
+                   help="start from a named setting (grurec.presets): " + ", ".join(
+                       f"{n} ({k})" for n, k in kinds.items()))
+    # Defaults are suppressed so cmd_train can tell a typed option from an
+    # unset one (which a preset fills).
     for name, par in inspect.signature(GRU4Rec.__init__).parameters.items():
         if name in _SKIP:
             continue
         d = par.default
         flag = "--" + name.replace("_", "-")
+        kw = dict(default=argparse.SUPPRESS, help=f"default: {list(d) if name == 'layers' else d}")
         if name == "layers":
-            g.add_argument(flag, type=int, nargs="+", default=list(d), metavar="H")
+            g.add_argument(flag, type=int, nargs="+", metavar="H", **kw)
         elif isinstance(d, bool):
-            g.add_argument(flag, type=_bool, default=d, metavar="BOOL")
+            g.add_argument(flag, type=_bool, metavar="BOOL", **kw)
         elif name == "random_state":
-            g.add_argument(flag, type=int, default=None)
+            g.add_argument(flag, type=int, **kw)
         else:
-            g.add_argument(flag, type=type(d), default=d)
+            g.add_argument(flag, type=type(d), **kw)
+
+
+def _hyperparameters(args) -> dict:
+    """GRU4Rec's keyword arguments: defaults, then the preset, then typed options."""
+    from . import presets
+    from .model import GRU4Rec
+
+    sig = inspect.signature(GRU4Rec.__init__).parameters
+    hp = {n: (list(p.default) if n == "layers" else p.default)
+          for n, p in sig.items() if n not in _SKIP}
+    if args.preset:
+        hp.update(presets.get(args.preset))
+    hp.update({n: getattr(args, n) for n in hp if hasattr(args, n)})
+    return hp
 
 
 def _bool(s: str) -> bool:
@@ -69,9 +94,7 @@ def cmd_train(args) -> int:
     import grurec
     from .model import GRU4Rec
 
-    hp = {name: getattr(args, name) for name in inspect.signature(GRU4Rec.__init__).parameters
-          if name not in _SKIP}
-    model = GRU4Rec(**hp, show_progress=not args.quiet)
+    model = GRU4Rec(**_hyperparameters(args), show_progress=not args.quiet)
     t0 = time.perf_counter()
     model.fit(args.events, **_cols(args))
     print(f"trained {model.epochs_trained} epochs on {args.events} in "
@@ -145,11 +168,8 @@ def cmd_quickstart(args) -> int:
           f"{args.items:,} items (Zipf popularity; 60% of next items follow a hidden "
           f"item-to-item successor map, the rest are popularity draws)\n")
     models = [
-        ("GRU4Rec", grurec.GRU4Rec(layers=[100], loss="cross-entropy", batch_size=32,
-                                   n_sample=2048, sample_alpha=0.75, logq=1.0,
-                                   dropout_p_embed=0.1, learning_rate=0.1,
-                                   n_epochs=args.epochs, random_state=0,
-                                   show_progress=not args.quiet)),
+        ("GRU4Rec", grurec.GRU4Rec.from_preset("rsc15", n_epochs=args.epochs, random_state=0,
+                                               show_progress=not args.quiet)),
         ("POP", baselines.Popularity()),
         ("S-POP", baselines.SessionPopularity()),
         ("Item-KNN", baselines.ItemKNN()),

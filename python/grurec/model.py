@@ -141,6 +141,16 @@ class GRU4Rec(SessionRecommender):
         self.epochs_trained = 0
         self.history: list[dict] = []
 
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> "GRU4Rec":
+        """A model with preset ``name``'s hyperparameters (``grurec.presets``:
+        the published ``"rsc15"`` and ``"retailrocket"`` settings, and the ones
+        grurec's search found), any of them overridden by keyword:
+        ``GRU4Rec.from_preset("rsc15", n_epochs=5, num_threads=2)``."""
+        from . import presets
+
+        return cls(**dict(presets.get(name), **overrides))
+
     # ------------------------------------------------------------------ setup
     def _check_params(self) -> None:
         """Convert every hyperparameter to its type and check its range; the
