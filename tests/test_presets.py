@@ -40,8 +40,7 @@ def test_published_settings_are_those_issue_3_names():
         loss="bpr-max", layers=[224], batch_size=80, dropout_p_embed=0.5, dropout_p_hidden=0.05,
         learning_rate=0.05, momentum=0.4, n_sample=2048, sample_alpha=0.4, bpreg=1.95,
         elu_param=0.5, constrained_embedding=True)
-    for name in ("rsc15", "retailrocket"):
-        assert presets.describe()[name].startswith("published")
+    assert [n for n, p in presets.PRESETS.items() if p.published] == ["rsc15", "retailrocket"]
 
 
 def test_get_returns_a_fresh_copy():

@@ -33,11 +33,10 @@ def _model_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group(
         "GRU4Rec hyperparameters (published names)",
         "Unset options take the --preset's value, else the default shown.")
-    kinds = {n: "published" if pr.source.startswith("published") else "grurec's search"
-             for n, pr in PRESETS.items()}
     g.add_argument("--preset", choices=list(PRESETS),
                    help="start from a named setting (grurec.presets): " + ", ".join(
-                       f"{n} ({k})" for n, k in kinds.items()))
+                       f"{n} ({'published' if pr.published else 'grurec search'})"
+                       for n, pr in PRESETS.items()))
     # Defaults are suppressed so cmd_train can tell a typed option from an
     # unset one (which a preset fills).
     for name, par in inspect.signature(GRU4Rec.__init__).parameters.items():

@@ -26,7 +26,12 @@ __all__ = ["Preset", "PRESETS", "names", "get", "describe"]
 class Preset:
     name: str
     params: Mapping[str, Any]
-    source: str
+    source: str  # "published: ..." or "grurec: ..."
+
+    @property
+    def published(self) -> bool:
+        """A published GRU4Rec setting (else one grurec's search found)."""
+        return self.source.startswith("published:")
 
 
 def _preset(name: str, source: str, **params: Any) -> Preset:
