@@ -11,6 +11,7 @@
 #include <limits>
 #include <memory>
 #include <new>
+#include <utility>
 #include <vector>
 
 #include "kernels.hpp"
@@ -125,7 +126,7 @@ float below(float x) {
 }
 float above(float x) { return -below(-x); }
 
-// The smallest float >= d (d >= 0 or inf).
+// The smallest float >= d (d finite within float range, or inf).
 float round_up(double d) {
   float f = static_cast<float>(d);
   if (static_cast<double>(f) < d) f = above(f);
@@ -229,10 +230,7 @@ void int8_item(const float* x, float b, bool has_bias, int64_t D, int8_t* x8, in
   } else {
     const double a0 = static_cast<double>(s) * (129.0 * d + 2.0) * T + (d + 14.0) * T + T * sd * nx;
     const double eb = 2.0 * (1.01 * a0 + 2.1 * u * std::fabs(bb)) / (1.0 - 2.1 * u);
-    const double hi = bb + eb;
-    float f = static_cast<float>(hi);
-    if (static_cast<double>(f) < hi) f = above(f);
-    *bp = f;
+    *bp = round_up(bb + eb);
   }
 }
 
@@ -565,8 +563,7 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
   // first block, and pass ~10x the pairs on to the exact score at 2 threads.
   // (Ties are never skipped, and r.thr, which decides what enters a task's
   // list, stays the task's own: the lists and the merge are as before.)
-  const bool counts_any = counts;
-  const bool plan_i8 = i8 != nullptr && !counts_any && plan.QB <= kInt8MaxQueries;
+  const bool plan_i8 = i8 != nullptr && !counts && plan.QB <= kInt8MaxQueries;
   std::unique_ptr<std::atomic<float>[]> shared;
   if ((plan.bf16 || plan_i8) && P > 1) {
     try {
@@ -585,6 +582,22 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
     for (int64_t q = 0; q < nQ; ++q) s.run[q] = {s.cand.data() + q * plan.cap, 0, -kInf};
     if (counts) target_scores(s, tk, plan, items, bias, targets + qa, nQ, D);
     bool my_bad = false;
+    // Query q's excluded items, [first, last) of its ascending CSR row.
+    auto exclusions = [&](int64_t q) -> std::pair<const int64_t*, const int64_t*> {
+      if (!excl_off) return {nullptr, nullptr};
+      return {excl_idx + excl_off[qa + q], excl_idx + excl_off[qa + q + 1]};
+    };
+    // Offers item i with score v to query q's list (a prefilter's survivor);
+    // true when the list's threshold rose, which the shared one then follows.
+    auto offer_to = [&](int64_t q, float v, int64_t i) {
+      Running& r = s.run[q];
+      const float before = r.thr;
+      const auto [ex0, ex1] = exclusions(q);
+      offer(r, v, i, allowed, ex0, ex1, plan.cap, K);
+      if (r.thr == before) return false;
+      if (shared) raise_to(shared[qa + q], r.thr);
+      return true;
+    };
 
     // The bf16 prefilter (topk_kernels.hpp): the task's queries in bf16
     // lanes, per query lane cq and aq, the top-k test's threshold th =
@@ -665,17 +678,7 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
             const uint32_t bit = 1u << (q % 16);
             const float v = bias ? s.rv[k] + bias[i] : s.rv[k];
             if (!std::isfinite(v)) my_bad = true;
-            if (top[q / 16] & bit) {
-              Running& r = s.run[q];
-              const float before = r.thr;
-              const int64_t* ex0 = excl_off ? excl_idx + excl_off[qa + q] : nullptr;
-              const int64_t* ex1 = excl_off ? excl_idx + excl_off[qa + q + 1] : nullptr;
-              offer(r, v, i, allowed, ex0, ex1, plan.cap, K);
-              if (r.thr != before) {
-                if (shared) raise_to(shared[qa + q], r.thr);
-                th[q] = skip_below(q);
-              }
-            }
+            if ((top[q / 16] & bit) && offer_to(q, v, i)) th[q] = skip_below(q);
             if (counts && (unc[q / 16] & bit)) {
               s.cnt[2 * q] += v > s.st[q];
               s.cnt[2 * q + 1] += v == s.st[q];
@@ -719,18 +722,13 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
         for (int64_t q = 0; q < nQ; ++q) {
           for (uint32_t mk = s.m8[g * nQ + q] & range; mk; mk &= mk - 1) {
             const int64_t i = base + __builtin_ctz(mk);
-            Running& r = s.run[q];
             float v = 0.0f;
             tk.dots(1, 1, D, s.qp.data() + q * plan.dp, plan.dp, items + i * D, &v, 1,
                     s.work.data());
             ++exact;
             if (bias) v = v + bias[i];
             if (!std::isfinite(v)) my_bad = true;
-            const float before = r.thr;
-            const int64_t* ex0 = excl_off ? excl_idx + excl_off[qa + q] : nullptr;
-            const int64_t* ex1 = excl_off ? excl_idx + excl_off[qa + q + 1] : nullptr;
-            offer(r, v, i, allowed, ex0, ex1, plan.cap, K);
-            if (r.thr != before && shared) raise_to(shared[qa + q], r.thr);
+            offer_to(q, v, i);
           }
         }
       }
@@ -758,11 +756,9 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
     for (int64_t i0 = ia; i0 < ib; i0 += plan.Nb) {
       const int64_t nb = std::min(plan.Nb, ib - i0);
       const float* bias0 = bias ? bias + i0 : nullptr;
-      if (use_i8) {
-        if (thresholds_ready()) {
-          i8_block(i0, nb);
-          continue;
-        }
+      if (use_i8 && thresholds_ready()) {
+        i8_block(i0, nb);
+        continue;
       }
       if (use_bf16) {
         if (thresholds_ready() && pause == 0) {
@@ -786,8 +782,7 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
           const int64_t q = s0 + b;
           Running& r = s.run[q];
           const float* row = s.tile.data() + b * plan.Nb;
-          const int64_t* ex0 = excl_off ? excl_idx + excl_off[qa + q] : nullptr;
-          const int64_t* ex1 = excl_off ? excl_idx + excl_off[qa + q + 1] : nullptr;
+          const auto [ex0, ex1] = exclusions(q);
           if (counts && targets[qa + q] >= 0)
             tk.count(nb, row, bias0, s.st[q], &s.cnt[2 * q], &s.cnt[2 * q + 1], &my_bad);
           if (r.n == 0 && r.thr == -kInf)
@@ -965,10 +960,6 @@ bool bf16_probe(float* U, float* L, const float* queries, const float* items, co
   }
   return true;
 }
-
-}  // namespace grurec
-
-namespace grurec {
 
 bool topk_int8_build(TopkInt8& t, const float* items, const float* bias, int64_t N, int64_t D,
                      int num_threads) {
