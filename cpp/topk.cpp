@@ -156,6 +156,11 @@ constexpr int64_t kBf16MaxD = int64_t{1} << 20;
 struct Bf16Bound {
   double kq, kaq;
   Bf16Consts item;
+  // A query's cq and aq from its float32 norm nq (topk and bf16_probe alike).
+  void query(float nq, float* cq, float* aq) const {
+    *cq = round_up(kq * nq);
+    *aq = round_up(kaq * nq);
+  }
 };
 
 Bf16Bound bf16_bound(int64_t D) {
@@ -620,8 +625,7 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
       std::fill(s.tmask.begin(), s.tmask.end(), uint16_t{0});
       std::fill(s.gt.begin(), s.gt.end(), 0);
       for (int64_t q = 0; q < nQ; ++q) {
-        cq[q] = round_up(bound.kq * qn[q]);
-        aq[q] = round_up(bound.kaq * qn[q]);
+        bound.query(qn[q], &cq[q], &aq[q]);
         if (counts && targets[qa + q] >= 0) {
           s.tmask[q / 16] = static_cast<uint16_t>(s.tmask[q / 16] | (1u << (q % 16)));
           slo[q] = below(below(s.st[q]) - aq[q]);
@@ -942,10 +946,7 @@ bool bf16_probe(float* U, float* L, const float* queries, const float* items, co
   std::vector<uint32_t> qv(bf16_qv_size(Q, D2)), xb(S * D2);
   pad_queries(qp.data(), queries, 0, Q, D, dp);
   bf->pack_queries(Q, D, qp.data(), dp, qv.data(), qn.data());
-  for (int64_t q = 0; q < Q; ++q) {
-    cq[q] = round_up(bound.kq * qn[q]);
-    aq[q] = round_up(bound.kaq * qn[q]);
-  }
+  for (int64_t q = 0; q < Q; ++q) bound.query(qn[q], &cq[q], &aq[q]);
   for (int64_t j0 = 0; j0 < N; j0 += S) {
     const int64_t ni = std::min(S, N - j0);
     bf->pack_items(ni, D, items + j0 * D, bias ? bias + j0 : nullptr, bound.item, xb.data(),

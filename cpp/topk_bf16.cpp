@@ -161,6 +161,16 @@ void pack_items(int64_t ni, int64_t D, const float* X, const float* b, const gru
   }
 }
 
+// The bound's u and l (topk_kernels.hpp) from the approximation a, cq, nx and
+// bp = fl(b + eb) / bm = fl(b - eb): fl(fma(nx, cq, fl(a + bp))) and
+// fl(fma(-nx, cq, fl(a + bm))). scan and the bounds probe both use these.
+inline __m512 upper(__m512 a, __m512 cq, __m512 nx, __m512 bp) {
+  return _mm512_fmadd_ps(cq, nx, _mm512_add_ps(a, bp));
+}
+inline __m512 lower(__m512 a, __m512 cq, __m512 nx, __m512 bm) {
+  return _mm512_fnmadd_ps(cq, nx, _mm512_add_ps(a, bm));
+}
+
 // acc[i][z] lane l = the bf16 dot of query 16 z + l (of the group at qv) and
 // item i (of the items at xb).
 template <int NZ, int NI>
@@ -213,7 +223,7 @@ uint32_t scan_groups(int64_t z0, int64_t nq, int64_t D2, const uint32_t* qv, con
       const __m512 n = _mm512_set1_ps(nx[j]), p = _mm512_set1_ps(bp[j]);
 #pragma GCC unroll 4
       for (int z = 0; z < NZ; ++z) {
-        const __m512 u = _mm512_fmadd_ps(c[z], n, _mm512_add_ps(acc[i][z], p));
+        const __m512 u = upper(acc[i][z], c[z], n, p);
         // not (u < th): true for a NaN u
         const __mmask16 m = _mm512_mask_cmp_ps_mask(lanes[z], u, t[z], _CMP_NLT_UQ);
         top[j * ZQ + z0 + z] = m;
@@ -224,8 +234,7 @@ uint32_t scan_groups(int64_t z0, int64_t nq, int64_t D2, const uint32_t* qv, con
             unc[j * ZQ + z0 + z] = 0;
             continue;
           }
-          const __m512 l =
-              _mm512_fnmadd_ps(c[z], n, _mm512_add_ps(acc[i][z], _mm512_set1_ps(bm[j])));
+          const __m512 l = lower(acc[i][z], c[z], n, _mm512_set1_ps(bm[j]));
           const __mmask16 below =
               _mm512_cmp_ps_mask(u, _mm512_loadu_ps(slo + 16 * (z0 + z)), _CMP_LT_OQ);
           const __mmask16 above =
@@ -305,8 +314,8 @@ void bounds(int64_t nq, int64_t D2, const uint32_t* qv, const float* cq, const u
       __m512 acc[1][1];
       approx<1, 1>(D2, qv + 16 * z, QL, xb + j * D2, acc);
       const __m512 n = _mm512_set1_ps(nx[j]);
-      _mm512_store_ps(u, _mm512_fmadd_ps(c, n, _mm512_add_ps(acc[0][0], _mm512_set1_ps(bp[j]))));
-      _mm512_store_ps(l, _mm512_fnmadd_ps(c, n, _mm512_add_ps(acc[0][0], _mm512_set1_ps(bm[j]))));
+      _mm512_store_ps(u, upper(acc[0][0], c, n, _mm512_set1_ps(bp[j])));
+      _mm512_store_ps(l, lower(acc[0][0], c, n, _mm512_set1_ps(bm[j])));
       for (int64_t r = 16 * z; r < nq && r < 16 * z + 16; ++r) {
         U[r * ld + j] = u[r - 16 * z];
         Lo[r * ld + j] = l[r - 16 * z];
