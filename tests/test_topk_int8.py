@@ -294,4 +294,4 @@ def test_model_prepare_serving(rng):
     m.fit(train)  # new weights: the snapshot is dropped
     assert m._topk_index is None
     m.prepare_serving()
-    assert grurec.GRU4Rec.from_bytes(m.to_bytes())._serving_index() is None  # not saved
+    assert grurec.GRU4Rec.from_bytes(m.to_bytes())._topk_index is None  # not saved

@@ -138,6 +138,7 @@ class GRU4Rec(SessionRecommender):
         self._check_params()
         super().__init__()
         self.params: dict[str, np.ndarray] = {}
+        self._topk_index = None  # prepare_serving's TopkIndex of W_y, b_y
         self.epochs_trained = 0
         self.history: list[dict] = []
 
@@ -434,7 +435,7 @@ class GRU4Rec(SessionRecommender):
             ex_off = np.searchsorted(key // self.n_items, np.arange(n_sess + 1)).astype(np.int64)
         allowed = None if candidate.all() else candidate
         return _topk_csr(h, self.params["W_y"], self.params["b_y"], k, ex_off, ex_idx, allowed,
-                         self.num_threads, index=self._serving_index())
+                         self.num_threads, index=self._topk_index)
 
     def prepare_serving(self, num_threads: int = 0) -> "GRU4Rec":
         """Prepare the output item table for fast top-k: ``recommend`` and live
@@ -450,9 +451,6 @@ class GRU4Rec(SessionRecommender):
         self._topk_index = TopkIndex(self.params["W_y"], self.params["b_y"],
                                      num_threads=_threads(num_threads))
         return self
-
-    def _serving_index(self):
-        return getattr(self, "_topk_index", None)
 
     def new_session(self) -> "LiveSession":
         """A live session: ``click(item_id)`` advances it by one GRU step,
