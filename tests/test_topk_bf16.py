@@ -23,7 +23,7 @@ import pytest
 import grurec
 from grurec import _core
 from grurec.topk import _rank_counts, _topk_rank_counts
-from topk_cases import assert_same, bits, wide_magnitudes
+from topk_cases import assert_same, bits, gaussian, wide_magnitudes
 
 pytestmark = pytest.mark.skipif(
     not _core.topk_bf16_available() or "avx512" not in grurec.available_simd_levels(),
@@ -73,13 +73,6 @@ def at_level(level, fn):
         return fn()
     finally:
         grurec.set_simd_level(before)
-
-
-def gaussian(rng, Q, N, d, scale=1.0):
-    q = (rng.standard_normal((Q, d)) * scale).astype(np.float32)
-    x = rng.standard_normal((N, d)).astype(np.float32)
-    b = rng.standard_normal(N).astype(np.float32)
-    return q, x, b
 
 
 # Enough items that every task (the item range a thread takes, ~1/16 of the

@@ -16,6 +16,7 @@ import pytest
 
 import grurec
 from grurec import TopkIndex, _core
+import topk_cases
 from topk_cases import assert_same, bits, wide_magnitudes
 
 N_BIG = 6000  # several item blocks at every d used here, so the prefilter runs
@@ -34,10 +35,7 @@ def same(q, x, k, bias=None, nthreads=1, used=True, **kw):
 
 
 def gaussian(rng, Q, N, d):
-    q = rng.standard_normal((Q, d)).astype(np.float32)
-    x = rng.standard_normal((N, d)).astype(np.float32)
-    b = (0.1 * rng.standard_normal(N)).astype(np.float32)
-    return q, x, b
+    return topk_cases.gaussian(rng, Q, N, d, bias_scale=0.1)
 
 
 def canonical_scores(q, x, b=None):

@@ -21,6 +21,15 @@ def assert_same(got, want, st, used, blocks):
         assert st["pairs"] == 0, st
 
 
+def gaussian(rng, Q, N, d, bias_scale=1.0):
+    """Standard normal queries (Q, d) and items (N, d), and a bias (N,) with
+    standard deviation bias_scale, all float32 (drawn in that order)."""
+    q = rng.standard_normal((Q, d)).astype(np.float32)
+    x = rng.standard_normal((N, d)).astype(np.float32)
+    b = (bias_scale * rng.standard_normal(N)).astype(np.float32)
+    return q, x, b
+
+
 def wide_magnitudes(rng, Q, N, d):
     """Queries, items and biases with random signs over 60 orders of magnitude
     (items and biases 1e-30..1e30, queries 1e-30..1e5), a third of the items
