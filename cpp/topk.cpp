@@ -163,25 +163,32 @@ struct Bf16Bound {
   }
 };
 
+// float32's unit roundoff and smallest normal, and gamma_n(n) = n u / (1 - n u),
+// the relative error of n float32 roundings (Higham): the terms of both
+// prefilters' bounds (topk_kernels.hpp has the derivations).
+constexpr double kU = 0x1p-24, kT = 0x1p-126;
+double gamma_n(double n) { return n * kU / (1.0 - n * kU); }
+// The relative error of a D-term sum of squares in double and its square
+// root: D + 8 roundings of at most 2^-53 each.
+double double_slack(int64_t D) { return 1.0 + (static_cast<double>(D) + 8.0) * 0x1p-52; }
+
 Bf16Bound bf16_bound(int64_t D) {
-  const double u = std::ldexp(1.0, -24), T = std::ldexp(1.0, -126);
   const double d = static_cast<double>(D), dp = static_cast<double>(2 * ((D + 1) / 2));
-  auto g = [u](double n) { return n * u / (1.0 - n * u); };
   const double b16 = std::ldexp(1.0, -7) + std::ldexp(1.0, -16);  // bf16 rounding of a product
-  const double kc = b16 + g(d + 4) + g(dp) * (1.0 + b16);
+  const double kc = b16 + gamma_n(d + 4) + gamma_n(dp) * (1.0 + b16);
   // ||x|| <= rho nx: the norm's float32 sum of squares (<= D + 5 roundings
   // per term), the addition of the tiny term and the square root.
-  const double rho = 1.0 / ((1.0 - u) * (1.0 - u) * (1.0 - g(d + 5)));
+  const double rho = 1.0 / ((1.0 - kU) * (1.0 - kU) * (1.0 - gamma_n(d + 5)));
   const double inflate = 1.0 + std::ldexp(1.0, -20);  // eb's own float32 rounding
   const double safety_rel = 1.25, safety_abs = 2.0;
   Bf16Bound b;
-  b.kq = safety_rel * (kc + 2.02 * u * (1.0 + 1.0 / 64) * (1.0 + g(dp))) * rho * rho /
-         (1.0 - 1.02 * u);
-  b.kaq = safety_abs * 2.0 * T * std::sqrt(d) * rho;
-  const double rest = inflate / (1.0 - 3.01 * u);
-  b.item.kb = round_up(safety_rel * 3.01 * u * rest);
-  b.item.ax = round_up(safety_abs * 2.0 * T * std::sqrt(d) * rho * rest);
-  b.item.a0 = round_up(safety_abs * (3.0 * d + 17.0) * T * rest);
+  b.kq = safety_rel * (kc + 2.02 * kU * (1.0 + 1.0 / 64) * (1.0 + gamma_n(dp))) * rho * rho /
+         (1.0 - 1.02 * kU);
+  b.kaq = safety_abs * 2.0 * kT * std::sqrt(d) * rho;
+  const double rest = inflate / (1.0 - 3.01 * kU);
+  b.item.kb = round_up(safety_rel * 3.01 * kU * rest);
+  b.item.ax = round_up(safety_abs * 2.0 * kT * std::sqrt(d) * rho * rest);
+  b.item.a0 = round_up(safety_abs * (3.0 * d + 17.0) * kT * rest);
   return b;
 }
 
@@ -189,11 +196,7 @@ Bf16Bound bf16_bound(int64_t D) {
 // Per item: the scale, the int8 row, and E and bp in double, rounded up.
 void int8_item(const float* x, float b, bool has_bias, int64_t D, int8_t* x8, int64_t stride,
                float* sc, float* E, float* bp) {
-  const double u = std::ldexp(1.0, -24), T = std::ldexp(1.0, -126);
   const double d = static_cast<double>(D), sd = std::sqrt(d);
-  auto g = [u](double n) { return n * u / (1.0 - n * u); };
-  // the double arithmetic's own error: D + 8 roundings of at most 2^-53 each
-  const double slack = 1.0 + (d + 8.0) * std::ldexp(1.0, -52);
   double m = 0.0, ss = 0.0;
   bool finite = true;
   for (int64_t k = 0; k < D; ++k) {
@@ -202,7 +205,7 @@ void int8_item(const float* x, float b, bool has_bias, int64_t D, int8_t* x8, in
     m = std::max(m, std::fabs(v));
     ss += v * v;
   }
-  const double nx = std::sqrt(ss) * slack;
+  const double nx = std::sqrt(ss) * double_slack(D);
   float s = 0.0f;
   double es = 0.0;
   // Rows below 2^-100 keep s = 0 (all their weight in en), so s is never
@@ -220,21 +223,23 @@ void int8_item(const float* x, float b, bool has_bias, int64_t D, int8_t* x8, in
     for (int64_t k = 0; k < D; ++k) x8[k * stride] = 0;
     es = finite ? ss : 0.0;
   }
-  const double en = std::sqrt(es) * slack + 2.0 * T * sd;
+  const double en = std::sqrt(es) * double_slack(D) + 2.0 * kT * sd;
   *sc = s;
   if (!finite || !(nx < std::ldexp(1.0, 63))) {
     *E = kInf;
   } else {
     const double rel = 1.25;
-    const double e0 = g(d + 1) * (nx + en) + g(d + 4) * nx + T * sd;
-    *E = round_up((en + rel * (e0 + 3.1 * u * (nx + en) * (1.0 + g(d + 1)))) / (1.0 - 2.01 * u));
+    const double e0 = gamma_n(d + 1) * (nx + en) + gamma_n(d + 4) * nx + kT * sd;
+    *E = round_up((en + rel * (e0 + 3.1 * kU * (nx + en) * (1.0 + gamma_n(d + 1)))) /
+                  (1.0 - 2.01 * kU));
   }
   const double bb = has_bias ? static_cast<double>(b) : 0.0;
   if (!(std::fabs(bb) < std::ldexp(1.0, 126))) {
     *bp = kInf;
   } else {
-    const double a0 = static_cast<double>(s) * (129.0 * d + 2.0) * T + (d + 14.0) * T + T * sd * nx;
-    const double eb = 2.0 * (1.01 * a0 + 2.1 * u * std::fabs(bb)) / (1.0 - 2.1 * u);
+    const double a0 =
+        static_cast<double>(s) * (129.0 * d + 2.0) * kT + (d + 14.0) * kT + kT * sd * nx;
+    const double eb = 2.0 * (1.01 * a0 + 2.1 * kU * std::fabs(bb)) / (1.0 - 2.1 * kU);
     *bp = round_up(bb + eb);
   }
 }
@@ -243,7 +248,7 @@ void int8_item(const float* x, float b, bool has_bias, int64_t D, int8_t* x8, in
 float int8_query_norm(const float* q, int64_t D) {
   double ss = 0.0;
   for (int64_t k = 0; k < D; ++k) ss += static_cast<double>(q[k]) * q[k];
-  const double n = std::sqrt(ss) * (1.0 + (static_cast<double>(D) + 8.0) * std::ldexp(1.0, -52));
+  const double n = std::sqrt(ss) * double_slack(D);
   return n < std::ldexp(1.0, 63) ? round_up(n) : kInf;
 }
 
