@@ -445,11 +445,11 @@ class GRU4Rec(SessionRecommender):
         results. It is a snapshot: ``fit`` drops it (call this again after
         training), and weights changed by hand in ``params`` do not reach it.
         Costs about n_items * (5 H + 16) bytes. Returns the model."""
-        from .topk import TopkIndex, _threads
+        from .topk import TopkIndex
 
         self._check_fitted()
         self._topk_index = TopkIndex(self.params["W_y"], self.params["b_y"],
-                                     num_threads=_threads(num_threads))
+                                     num_threads=num_threads)
         return self
 
     def new_session(self) -> "LiveSession":
