@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .baselines import _dense_chunk_rows
+from .base import _dense_chunk_rows
 from .data import to_sessions
 from .topk import _rank_counts_dense, _ranks, _topk_rank_counts
 
@@ -55,7 +55,7 @@ def evaluate(model, test, cutoffs=(1, 5, 10, 20), mode: str = "standard",
     unknown targets included), ``n_sessions``, ``n_unknown_targets``,
     ``n_items`` (items ranked among).
     """
-    from .baselines import SessionRecommender, _check_int
+    from .base import SessionRecommender, _check_int
     from .topk import _threads
 
     if not isinstance(model, SessionRecommender):

@@ -13,7 +13,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from . import _core
-from .baselines import SessionRecommender
+from .base import SessionRecommender, register
 from .data import SessionData, drop_short_sessions, to_sessions
 
 log = logging.getLogger("grurec")
@@ -64,6 +64,7 @@ class ModelFitError(RuntimeError):
     """Training could not continue (e.g. the loss became NaN or infinite)."""
 
 
+@register
 class GRU4Rec(SessionRecommender):
     """Session-based next-item recommender.
 

@@ -89,7 +89,7 @@ class LiveSession:
         ``num_threads`` defaults to 1: a service answers many sessions at once
         from its own threads, and one query is a single pass over the table.
         """
-        from .baselines import _check_int
+        from .base import _check_int
         from .topk import _threads, _topk_csr
 
         k = _check_int("k", k, 1)
