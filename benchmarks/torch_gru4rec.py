@@ -2,7 +2,8 @@
 
 A clean-room implementation of the published algorithm (Hidasi et al. ICLR
 2016; Hidasi & Karatzoglou CIKM 2018), written from the papers and from
-grurec's own description of what it computes (cpp/train.hpp), as a PyTorch
+grurec's own description of what it computes (docs/training.md,
+cpp/gru.hpp, cpp/train.hpp), as a PyTorch
 user would write it: one batched step per mini-batch, autograd for the
 gradients, no Python loop over items. It is a benchmark baseline and a
 cross-check of grurec, not part of the package: torch is never a dependency
@@ -25,16 +26,22 @@ What one mini-batch does (``_train_batch``):
   size), or one-hot (layer 0's W_ih is an item table [N, 3H_0] and the input
   product is a row lookup). Dropout ``dropout_p_embed`` on the input vector
   (for one-hot input: on the single active input, i.e. per row),
-  ``dropout_p_hidden`` on every layer's output (the recurrent state itself is
-  never dropped); inverted dropout, kept values scaled by 1 / (1 - p).
-* The GRU of the papers (Cho et al. 2014), written with torch ops so the math
-  is grurec's: gate order [r | z | n] on the last axis of W_ih [I, 3H],
-  W_hh [H, 3H] and b [3H],
+  ``dropout_p_hidden`` on every layer's output; inverted dropout, kept values
+  scaled by 1 / (1 - p). Hidden dropout is carried: a layer's output after
+  dropout is both what the next layer (or the scoring) reads and the layer's
+  state at the next step.
+* The GRU (Cho et al. 2014), written with torch ops so the math is grurec's:
+  gate order [r | z | n] on the last axis of W_ih [I, 3H], W_hh [H, 3H] and
+  b [3H]; two cell forms (``gru_cell``):
+    "reset-after" (default; cuDNN / torch.nn.GRU's form, with a second,
+    recurrent bias bh [3H]):
+      [a_r | a_z | a_n] = x W_ih + b,  [p_r | p_z | p_n] = h W_hh + bh
+      r = sigmoid(a_r + p_r),  z = sigmoid(a_z + p_z),  n = tanh(a_n + r * p_n)
+    "reset-before" (the papers' original form, one bias):
       r = sigmoid(x W_r + h U_r + b_r),  z = sigmoid(x W_z + h U_z + b_z)
-      n = tanh(x W_n + (r * h) U_n + b_n)          reset BEFORE the product
-      h' = (1 - z) * h + z * n
-  (torch.nn.GRUCell / cuDNN apply the reset after the product,
-  r * (h U_n + b_hn), and add a second bias: a different model.)
+      n = tanh(x W_n + (r * h) U_n + b_n)
+    both: h' = (1 - z) * h + z * n.
+  Layer 0 of one-hot input is always reset-before (no bh0), as in grurec.
 * Scores R[B, C] = y W_y[cand]^T + b_y[cand], cand = the mini-batch's targets
   (in-batch negatives for each other) followed by S items shared by the
   mini-batch, drawn with probability ~ popularity^sample_alpha (cumulative
@@ -45,10 +52,15 @@ What one mini-batch does (``_train_batch``):
   unnormalised, subtracted from the logits); BPR-max
   -log(sum_j s_j sigmoid(a_i - a_j)) + bpreg * sum_j s_j a_j^2 and TOP1-max
   sum_j s_j (sigmoid(a_j - a_i) + sigmoid(a_j^2)) with s = softmax over the
-  columns other than the target's own. Mean over the rows.
-* Adagrad with Nesterov momentum, implemented here (not torch.optim):
-      acc += g^2;  s = lr * g / sqrt(acc + 1e-6)
-      mu > 0: v = mu * v - s;  w += mu * v - s       mu = 0: w -= s
+  columns other than the target's own. The loss is the sum over the rows
+  divided by the configured ``batch_size``, also in the shrinking batches at
+  the end of an epoch (so a short batch takes no larger steps per row).
+  With a ranking loss and a single column (n_sample = 0 and one live slot)
+  there is nothing to compare with: the step only advances the states.
+* Adagrad with momentum, implemented here (not torch.optim):
+      acc += g^2;  s = lr * g / sqrt(acc + 1e-6);  mu = 0: w -= s
+      mu > 0: v = mu * v - s;  w += v              (momentum_type="heavy-ball")
+              v = mu * v - s;  w += mu * v - s     (momentum_type="nesterov")
   dense for the GRU weights; for the item tables (W_y, b_y, the embedding or
   one-hot W_ih_0) only on the rows the mini-batch touched, each touched row's
   gradient summed over its occurrences first (torch.unique over the touched
@@ -78,6 +90,8 @@ import torch
 import torch.nn.functional as F
 
 LOSSES = ("cross-entropy", "bpr-max", "top1-max")
+GRU_CELLS = ("reset-after", "reset-before")
+MOMENTUM_TYPES = ("heavy-ball", "nesterov")
 EPS = 1e-6  # Adagrad's epsilon
 
 
@@ -157,12 +171,21 @@ class PopularitySampler:
         return out
 
 
-def gru_cell(gi: torch.Tensor, h: torch.Tensor, W_hh: torch.Tensor, H: int) -> torch.Tensor:
+def gru_cell(gi: torch.Tensor, h: torch.Tensor, W_hh: torch.Tensor, H: int,
+             bh: Optional[torch.Tensor] = None) -> torch.Tensor:
     """One GRU step from the input part gi[B, 3H] = x W_ih + b (already
-    computed) and the previous state h[B, H]; reset gate before the product."""
-    rz = torch.sigmoid(torch.addmm(gi[:, :2 * H], h, W_hh[:, :2 * H]))  # [B, 2H]
-    r, z = rz[:, :H], rz[:, H:]
-    n = torch.tanh(torch.addmm(gi[:, 2 * H:], r * h, W_hh[:, 2 * H:]))  # [B, H]
+    computed) and the previous state h[B, H]. Without ``bh`` the reset gate
+    scales the state before the recurrent product (reset-before); with the
+    recurrent bias bh[3H] it scales the product, bias included (reset-after)."""
+    if bh is None:
+        rz = torch.sigmoid(torch.addmm(gi[:, :2 * H], h, W_hh[:, :2 * H]))  # [B, 2H]
+        r, z = rz[:, :H], rz[:, H:]
+        n = torch.tanh(torch.addmm(gi[:, 2 * H:], r * h, W_hh[:, 2 * H:]))  # [B, H]
+    else:
+        gh = torch.addmm(bh, h, W_hh)  # [B, 3H] = h W_hh + bh
+        rz = torch.sigmoid(gi[:, :2 * H] + gh[:, :2 * H])
+        r, z = rz[:, :H], rz[:, H:]
+        n = torch.tanh(torch.addcmul(gi[:, 2 * H:], r, gh[:, 2 * H:]))
     return torch.lerp(h, n, z)  # h + z (n - h) = (1 - z) h + z n
 
 
@@ -190,13 +213,14 @@ def loss_rows(kind: str, R: torch.Tensor, qcorr: Optional[torch.Tensor], elu: fl
     return (s * (torch.sigmoid(a - target) + torch.sigmoid(a * a))).sum(1)  # top1-max
 
 
-class AdagradNesterov:
-    """acc += g^2; s = lr g / sqrt(acc + eps); mu > 0: v = mu v - s, w += mu v - s;
-    mu = 0: w -= s. ``dense`` updates a whole tensor, ``rows`` the given
-    (distinct) rows of an item table with their already summed gradients."""
+class AdagradMomentum:
+    """acc += g^2; s = lr g / sqrt(acc + eps); mu = 0: w -= s; mu > 0:
+    v = mu v - s, then w += v (heavy ball) or w += mu v - s (Nesterov).
+    ``dense`` updates a whole tensor, ``rows`` the given (distinct) rows of an
+    item table with their already summed gradients."""
 
-    def __init__(self, lr: float, momentum: float):
-        self.lr, self.mu = lr, momentum
+    def __init__(self, lr: float, momentum: float, nesterov: bool = False):
+        self.lr, self.mu, self.nesterov = lr, momentum, nesterov
 
     @torch.no_grad()
     def dense(self, w, acc, vel, g):
@@ -205,7 +229,10 @@ class AdagradNesterov:
         s.mul_(self.lr)
         if self.mu > 0:
             vel.mul_(self.mu).sub_(s)
-            w.add_(vel, alpha=self.mu).sub_(s)
+            if self.nesterov:
+                w.add_(vel, alpha=self.mu).sub_(s)
+            else:
+                w.add_(vel)
         else:
             w.sub_(s)
 
@@ -219,7 +246,10 @@ class AdagradNesterov:
         if self.mu > 0:
             v = vel.index_select(0, idx).mul_(self.mu).sub_(s)
             vel.index_copy_(0, idx, v)
-            wr.add_(v, alpha=self.mu).sub_(s)
+            if self.nesterov:
+                wr.add_(v, alpha=self.mu).sub_(s)
+            else:
+                wr.add_(v)
         else:
             wr.sub_(s)
         w.index_copy_(0, idx, wr)
@@ -233,7 +263,8 @@ class TorchGRU4Rec:
 
     Parameters (``self.params``, float32 torch tensors, grurec's names and
     layouts): ``W_ih{l}`` [I_l, 3H_l], ``W_hh{l}`` [H_l, 3H_l], ``b{l}`` [3H_l],
-    ``W_y`` [N, H_L], ``b_y`` [N], ``emb`` [N, E] (separate embedding only).
+    ``bh{l}`` [3H_l] (reset-after layers only), ``W_y`` [N, H_L], ``b_y`` [N],
+    ``emb`` [N, E] (separate embedding only).
     """
 
     def __init__(self, layers: Sequence[int] = (100,), loss: str = "cross-entropy",
@@ -242,9 +273,16 @@ class TorchGRU4Rec:
                  embedding: int = 0, constrained_embedding: bool = True,
                  dropout_p_embed: float = 0.0, dropout_p_hidden: float = 0.0,
                  learning_rate: float = 0.1, momentum: float = 0.0, n_epochs: int = 10,
+                 momentum_type: str = "heavy-ball", gru_cell: str = "reset-after",
                  num_threads: int = 0, random_state: Optional[int] = None):
         if loss not in LOSSES:
             raise ValueError(f"loss: must be one of {LOSSES}, got {loss!r}")
+        if momentum_type not in MOMENTUM_TYPES:
+            raise ValueError(f"momentum_type: must be one of {MOMENTUM_TYPES}, got {momentum_type!r}")
+        if gru_cell not in GRU_CELLS:
+            raise ValueError(f"gru_cell: must be one of {GRU_CELLS}, got {gru_cell!r}")
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size: must be >= 1, got {batch_size!r}")
         self.layers = [int(h) for h in (layers if isinstance(layers, (list, tuple)) else [layers])]
         if not self.layers or min(self.layers) < 1:
             raise ValueError(f"layers: needs one or more positive sizes, got {layers!r}")
@@ -254,6 +292,7 @@ class TorchGRU4Rec:
         self.embedding, self.constrained_embedding = int(embedding), bool(constrained_embedding)
         self.dropout_p_embed, self.dropout_p_hidden = float(dropout_p_embed), float(dropout_p_hidden)
         self.learning_rate, self.momentum = float(learning_rate), float(momentum)
+        self.momentum_type, self.gru_cell = momentum_type, gru_cell
         self.n_epochs, self.num_threads = int(n_epochs), int(num_threads)
         self.random_state = random_state
         self.params: dict[str, torch.Tensor] = {}
@@ -267,9 +306,16 @@ class TorchGRU4Rec:
             return 2
         return 1 if self.embedding > 0 else 0
 
+    def reset_after(self, layer: int) -> bool:
+        """Whether layer ``layer`` is a reset-after cell (has a recurrent bias
+        ``bh{layer}``): every layer not fed by one-hot ids, when gru_cell is
+        "reset-after"."""
+        return self.gru_cell == "reset-after" and (layer > 0 or self.mode != 0)
+
     # -------------------------------------------------------------- params
     def init_params(self, n_items: int, rng: np.random.Generator) -> None:
-        """Glorot-uniform per gate block, zero biases (grurec's scheme)."""
+        """Glorot-uniform per gate block, zero biases (grurec's scheme; the
+        draws in grurec's order, so a seed gives grurec's initial weights)."""
         def uniform(rows, cols):
             s = math.sqrt(6.0 / (rows + cols))
             return rng.uniform(-s, s, (rows, cols)).astype(np.float32)
@@ -282,6 +328,8 @@ class TorchGRU4Rec:
             p[f"W_ih{l}"] = np.concatenate([uniform(in_dim, H) for _ in range(3)], 1)
             p[f"W_hh{l}"] = np.concatenate([uniform(H, H) for _ in range(3)], 1)
             p[f"b{l}"] = np.zeros(3 * H, np.float32)
+            if self.reset_after(l):
+                p[f"bh{l}"] = np.zeros(3 * H, np.float32)
             in_dim = H
         p["W_y"] = uniform(n_items, self.layers[-1])
         p["b_y"] = np.zeros(n_items, np.float32)
@@ -289,11 +337,18 @@ class TorchGRU4Rec:
 
     def set_params(self, params: dict, acc_init: float = 0.0) -> None:
         """Copies NumPy (or torch) arrays in grurec's layout; resets the
-        optimizer state (accumulators to ``acc_init``, velocities to 0)."""
+        optimizer state (accumulators to ``acc_init``, velocities to 0).
+        Reset-after layers need ``bh{l}``, reset-before ones must not have it."""
+        for l in range(len(self.layers)):
+            if (f"bh{l}" in params) != self.reset_after(l):
+                raise ValueError(f"params: bh{l} {'missing' if self.reset_after(l) else 'given'} "
+                                 f"for a {'reset-after' if self.reset_after(l) else 'reset-before'} "
+                                 f"layer {l} (gru_cell={self.gru_cell!r}, mode {self.mode})")
         self.params = {k: torch.tensor(np.asarray(v, np.float32)) for k, v in params.items()}
         for k in self._dense_names():  # autograd leaves; item tables are not (see _train_batch)
             self.params[k].requires_grad_(True)
-        self.opt = AdagradNesterov(self.learning_rate, self.momentum)
+        self.opt = AdagradMomentum(self.learning_rate, self.momentum,
+                                   nesterov=self.momentum_type == "nesterov")
         self.acc = {k: torch.full_like(v, acc_init) for k, v in self.params.items()}
         self.vel = {k: torch.zeros_like(v) for k, v in self.params.items()} if self.momentum > 0 else {}
         self.n_items = self.params["W_y"].shape[0]
@@ -367,7 +422,7 @@ class TorchGRU4Rec:
             states, loss = self._train_batch(inp, tgt, neg, states, lq_in, lq_s)
             if not math.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss} after {events} events")
-            loss_sum += loss * B
+            loss_sum += loss  # the batch's summed row losses
             events += B
             # Advance the slots; finished ones take the next sessions (state
             # reset) in slot order; when none is left they retire.
@@ -395,7 +450,9 @@ class TorchGRU4Rec:
     def _train_batch(self, inp, tgt, neg, states, lq_in, lq_s):
         """Forward, backward and update for one mini-batch. inp, tgt [B] and neg
         [S] (or None) are item indices; states the detached hidden states
-        [B, H_l]. Returns the new states and the mean loss."""
+        [B, H_l]. Returns the new states (every layer's output after dropout)
+        and the sum of the row losses (the update uses that sum over the
+        configured batch_size)."""
         p, mode = self.params, self.mode
         B = len(inp)
         cand = tgt if neg is None else torch.cat([tgt, neg])  # [C]
@@ -441,16 +498,21 @@ class TorchGRU4Rec:
         new_states = []
         for l, H in enumerate(self.layers):
             gi = (a0 + dense["b0"]) if x is None else torch.addmm(dense[f"b{l}"], x, dense[f"W_ih{l}"])
-            h = gru_cell(gi, states[l], dense[f"W_hh{l}"], H)  # [B, H]
-            new_states.append(h.detach())
+            h = gru_cell(gi, states[l], dense[f"W_hh{l}"], H, dense.get(f"bh{l}"))  # [B, H]
             x = F.dropout(h, ph, True) if ph > 0 else h
+            new_states.append(x.detach())  # carried: the dropped output is the next state
+        if self.loss != "cross-entropy" and C < 2:
+            # A ranking loss has no other column to compare the target with
+            # (n_sample = 0, one live slot): the step only advances the states.
+            return new_states, 0.0
         # Scores of the distinct candidate rows, then every column
         R = torch.addmm(by_c, x, Wy_c.t()).index_select(1, col)  # [B, U] -> [B, C]
         qcorr = None
         if lq_in is not None:
             qcorr = lq_in.index_select(0, tgt) if neg is None else torch.cat(
                 [lq_in.index_select(0, tgt), lq_s.index_select(0, neg)])
-        loss = loss_rows(self.loss, R, qcorr, self.elu_param, self.bpreg).mean()
+        row_sum = loss_rows(self.loss, R, qcorr, self.elu_param, self.bpreg).sum()
+        loss = row_sum / self.batch_size  # the configured size, also in a shrinking batch
 
         # ---- backward and update
         loss.backward()
@@ -461,7 +523,7 @@ class TorchGRU4Rec:
         for k, (rows, sub) in sparse.items():
             g = sub.grad if sub.grad is not None else torch.zeros_like(sub)
             opt.rows(p[k], self.acc[k], self.vel.get(k), rows, g)
-        return new_states, loss.item()
+        return new_states, row_sum.item()
 
     # -------------------------------------------------------------- inference
     @torch.inference_mode()
@@ -476,7 +538,7 @@ class TorchGRU4Rec:
                 gi = p["W_ih0"].index_select(0, inp) + p["b0"]
             else:
                 gi = torch.addmm(p[f"b{l}"], x, p[f"W_ih{l}"])
-            x = gru_cell(gi, states[l], p[f"W_hh{l}"], H)
+            x = gru_cell(gi, states[l], p[f"W_hh{l}"], H, p.get(f"bh{l}"))
             out.append(x)
         return out
 
@@ -527,7 +589,8 @@ def _published(name: str) -> dict:
     return {k: v for k, v in grurec.presets.get(name).items() if k != "n_epochs"}
 
 
-CONFIGS = ("rsc15", "retailrocket")  # the published settings benchmarks/bench_train.py times
+# The official parameter files benchmarks/bench_train.py times (grurec.presets).
+CONFIGS = ("rsc15_xe_shared_100", "retailrocket_bprmax_shared")
 
 
 def main(argv=None) -> int:
@@ -542,7 +605,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=main.__doc__.split("\n")[0])
     p.add_argument("--train", type=Path, default=data / "yoochoose-clicks-100k_train_full.txt")
     p.add_argument("--test", type=Path, default=data / "yoochoose-clicks-100k_test.txt")
-    p.add_argument("--config", choices=CONFIGS, default="rsc15")
+    p.add_argument("--config", choices=CONFIGS, default=CONFIGS[0])
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="0 = torch's / grurec's default")
