@@ -22,8 +22,9 @@ trials at that epoch (Optuna's PercentilePruner). The 90% rule can stop slow sta
 on diginetica it pruned the best yoochoose1_64 settings at epoch 2 (0.4841 against a bar
 of 0.4848).
 
-The published RSC15 and RetailRocket configurations are enqueued as the first two
-trials; ``--enqueue-from DATA`` also enqueues the best trials of another data set's
+The official parameter files rsc15_xe_shared_100 and retailrocket_bprmax_shared
+(grurec.presets) are enqueued as the first two trials (every trial trains with
+grurec's default cell and momentum, reset-after and heavy ball); ``--enqueue-from DATA`` also enqueues the best trials of another data set's
 study (its validation results only), a warm start for the costlier set.
 
 Search space (around the published GRU4Rec settings, Hidasi & Czapp, RecSys 2023):
@@ -87,8 +88,10 @@ def _as_trial(p: dict) -> dict:
     return t
 
 
-# The published configurations (grurec.presets), enqueued first.
-PUBLISHED = {name: _as_trial(grurec.presets.get(name)) for name in ("rsc15", "retailrocket")}
+# The published configurations, the official GRU4Rec parameter files
+# (grurec.presets), enqueued first.
+PUBLISHED = {name: _as_trial(grurec.presets.get(name))
+             for name in ("rsc15_xe_shared_100", "retailrocket_bprmax_shared")}
 CUTOFFS = (5, 10, 20)
 
 
