@@ -118,7 +118,12 @@ def test_arrow_and_parquet_agree(tmp_path, str_ids):
 
 def test_session_data_passes_through_and_remaps():
     sd = to_sessions(frame())
-    assert to_sessions(sd) is sd
+    same = to_sessions(sd)
+    assert same.equals(sd)
+    # Private copies of what native code reads (issue 22: the caller may
+    # change its arrays during fit).
+    assert not np.shares_memory(same.items, sd.items)
+    assert not np.shares_memory(same.offsets, sd.offsets)
     vocab = np.array([40, 30, 99, 20, 10])
     re = to_sessions(sd, item_ids=vocab)
     assert list(vocab[re.items]) == list(sd.item_ids[sd.items])

@@ -124,16 +124,21 @@ def test_exclusions_filters_and_k(model):
 
 def test_unknown_items(model):
     known = list(model.item_ids[:3])
-    ids, scores = model.recommend([known + ["nope", -123]], k=5)
+    ids, scores = model.recommend([known + [10**9, -123]], k=5)
     assert model.last_unknown_count == 2
     ids2, scores2 = model.recommend([known], k=5)
     np.testing.assert_array_equal(ids, ids2)
-    with pytest.raises(ValueError, match=r"session 0, position 3: item 'nope'"):
-        model.recommend([known + ["nope"]], k=5, unknown="error")
-    live = model.new_session().click(known[0]).click("nope")
+    with pytest.raises(ValueError, match=r"session 0, position 3: item 1000000000"):
+        model.recommend([known + [10**9]], k=5, unknown="error")
+    live = model.new_session().click(known[0]).click(10**9)
     assert live.n_unknown == 1 and list(live.items) == known[:1]
     with pytest.raises(ValueError, match="not in the model's vocabulary"):
-        live.click("nope", unknown="error")
+        live.click(10**9, unknown="error")
+    # An id of the wrong kind is an error, not an unknown id (issue 23).
+    with pytest.raises(TypeError, match=r"session 0, position 3: item id 'nope' is a string"):
+        model.recommend([known + ["nope"]], k=5)
+    with pytest.raises(TypeError, match=r"click: item id 'nope' is a string"):
+        live.click("nope")
     with pytest.raises(ValueError, match="k"):
         model.recommend([known], k=0)
 

@@ -187,9 +187,12 @@ def sessions_from_frame(df, session_col="SessionId", item_col="ItemId", time_col
 
 def _checked(sd: SessionData, allow_unknown: bool) -> SessionData:
     """A SessionData built by hand is checked like any other input: the
-    native trainer trusts offsets and item indices."""
-    offsets = np.ascontiguousarray(sd.offsets, dtype=np.int64)
-    items = np.ascontiguousarray(sd.items, dtype=np.int32)
+    native trainer trusts offsets and item indices. The arrays are copied
+    first and the copies checked: the caller may change its own arrays at
+    any time (in a fit callback, from another thread), and native code must
+    only ever see arrays nobody else can write."""
+    offsets = np.array(sd.offsets, dtype=np.int64, order="C", copy=True)
+    items = np.array(sd.items, dtype=np.int32, order="C", copy=True)
     if offsets.ndim != 1 or len(offsets) < 1 or offsets[0] != 0 or offsets[-1] != len(items):
         raise ValueError("SessionData: offsets must start at 0 and end at the number of events "
                          f"({len(items)}); got {offsets[:1]}..{offsets[-1:]}")
@@ -205,8 +208,6 @@ def _checked(sd: SessionData, allow_unknown: bool) -> SessionData:
                          f"vocabulary of {len(sd.item_ids)} items")
     if sd.times is not None and len(sd.times) != len(items):
         raise ValueError(f"SessionData: {len(sd.times)} times for {len(items)} events")
-    if offsets is sd.offsets and items is sd.items:
-        return sd
     return SessionData(offsets, items, sd.item_ids, sd.session_ids, sd.times)
 
 
