@@ -299,7 +299,16 @@ class GRU4Rec(SessionRecommender):
         if n_short:
             log.info("skipped %d sessions with a single event", n_short)
         work = self._snapshot()  # other threads keep using the old model meanwhile
-        finished = work._fit_sessions(sd, callback)
+        try:
+            finished = work._fit_sessions(sd, callback)
+        except KeyboardInterrupt:
+            # Ctrl-C in Python code (between epochs, in the callback): "keep"
+            # keeps the copy only if it is a whole model, never a half-built one.
+            if on_interrupt != "keep" or not work._whole():
+                raise
+            finished = False
+            if work.history:
+                work.history[-1]["interrupted"] = True
         if not finished:
             if on_interrupt == "raise":
                 raise KeyboardInterrupt(
@@ -394,6 +403,32 @@ class GRU4Rec(SessionRecommender):
         if not self.params:
             raise RuntimeError("the model is not fitted: call fit() first")
 
+    def _whole(self) -> bool:
+        """Weights, optimizer state and popularity all belong to item_ids,
+        and the weights are finite (a state fit may publish)."""
+        try:
+            self._check_weights_match()
+        except (RuntimeError, ValueError, TypeError):
+            return False
+        return (self.popularity is not None and len(self.popularity) == len(self.item_ids)
+                and set(self._opt) == set(self.params)
+                and all(_all_finite(a) for a in self.params.values()))
+
+    def _check_weights_match(self) -> None:
+        """The weights fit the hyperparameters that shape them (``layers``,
+        ``embedding``, ``constrained_embedding``): assigning another value
+        after fit would make a file ``load`` rejects and live sessions of the
+        wrong size. Raises ValueError naming what changed."""
+        self._check_fitted()
+        want = self._param_shapes(len(self.item_ids))
+        have = {k: tuple(v.shape) for k, v in self.params.items()}
+        if have != want:
+            raise ValueError(
+                "the weights no longer match the hyperparameters (layers="
+                f"{self.layers}, embedding={self.embedding}, constrained_embedding="
+                f"{self.constrained_embedding}): were they changed after fit()? Set them back "
+                "or refit")
+
     def _states(self, offsets: np.ndarray, items: np.ndarray, all_prefixes: bool = False,
                 num_threads: Optional[int] = None) -> np.ndarray:
         """Last-layer hidden states, in C++ with the GIL released: after each
@@ -477,7 +512,7 @@ class GRU4Rec(SessionRecommender):
         thousands; each holds only its hidden state and clicked items."""
         from .session import LiveSession
 
-        self._check_fitted()
+        self._check_weights_match()
         return LiveSession(self)
 
     # ------------------------------------------------------------ model files
@@ -488,12 +523,16 @@ class GRU4Rec(SessionRecommender):
         continue training). Item ids must be integers or strings."""
         from .io import save
 
+        if self.params:
+            self._check_weights_match()
         save(self, path, optimizer=optimizer)
 
     def to_bytes(self, *, optimizer: bool = False) -> bytes:
         """The model file's bytes (what ``save`` writes)."""
         from .io import to_bytes
 
+        if self.params:
+            self._check_weights_match()
         return to_bytes(self, optimizer=optimizer)
 
     @classmethod
