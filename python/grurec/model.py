@@ -310,6 +310,9 @@ class GRU4Rec(SessionRecommender):
             if work.history:
                 work.history[-1]["interrupted"] = True
         if not finished:
+            if on_interrupt == "keep" and not work._whole():
+                raise ModelFitError("training was interrupted and the weights it leaves are "
+                                    "NaN or infinite; the model was left as it was before fit()")
             if on_interrupt == "raise":
                 raise KeyboardInterrupt(
                     f"fit interrupted in epoch {len(work.history)}; the model is unchanged "
@@ -372,6 +375,11 @@ class GRU4Rec(SessionRecommender):
             dt = time.perf_counter() - t0
             if bar is not None:
                 bar.close()
+            if r["status"] == "interrupted":  # fit() checks the weights if it keeps them
+                self.history.append(dict(epoch=epoch + 1, loss=r["loss_sum"] / max(r["events"], 1),
+                                         events=r["events"], seconds=dt, interrupted=True,
+                                         events_per_s=r["events"] / dt if dt else 0.0))
+                return False
             # A failed epoch raises: fit() then drops this copy, and the
             # model keeps its previous state (never NaN/inf weights).
             if not all(_all_finite(a) for a in self.params.values()):
@@ -389,9 +397,6 @@ class GRU4Rec(SessionRecommender):
             loss = r["loss_sum"] / max(r["events"], 1)
             self.history.append(dict(epoch=epoch + 1, loss=loss, events=r["events"],
                                      seconds=dt, events_per_s=r["events"] / dt if dt else 0.0))
-            if r["status"] == "interrupted":
-                self.history[-1]["interrupted"] = True
-                return False
             self.epochs_trained += 1
             log.info("epoch %d: loss %.4f, %.0f events/s", epoch + 1, loss, r["events"] / dt)
             if callback is not None:
