@@ -245,6 +245,8 @@ def _pid_alive(pid: int) -> bool:
         return True  # this process's own save in progress (another thread)
     if pid <= 0:
         return False
+    if os.name != "posix":
+        return True  # no harmless probe (os.kill on Windows terminates): keep the file
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
