@@ -475,26 +475,30 @@ def _match_id_kind(arr: np.ndarray, int_vocab: bool, coerce: bool, where) -> np.
                             bool, len(arr))
     if not wrong.any():
         return arr
-    out = arr.copy() if coerce else arr
+    out = arr.copy()
     for j in np.flatnonzero(wrong):
-        v = arr[j]
-        if coerce:
-            if int_vocab and isinstance(v, str) and _canonical_int(v) is not None:
-                out[j] = _canonical_int(v)
-                continue
-            if not int_vocab and not isinstance(v, (float, np.floating)):
-                out[j] = str(int(v))
-                continue
-            if not int_vocab and float(v).is_integer():
-                out[j] = str(int(v))
-                continue
+        v = out[j] = _coerce_id(arr[j], int_vocab) if coerce else None
+        if v is not None:
+            continue
         place = where(j) if where is not None else f"position {j}"
         have, want = ("a string", "integers") if int_vocab else ("a number", "strings")
-        hint = ("; pass coerce_ids=True to convert ids such as '12' to 12" if int_vocab else
+        hint = (" (it has no unambiguous conversion)" if coerce else
+                "; pass coerce_ids=True to convert ids such as '12' to 12" if int_vocab else
                 "; pass coerce_ids=True to convert ids such as 12 to '12'")
-        raise TypeError(f"{place}: item id {v!r} is {have}, but the model's item ids are "
-                        f"{want}{hint if not coerce else ' (it has no unambiguous conversion)'}")
+        raise TypeError(f"{place}: item id {arr[j]!r} is {have}, but the model's item ids are "
+                        f"{want}{hint}")
     return out
+
+
+def _coerce_id(v, int_vocab: bool):
+    """``v`` as the other kind of id where unambiguous, else None: a string
+    spelling an integer canonically for integer ids; an integer (or a whole
+    float) as its decimal string for string ids."""
+    if int_vocab:
+        return _canonical_int(v) if isinstance(v, str) else None
+    if isinstance(v, (float, np.floating)) and not float(v).is_integer():
+        return None
+    return str(int(v))
 
 
 def _is_event_source(x) -> bool:
