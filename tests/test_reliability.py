@@ -193,28 +193,27 @@ def test_a_thread_writing_the_session_data_during_fit_is_harmless():
         t.join()
 
 
-def test_the_native_trainer_checks_item_indices(fitted):
+@pytest.mark.parametrize("items,offsets,match", [
+    ([0, 100, 1, 2], [0, 2, 4], r"items: index 100 at position 1 is outside"),
+    ([0, -1, 1, 2], [0, 2, 4], r"items: index -1 at position 1 is outside"),
+    ([0, 1, 1, 2], [0, 3, 1, 4], r"offsets: must not decrease \(session 1\)"),
+])
+def test_the_native_trainer_checks_item_indices(events, monkeypatch, items, offsets, match):
     """Defence in depth: train_epoch itself refuses indices outside the
-    vocabulary (it indexes weight rows with them, the GIL released)."""
-    m = fitted._snapshot()
-    m.params = {k: v.copy() for k, v in fitted.params.items()}
-    m._opt = {k: v.copy() for k, v in fitted._opt.items()}
-    m._vel = {}
-    L, n = len(m.layers), len(m.item_ids)
-    args = ([m._triple(f"W_ih{l}") for l in range(L)], [m._triple(f"W_hh{l}") for l in range(L)],
-            [m._triple(f"b{l}") for l in range(L)], m._triple("W_y"), m._triple("b_y"), None)
-    cfg = dict(loss="cross-entropy", elu_param=0.0, bpreg=0.0, logq=0.0, batch_size=2,
-               n_sample=0, sample_alpha=0.75, mode=m.mode, dropout_p_embed=0.0,
-               dropout_p_hidden=0.0, learning_rate=0.1, momentum=0.0, seed=0, num_threads=1,
-               workers=1)
-    pop = np.ones(n, np.float32)
-    for items, offsets, match in [
-            ([0, n, 1], [0, 3], rf"items: index {n} at position 1 is outside"),
-            ([0, -1, 1], [0, 3], r"items: index -1 at position 1 is outside"),
-            ([0, 1, 1, 2], [0, 3, 1, 4], r"offsets: must not decrease \(session 1\)")]:
-        with pytest.raises(ValueError, match=match):
-            _core.train_epoch(*args, cfg, np.array(offsets, np.int64),
-                              np.array(items, np.int32), pop)
+    vocabulary (it indexes weight rows with them, the GIL released). The
+    arrays are swapped in at the call, past every Python-side check."""
+    real = _core.train_epoch
+
+    def swapped(*args):
+        *head, _offsets, _items, pop, progress = args
+        return real(*head, np.array(offsets, np.int64), np.array(items, np.int32), pop,
+                    progress)
+
+    monkeypatch.setattr(_core, "train_epoch", swapped)
+    m = small()
+    with pytest.raises(ValueError, match=match):
+        m.fit(events)
+    assert m.item_ids is None  # nothing published
 
 
 # ------------------------------------------------- 3, 13: one model per reader
