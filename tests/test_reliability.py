@@ -578,7 +578,7 @@ def test_hyperparameters_changed_after_fit_are_caught(events, tmp_path):
 INTERRUPT_SCRIPT = """
 import os, signal, sys, threading, time
 import numpy as np, pandas as pd, grurec
-what, N, S = sys.argv[1], 200_000, 20_000  # about 10 s of work at 2 threads uninterrupted
+what, N, S = sys.argv[1], 100_000, 20_000  # about 5 s of work at 2 threads uninterrupted
 m = grurec.GRU4Rec(layers=[64], show_progress=False, num_threads=2)
 rng = np.random.default_rng(0)
 m.item_ids = np.arange(N)
