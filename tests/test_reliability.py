@@ -162,6 +162,20 @@ def test_an_exception_in_the_callback_keeps_the_previous_model(events, fitted):
     assert fingerprint(m) == before
 
 
+def test_a_memory_error_in_training_keeps_the_previous_model(events, monkeypatch):
+    """Issue 22 item 1 names MemoryError too: it used to publish the half-built copy."""
+    m = small().fit(events)
+    before = fingerprint(m)
+
+    def out_of_memory(*args):
+        raise MemoryError("std::bad_alloc")
+
+    monkeypatch.setattr(_core, "train_epoch", out_of_memory)
+    with pytest.raises(MemoryError):
+        m.fit(events.assign(ItemId=events.ItemId + 5))
+    assert fingerprint(m) == before
+
+
 # ------------------------------------------------- 2: native code owns its arrays
 def test_changing_the_callers_session_data_during_fit_is_harmless():
     """Issue 22 item 2: fit(SessionData) handed the caller's own item array to
