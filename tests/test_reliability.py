@@ -454,19 +454,18 @@ def test_cli_train_interrupted_leaves_the_model_file_byte_identical(cli_files, t
     good.write_bytes((d / "int.grurec").read_bytes())
     before = good.read_bytes()
     partial = tmp_path / "partial.grurec"
-    p = subprocess.Popen([sys.executable, "-m", "grurec", "-v", "train", d / "train.csv", "-o",
-                          good, "--save-partial", partial, "--n-epochs", "100000", "--quiet",
-                          "--layers", "16", "--num-threads", "1"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        for line in p.stderr:  # -v logs each epoch: training runs
-            if "epoch 2:" in line:
-                break
+    cmd = [sys.executable, "-m", "grurec", "-v", "train", d / "train.csv", "-o", good,
+           "--save-partial", partial, "--n-epochs", "100000", "--quiet", "--layers", "16",
+           "--num-threads", "1"]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as p:
+        # -v logs each epoch: once epoch 2 is logged, training surely runs.
+        next(line for line in p.stderr if "epoch 2:" in line)
         p.send_signal(signal.SIGINT)
-        _, err = p.communicate(timeout=60)
-    finally:
-        if p.poll() is None:
+        try:
+            err = p.communicate(timeout=60)[1]
+        except subprocess.TimeoutExpired:
             p.kill()
+            raise
     assert p.returncode == 130, err
     assert good.read_bytes() == before
     assert "was not written" in err and str(partial) in err
