@@ -68,7 +68,10 @@ double SampledHead::loss(const float* q, int nt) {
     qcorr = qc_.data();
   }
   double total = 0.0;
-  const float scale = 1.0f / static_cast<float>(B);
+  // Dividing by the live rows instead would scale the gradients of an
+  // epoch's shrinking last batches up to batch_size times, and Adagrad's
+  // accumulators keep such a step for the rest of training.
+  const float scale = 1.0f / static_cast<float>(cfg_.batch_size);
   const int lnt = B >= 8 ? nt : 1;
   const int kind = cfg_.loss;
   const float elu = cfg_.elu, bpreg = cfg_.bpreg;

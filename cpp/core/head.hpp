@@ -26,6 +26,9 @@ struct HeadConfig {
   int loss = 0;  // LossKind
   float elu = 0.0f, bpreg = 0.0f;
   int64_t n_sample = 0;
+  // The loss is the sum over a mini-batch's rows divided by batch_size (the
+  // configured size), also when fewer slots are live.
+  int64_t batch_size = 1;
 };
 
 class SampledHead {
@@ -40,9 +43,9 @@ class SampledHead {
   // A ranking loss with no negative column (n_sample = 0 and B = 1) is 0/0:
   // such a mini-batch only advances the state.
   bool degenerate() const { return cfg_.loss != kCrossEntropy && C_ < 2; }
-  // Scores and loss of the queries q [B, D]; the mean over the batch's
-  // rows. Returns the sum of the per-row losses (non-finite: nothing else
-  // may be called but clear()).
+  // Scores and loss of the queries q [B, D] (the gradients are those of the
+  // sum over rows / batch_size). Returns the sum of the per-row losses;
+  // when it is not finite, only clear() may follow.
   double loss(const float* q, int nt);
   // dq [B, D] (overwritten) and the output rows' gradients.
   void backward(const float* q, float* dq, int nt);

@@ -43,7 +43,7 @@ class Gru4RecStream final : public Stream {
     if (Bmax <= 0) return;
     slots_.init(offsets, items, first, stride, n_mine, Bmax, 1);
     head_.init(net.W_y, net.b_y, sampler,
-               HeadConfig{cfg.loss, cfg.elu, cfg.bpreg, cfg.n_sample}, Bmax, Bmax);
+               HeadConfig{cfg.loss, cfg.elu, cfg.bpreg, cfg.n_sample, cfg.batch_size}, Bmax, Bmax);
     tower_ = make_tower(net, cfg, Bmax, head_);
     enc_ = std::make_unique<GruStack>(stack_weights(net), tower_->dim(), tower_->projected(),
                                       cfg.dropout_hidden, Bmax);
