@@ -8,7 +8,8 @@
 //   embedding (1): a row of a separate table [N, E];
 //   shared (2): the item's output row W_y [N, D]; its gradient joins the
 //                output rows' gradients of the sampled head.
-// n rows per call, I = dim() wide.
+// n rows per call, I = dim() wide; items are valid ids (a window's -1
+// padding is left out by the caller).
 #pragma once
 
 #include <cstdint>
