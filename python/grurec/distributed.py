@@ -141,7 +141,7 @@ def _recommend_part(pdf, shipped, meta, k, exclude_seen, filter_items, cols, num
                               unknown="skip", session_col=cols[0], item_col=cols[1],
                               time_col=cols[2])
     out = to_frame(m.last_session_ids, ids, scores, cols[0])
-    return out.astype(meta.dtypes.to_dict(), copy=False)
+    return out.astype(meta.dtypes.to_dict())
 
 
 def recommend(model, ddf, k: int = 20, *, exclude_seen: bool = False, filter_items=None,
