@@ -37,7 +37,8 @@ weighting, similarity, idf_weighting). ``space=`` adds or replaces entries,
 **Storage.** A file path (default ``grurec-tune.db``) is an SQLite database:
 one file, and running the same call again resumes the study until it holds
 ``n_trials`` finished (complete or pruned) trials. A URL
-(``postgresql://user@host:5432/db``) is any SQLAlchemy database: start the
+(``postgresql://user@host:5432/db``, through psycopg 3 from
+``grurec[postgres]``) is any SQLAlchemy database: start the
 same call (or ``grurec tune``) on every machine and they share one study.
 Every RDB storage gets a heartbeat: a trial whose worker stopped beating for
 ``grace_period`` seconds (killed, machine lost) is marked failed by the next
@@ -228,6 +229,15 @@ def _storage(storage, heartbeat_interval, grace_period, max_retry, pool_size):
     else:
         raise TypeError(f"storage: expected a file path, a database URL or an Optuna storage, "
                         f"got {type(storage).__name__}")
+    if url.startswith(("postgresql://", "postgres://")):
+        # grurec[postgres] brings psycopg 3; SQLAlchemy before 2.1 would
+        # look for psycopg2 on a bare postgresql:// URL.
+        try:
+            import psycopg  # noqa: F401
+
+            url = "postgresql+psycopg://" + url.split("://", 1)[1]
+        except ImportError:
+            pass
     if url.startswith("sqlite"):
         # Several processes may share one file: wait for its lock, not fail.
         engine = {"connect_args": {"timeout": 60}}
