@@ -68,15 +68,18 @@ def pg_url():
         os.chown(root, pw.pw_uid, pw.pw_gid)
         run_as = ["runuser", "-u", "postgres", "--"]
     data, port = os.path.join(root, "data"), _free_port()
+    # The server is no sanitized build: keep CI's ASan preload away from it.
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("LD_PRELOAD", "PYTHONMALLOC", "ASAN_OPTIONS", "UBSAN_OPTIONS")}
     pg_ctl = os.path.join(bindir, "pg_ctl")
     try:
         subprocess.run(run_as + [os.path.join(bindir, "initdb"), "-D", data, "-A", "trust",
                                  "-U", "grurec", "--no-sync"],
-                       check=True, capture_output=True, timeout=120)
+                       check=True, capture_output=True, timeout=120, env=env)
         subprocess.run(run_as + [pg_ctl, "-D", data, "-l", os.path.join(root, "log"), "-w",
                                  "-t", "60", "-o",
                                  f"-p {port} -h 127.0.0.1 -k {root} -c fsync=off", "start"],
-                       check=True, capture_output=True, timeout=120)
+                       check=True, capture_output=True, timeout=120, env=env)
     except (subprocess.SubprocessError, OSError) as e:
         log = open(os.path.join(root, "log")).read()[-2000:] if os.path.exists(
             os.path.join(root, "log")) else ""
@@ -87,7 +90,7 @@ def pg_url():
         yield f"postgresql://grurec@127.0.0.1:{port}/postgres"
     finally:
         subprocess.run(run_as + [pg_ctl, "-D", data, "-m", "immediate", "stop"],
-                       capture_output=True, timeout=120)
+                       capture_output=True, timeout=120, env=env)
         shutil.rmtree(root, ignore_errors=True)
 
 
