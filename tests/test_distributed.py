@@ -134,3 +134,11 @@ def test_local_cluster_of_two_processes_and_a_killed_worker(data):
         got = fut.result(timeout=300)
         pd.testing.assert_frame_equal(sorted_frame(got), want_recs, check_exact=True)
         assert set(client.run(os.getpid).values()) != set(pids.values())  # one was replaced
+
+
+def test_without_dask_the_error_says_what_to_install(data, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "dask", None)
+    with pytest.raises(ImportError, match=r'pip install "grurec\[dask\]"'):
+        gd.recommend(data[0], data[1])

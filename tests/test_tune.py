@@ -172,3 +172,15 @@ def test_cli_tune_writes_a_best_setting_from_params_takes(events, tmp_path, caps
     assert e.value.code == 2
     assert main(["tune", str(path), "--storage", str(tmp_path / "cli.db"), "--cutoff", "0"]) == 2
     assert "cutoff: must be >= 1" in capsys.readouterr().err
+
+
+def test_without_optuna_the_error_says_what_to_install(events, monkeypatch, capsys):
+    import sys
+
+    from grurec.cli import main
+
+    monkeypatch.setitem(sys.modules, "optuna", None)  # import optuna -> ImportError
+    with pytest.raises(ImportError, match=r'pip install "grurec\[tune\]"'):
+        gt.tune(events)
+    assert main(["tune", "events.csv"]) == 2
+    assert 'pip install "grurec[tune]"' in capsys.readouterr().err
