@@ -2,7 +2,8 @@
 
     python benchmarks/bench_scale.py tune  [--trials 8] [--storage URL]
         trials per hour of `grurec tune` on rsc15-100k (train_tr / train_valid,
-        1 epoch per trial, no pruning), 1 worker vs 2 workers on one study
+        1 epoch per trial, layers [100], batch 32, no pruning), 1 worker vs 2
+        workers on one study
         (separate processes, --num-threads 1 each); SQLite file by default.
     python benchmarks/bench_scale.py dask  [--sessions 1000000] [--partitions 16]
         batch top-20 of N synthetic sessions (parquet files, one range of
@@ -36,7 +37,10 @@ def tune_bench(args):
         study = "b" + uuid.uuid4().hex[:8]
         base = [sys.executable, "-m", "grurec", "tune", D + "train_tr.txt", "--valid",
                 D + "train_valid.txt", "--storage", storage, "--study", study, "--n-epochs",
-                "1", "--pruner", "none", "--num-threads", "1", "--quiet"]
+                "1", "--pruner", "none", "--num-threads", "1", "--quiet",
+                # Equal-cost trials (the searched learning rate, dropout, ... do
+                # not change an epoch's cost; layer and batch sizes do).
+                "--fixed", "layers=[100]", "batch_size=32"]
         subprocess.run(base + ["--n-trials", "0"], check=True, capture_output=True)
         t0 = time.perf_counter()
         ps = [subprocess.Popen(base + ["--n-trials", str(args.trials), "--seed", str(w)],
