@@ -73,7 +73,7 @@ def dask_bench(args):
     import grurec
     import grurec.distributed as gd
 
-    model = grurec.GRU4Rec.from_preset("rsc15", n_epochs=1, random_state=0, num_threads=2,
+    model = grurec.GRU4Rec.from_preset("rsc15_xe_shared_100", n_epochs=1, random_state=0, num_threads=2,
                                        show_progress=False).fit(D + "train_full.txt")
     rng = np.random.default_rng(0)
     S = args.sessions

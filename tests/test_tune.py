@@ -105,9 +105,10 @@ def test_best_setting_as_dict_and_preset_builds_the_model(events, tmp_path):
     bp = r.best_params
     assert bp["loss"] in ("cross-entropy", "bpr-max") and bp["layers"] == [16]
     assert not set(bp) & {"num_threads", "random_state", "show_progress"}
+    assert {"momentum_type", "gru_cell", "embedding"} <= set(bp)  # defaults recorded too
     m = grurec.GRU4Rec.from_params(r.preset, num_threads=1, show_progress=False)
     assert {k: getattr(m, k) for k in bp} == bp
-    assert r.preset.params == bp and not r.preset.published
+    assert r.preset.params == bp and not r.preset.official
     m2 = r.make_model(num_threads=1)
     assert m2.learning_rate == bp["learning_rate"]
     df = r.table()
@@ -120,13 +121,15 @@ def test_from_params_rejects_unknown_names():
         grurec.GRU4Rec.from_params({"hidden": 100})
     with pytest.raises(TypeError, match="params: expected a dict or a Preset"):
         grurec.GRU4Rec.from_params([("layers", [10])])
-    m = grurec.GRU4Rec.from_params(grurec.presets.PRESETS["rsc15"], n_epochs=1)
+    m = grurec.GRU4Rec.from_params(grurec.presets.PRESETS["rsc15_xe_shared_100"],
+                                     n_epochs=1)
     assert m.layers == [100] and m.n_epochs == 1 and m.logq == 1.0
 
 
 def test_baseline_models_have_their_own_spaces(events, tmp_path):
     r = run(events, tmp_path, model="ItemKNN", fixed=None, n_trials=2)
-    assert set(r.best_params) == {"lmbd", "alpha"}
+    assert set(r.best_params) == {"n_sims", "lmbd", "alpha"}
+    assert r.study.trials[0].params.keys() == {"lmbd", "alpha"}  # searched
     assert r.make_model().lmbd == r.best_params["lmbd"]
 
 

@@ -444,16 +444,23 @@ def tune(train, *, valid=None, valid_fraction: float = 0.1, model="GRU4Rec",
         _enqueue(study, e, cls, is_gru, losses)
 
     worker = f"{socket.gethostname()}:{os.getpid()}"
+    # Every algorithm hyperparameter is recorded (defaults too), so that a
+    # later change of a default never changes what best_params trains.
+    import inspect
+
+    defaults = {n: (list(p.default) if isinstance(p.default, tuple) else p.default)
+                for n, p in inspect.signature(cls.__init__).parameters.items()
+                if n != "self" and n not in _RUNTIME and p.default is not p.empty}
 
     def objective(trial):
         if is_gru:
             ls = trial.suggest_categorical("loss", losses) if len(losses) > 1 else losses[0]
-            p = {**_GRU4REC_FIXED, **_suggest(trial, spaces[ls], ""), "loss": ls}
+            p = {**defaults, **_GRU4REC_FIXED, **_suggest(trial, spaces[ls], ""), "loss": ls}
             if "layers" in p and not isinstance(p["layers"], (list, tuple)):
                 p["layers"] = [int(p["layers"])]
             p.update(n_epochs=n_epochs, num_threads=num_threads, show_progress=False)
         else:
-            p = _suggest(trial, spaces[None], "")
+            p = {**defaults, **_suggest(trial, spaces[None], "")}
         p.update(fixed)
         if is_gru and "random_state" not in fixed:
             p["random_state"] = None if seed is None else seed + trial.number
