@@ -427,6 +427,12 @@ def tune(train, *, valid=None, valid_fraction: float = 0.1, model="GRU4Rec",
         va = to_sessions(valid, session_col, item_col, time_col)
     if int((va.lengths() >= 2).sum()) == 0:
         raise ValueError("valid: no validation session has 2 or more events: nothing to score")
+    if is_gru:  # what GRU4Rec.fit trains on, prepared once for every trial
+        from .data import drop_short_sessions
+
+        tr_gru = drop_short_sessions(tr).compact_items()
+        if tr_gru.n_sessions == 0:
+            raise ValueError("train: no session has 2 or more events: nothing to learn from")
 
     st = _storage(storage, heartbeat_interval, grace_period, max_retry, pool_size)
     sampler = sampler if sampler is not None else optuna.samplers.TPESampler(seed=seed)
@@ -485,7 +491,12 @@ def tune(train, *, valid=None, valid_fraction: float = 0.1, model="GRU4Rec",
                 if trial.should_prune():
                     raise optuna.TrialPruned(f"pruned after epoch {epoch}")
 
-            m.fit(tr, callback=callback)
+            # fit() trains a private copy and publishes it only at the end, so
+            # the callback could not score the epoch's model; the trial's model
+            # is its own, so it trains in place (what fit does on its copy).
+            m._check_params()
+            if not m._fit_sessions(tr_gru, callback):
+                raise KeyboardInterrupt("tuning interrupted (Ctrl-C)")
         else:
             m.fit(tr)
             score(0)
