@@ -149,20 +149,34 @@ def test_two_workers_share_one_study(pg_url, events_csv, tmp_path):
     assert doc["value"] == study.best_value
 
 
-def test_killed_worker_trial_is_failed_and_retried(pg_url, events_csv):
-    name = new_study(events_csv, pg_url)
-    a = worker(events_csv, pg_url, name, 100, 1)
+def kill_mid_trial(events_csv, url, name, study):
+    """Start worker A, SIGKILL it while it runs a trial; the trial it leaves
+    RUNNING (None if it was killed between two trials)."""
+    a = worker(events_csv, url, name, 100, 1)
     tag = f"{socket.gethostname()}:{a.pid}"
-    study = load(name, pg_url)
-    victim, t0 = None, time.time()
-    while victim is None and time.time() - t0 < 120 and a.poll() is None:
-        running = [t for t in study.get_trials(states=(TS.RUNNING,))
-                   if t.user_attrs.get("worker") == tag]
-        victim = running[0] if running else None
+    seen, t0 = False, time.time()
+    while not seen and time.time() - t0 < 120 and a.poll() is None:
+        seen = any(t.user_attrs.get("worker") == tag
+                   for t in study.get_trials(states=(TS.RUNNING,)))
         time.sleep(0.02)
-    assert victim is not None, "worker A never ran a trial"
+    assert seen, "worker A never ran a trial"
     a.send_signal(signal.SIGKILL)
     a.communicate(timeout=60)
+    # A may have finished the trial seen above and started the next in
+    # between: the victim is whatever it left RUNNING (only A ran).
+    left = study.get_trials(states=(TS.RUNNING,))
+    assert len(left) <= 1, left
+    return left[0] if left else None
+
+
+def test_killed_worker_trial_is_failed_and_retried(pg_url, events_csv):
+    name = new_study(events_csv, pg_url)
+    study = load(name, pg_url)
+    for _ in range(3):  # a kill between two trials leaves nothing to retry: again
+        victim = kill_mid_trial(events_csv, pg_url, name, study)
+        if victim is not None:
+            break
+    assert victim is not None
     done_before = len(study.get_trials(states=FINISHED))
     time.sleep(3.5)  # past the grace period: A's heartbeat is stale
     b = worker(events_csv, pg_url, name, done_before + 2, 2)
