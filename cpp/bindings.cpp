@@ -644,7 +644,7 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "grurec native core (C++ kernels, run-time SIMD dispatch, OpenMP)";
 
   m.def("simd_level", [] { return std::string(K().name); },
-        "The SIMD level the kernels run at: 'scalar', 'avx2' or 'avx512'.");
+        "The SIMD level the kernels run at: 'scalar', 'avx2', 'avx512' or 'neon'.");
   m.def("available_simd_levels", [] {
     int n = 0;
     const char* const* names = grurec::available_levels(&n);

@@ -27,6 +27,9 @@ namespace grurec {
 const TopkKernels* topk_kernels_avx2() { return nullptr; }
 const TopkKernels* topk_kernels_avx512() { return nullptr; }
 #endif
+#ifndef GRUREC_HAVE_NEON_LEVEL
+const TopkKernels* topk_kernels_neon() { return nullptr; }
+#endif
 
 }  // namespace grurec
 
@@ -103,6 +106,7 @@ const TopkKernels& TK() {
   const TopkKernels* t = nullptr;
   if (std::strcmp(name, "avx512") == 0) t = topk_kernels_avx512();
   if (std::strcmp(name, "avx2") == 0) t = topk_kernels_avx2();
+  if (std::strcmp(name, "neon") == 0) t = topk_kernels_neon();
   if (!t) t = topk_kernels_scalar();
   return *t;
 }

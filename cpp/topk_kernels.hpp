@@ -10,8 +10,8 @@
 //   dot = halving tree of the lanes: p_l + p_{l+4} (l < 4), then + the lane
 //         2 further, then lane 0 + lane 1;
 //   score = dot + bias[i]   (no addition without a bias).
-// The avx2 and avx512 levels compute exactly this (so they agree with each
-// other); the scalar level has the same lanes and tree but rounds the
+// The avx2, avx512 and neon levels compute exactly this (so they agree with
+// each other); the scalar level has the same lanes and tree but rounds the
 // product before the addition (the x86-64 baseline has no FMA). Every path
 // (one query or many, any block position, any thread count) computes the
 // level's score, so at one level a score is a function of the query row, the
@@ -24,7 +24,7 @@
 namespace grurec {
 
 struct TopkKernels {
-  const char* name;  // "scalar", "avx2" or "avx512"
+  const char* name;  // "scalar", "avx2", "avx512" or "neon"
   int pad;    // query rows passed to dots are zero-padded to a multiple of this
   int panel;  // queries per block of the many-query kernel
 
@@ -233,6 +233,7 @@ const TopkBf16* topk_bf16_kernels();
 const TopkKernels* topk_kernels_scalar();
 const TopkKernels* topk_kernels_avx2();    // nullptr when not compiled in
 const TopkKernels* topk_kernels_avx512();  // nullptr when not compiled in
+const TopkKernels* topk_kernels_neon();    // nullptr when not compiled in (x86)
 
 // The table of the level the kernel table K() runs at.
 const TopkKernels& TK();
