@@ -618,6 +618,25 @@ float stream_max_native(py::handle x, int num_threads) {
   return grurec::stream_max(p, a.size(), nt);
 }
 
+// U[Q,N]: the int16 prefilter's upper bounds of every score (tests), or
+// None when it is not available.
+py::object topk_i16_probe(py::handle queries, py::handle items, py::handle bias) {
+  const int64_t Q = dim("queries", queries, 2, 0), D = dim("queries", queries, 2, 1);
+  const int64_t N = dim("items", items, 2, 0);
+  const float* pq = checked("queries", queries, {Q, D}, false);
+  const float* px = checked("items", items, {N, D}, false);
+  const float* pb = bias.is_none() ? nullptr : checked("bias", bias, {N}, false);
+  py::array_t<float> U({Q, N});
+  float* pu = U.mutable_data();
+  bool ok;
+  {
+    py::gil_scoped_release nogil;
+    ok = grurec::i16_probe(pu, pq, px, pb, Q, N, D);
+  }
+  if (!ok) return py::none();
+  return U;
+}
+
 // U[Q,N], L[Q,N]: the bf16 prefilter's bounds on every score (tests), or
 // None when the prefilter is not available.
 py::object topk_bf16_probe(py::handle queries, py::handle items, py::handle bias) {
@@ -778,6 +797,22 @@ PYBIND11_MODULE(_core, m) {
   m.def("topk_bf16_probe", &topk_bf16_probe, py::arg("queries"), py::arg("items"),
         py::arg("bias") = py::none(),
         "(U, L), the prefilter's bounds on every canonical avx512 score, or None.");
+  m.def("topk_i16_available", &grurec::i16_prefilter_available,
+        "Whether this CPU and build have topk's int16 prefilter (AVX2 + FMA).");
+  m.def("topk_i16_enabled", &grurec::i16_prefilter_enabled,
+        "Whether topk uses the int16 prefilter where it can (GRUREC_TOPK_I16=0 turns it off).");
+  m.def("set_topk_i16", &grurec::i16_prefilter_set, py::arg("on"),
+        "Switch topk's int16 prefilter on or off (tests; results are the same either way).");
+  m.def("topk_i16_stats", [](bool reset) {
+    const grurec::TopkI16Stats st = grurec::i16_stats(reset);
+    return counters({{"pairs", st.pairs}, {"exact", st.exact}, {"blocks_i16", st.blocks_i16},
+                     {"blocks_plain", st.blocks_plain}});
+  }, py::arg("reset") = false,
+        "Counters of the int16 prefilter since the last reset: pairs bounded, pairs scored "
+        "exactly after it, item blocks with and without it.");
+  m.def("topk_i16_probe", &topk_i16_probe, py::arg("queries"), py::arg("items"),
+        py::arg("bias") = py::none(),
+        "U, the int16 prefilter's upper bounds of every canonical avx2 score, or None.");
   m.def("stream_max", &stream_max_native, py::arg("x"), py::arg("num_threads") = 0,
         "max of a float32 array read once by num_threads threads (memory-bandwidth probe).");
 }

@@ -26,7 +26,7 @@ else
   cxx=${CXX:-g++}
   defs=(-DGRUREC_HAVE_X86_LEVELS=1)
   levels=(scalar avx2 avx512)
-  extra=(topk_bf16)
+  extra=(topk_i16 topk_bf16)
   run=()
   want=()
 fi
@@ -47,7 +47,11 @@ for l in "${levels[@]}"; do
   objs+=("$out/k_$l.o" "$out/t_$l.o")
 done
 for e in "${extra[@]}"; do
-  if echo | "$cxx" -mavx512bf16 -x c++ -c - -o /dev/null 2>/dev/null; then
+  if [ "$e" = topk_i16 ]; then
+    # shellcheck disable=SC2046
+    "$cxx" "${flags[@]}" $(lflags avx2) -ffp-contract=off -c "cpp/$e.cpp" -o "$out/$e.o"
+    objs+=("$out/$e.o")
+  elif echo | "$cxx" -mavx512bf16 -x c++ -c - -o /dev/null 2>/dev/null; then
     # shellcheck disable=SC2046
     "$cxx" "${flags[@]}" $(lflags bf16) -ffp-contract=off -c "cpp/$e.cpp" -o "$out/$e.o"
     objs+=("$out/$e.o")
