@@ -78,3 +78,18 @@ def test_levels_of_the_other_architecture_are_refused():
     got, err = _run("import grurec; print(grurec.simd_level())", GRUREC_SIMD=other)
     assert got == grurec.available_simd_levels()[-1]
     assert f"GRUREC_SIMD={other!r} is not supported here" in err
+
+
+@pytest.mark.skipif(os.environ.get("GRUREC_TEST_INSTALLED") != "1",
+                    reason="only when testing an installed wheel (.ci/wheel_check.sh)")
+def test_grurec_comes_from_the_installed_wheel():
+    """.ci/wheel_check.sh runs the suite against the wheel in a fresh venv:
+    the package (and its native core) must be the installed one, not the
+    source tree's."""
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parents[1]
+    pkg = Path(grurec.__file__).resolve()
+    assert "site-packages" in pkg.parts
+    assert here not in pkg.parents
+    assert Path(grurec._core.__file__).resolve().parent == pkg.parent
