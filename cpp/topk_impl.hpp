@@ -50,6 +50,12 @@ constexpr int64_t kPanelAhead = 4;   // many-query micro-blocks prefetched ahead
 
 inline int64_t lmin(int64_t a, int64_t b) { return a < b ? a : b; }
 
+// r[a] = base + min(a, n - 1) * ld for a < m: the rows of a register block,
+// rows past the n real ones repeating the last (their results are dropped).
+inline void block_rows(const float* base, int64_t n, int64_t ld, int m, const float** r) {
+  for (int a = 0; a < m; ++a) r[a] = base + (a < n ? a : n - 1) * ld;
+}
+
 #if defined(GRUREC_LEVEL_AVX512) || defined(GRUREC_LEVEL_AVX2)
 // Lanes < c of 8 set (c may be <= 0 or >= 8).
 inline __m256i mask8(int64_t c) {
@@ -139,7 +145,7 @@ inline int64_t panel_floats(int64_t D) { return PANEL * L * ((D + L - 1) / L); }
 void panel_micro(int64_t D, const float* Pk, const float* X, int64_t ni, int64_t nq, float* T,
                  int64_t ldt) {
   const float* xr[MI];
-  for (int a = 0; a < MI; ++a) xr[a] = X + (a < ni ? a : ni - 1) * D;
+  block_rows(X, ni, D, MI, xr);
   __m512 acc[MI][MG];
 #pragma GCC unroll 16
   for (int a = 0; a < MI; ++a)
@@ -282,9 +288,9 @@ inline int64_t panel_floats(int64_t) { return 0; }  // rows are used as they are
 void panel_micro(int64_t D, const float* Qp, int64_t ldq, const float* X, int64_t ni,
                  int64_t nq, float* T, int64_t ldt) {
   const float* xr[MI];
-  for (int a = 0; a < MI; ++a) xr[a] = X + (a < ni ? a : ni - 1) * D;
+  block_rows(X, ni, D, MI, xr);
   const float* qr[MQ];
-  for (int b = 0; b < MQ; ++b) qr[b] = Qp + (b < nq ? b : nq - 1) * ldq;
+  block_rows(Qp, nq, ldq, MQ, qr);
   __m256 acc[MI][MQ];
 #pragma GCC unroll 8
   for (int a = 0; a < MI; ++a)
@@ -388,9 +394,9 @@ template <int NQ>
 void panel_micro(int64_t D, const float* Qp, int64_t ldq, const float* X, int64_t ni,
                  int64_t nq, float* T, int64_t ldt) {
   const float* xr[MI];
-  for (int a = 0; a < MI; ++a) xr[a] = X + (a < ni ? a : ni - 1) * D;
+  block_rows(X, ni, D, MI, xr);
   const float* qr[NQ];
-  for (int b = 0; b < NQ; ++b) qr[b] = Qp + (b < nq ? b : nq - 1) * ldq;
+  block_rows(Qp, nq, ldq, NQ, qr);
   float32x4_t lo[NQ][MI], hi[NQ][MI];
   for (int b = 0; b < NQ; ++b)
     for (int a = 0; a < MI; ++a) lo[b][a] = hi[b][a] = vdupq_n_f32(0.0f);
@@ -697,24 +703,6 @@ inline void scan8_group(int64_t D, const int8_t* xg, const float* q0, int64_t ld
   }
 }
 
-void scan8(int64_t ng, int64_t D, const int8_t* x8, const float* sc, const float* E,
-           const float* bp, int64_t nq, const float* Qr, int64_t ldq, const float* nqf,
-           const float* th, uint16_t* m) {
-  for (int64_t g = 0; g < ng; ++g) {
-    const int8_t* xg = x8 + g * 16 * D;
-    const float *s = sc + g * 16, *e = E + g * 16, *b = bp + g * 16;
-    for (int64_t r = 0; r < nq; r += 4) {
-      const float* q0 = Qr + r * ldq;
-      uint16_t* mo = m + g * nq + r;
-      switch (lmin(4, nq - r)) {
-        case 1: scan8_group<1>(D, xg, q0, ldq, s, e, b, nqf + r, th + r, mo); break;
-        case 2: scan8_group<2>(D, xg, q0, ldq, s, e, b, nqf + r, th + r, mo); break;
-        case 3: scan8_group<3>(D, xg, q0, ldq, s, e, b, nqf + r, th + r, mo); break;
-        default: scan8_group<4>(D, xg, q0, ldq, s, e, b, nqf + r, th + r, mo); break;
-      }
-    }
-  }
-}
 #elif defined(GRUREC_LEVEL_NEON)
 // 16 items in four q registers, NR queries at a time; each int8 row of the
 // group is widened once and used by all of them.
@@ -751,6 +739,9 @@ inline void scan8_group(int64_t D, const int8_t* xg, const float* q0, int64_t ld
   }
 }
 
+#endif
+#if defined(GRUREC_LEVEL_AVX2) || defined(GRUREC_LEVEL_NEON)
+// Groups of 16 items, up to 4 queries at a time (scan8_group above).
 void scan8(int64_t ng, int64_t D, const int8_t* x8, const float* sc, const float* E,
            const float* bp, int64_t nq, const float* Qr, int64_t ldq, const float* nqf,
            const float* th, uint16_t* m) {
@@ -769,7 +760,7 @@ void scan8(int64_t ng, int64_t D, const int8_t* x8, const float* sc, const float
     }
   }
 }
-#else  // scalar: multiply and add rounded separately (the bound allows it)
+#elif !defined(GRUREC_LEVEL_AVX512)  // scalar: multiply and add rounded separately (the bound allows it)
 void scan8(int64_t ng, int64_t D, const int8_t* x8, const float* sc, const float* E,
            const float* bp, int64_t nq, const float* Qr, int64_t ldq, const float* nqf,
            const float* th, uint16_t* m) {
