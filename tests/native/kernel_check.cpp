@@ -164,6 +164,50 @@ void check_gru() {
   }
 }
 
+// The reset-after (cuDNN) cell's stages (kernels.hpp) against float64.
+void check_gru_reset_after() {
+  for (int64_t H : {1, 3, 4, 8, 13, 64, 100}) {
+    const int64_t B = 5, b0 = 1, b1 = 4;
+    const std::vector<float> G0 = randn(B * 3 * H, 2.0f), P = randn(B * 3 * H, 1.5f);
+    const std::vector<float> hp = randn(B * H, 0.7f);
+    std::vector<float> G = G0, hn(B * H, 7.0f), ho(B * H, 7.0f);
+    K().gru_fwd_ra(b0, b1, H, G.data(), P.data(), hp.data(), hn.data(), ho.data());
+    std::vector<double> wG(G0.begin(), G0.end()), whn(B * H, 7.0), who(B * H, 7.0);
+    for (int64_t b = b0; b < b1; ++b)
+      for (int64_t j = 0; j < H; ++j) {
+        const int64_t o = b * 3 * H;
+        const double r = sig(G0[o + j] + static_cast<double>(P[o + j]));
+        const double z = sig(G0[o + H + j] + static_cast<double>(P[o + H + j]));
+        const double n = std::tanh(G0[o + 2 * H + j] + r * P[o + 2 * H + j]);
+        wG[o + j] = r;
+        wG[o + H + j] = z;
+        wG[o + 2 * H + j] = n;
+        whn[b * H + j] = P[o + 2 * H + j];
+        who[b * H + j] = hp[b * H + j] + z * (n - hp[b * H + j]);
+      }
+    std::string w;
+    const std::string tag = " H=" + std::to_string(H);
+    check(close(G.data(), wG.data(), B * 3 * H, 2e-6, 4e-7, &w), "gru_fwd_ra G" + tag + w);
+    check(close(hn.data(), whn.data(), B * H, 0, 0, &w), "gru_fwd_ra hn" + tag + w);
+    check(close(ho.data(), who.data(), B * H, 2e-6, 4e-7, &w), "gru_fwd_ra h_out" + tag + w);
+    std::vector<float> dA = randn(B * 3 * H), dP(B * 3 * H, 7.0f);
+    const std::vector<float> dA0 = dA;
+    K().gru_bwd_ra(b0, b1, H, G.data(), hn.data(), dA.data(), dP.data());
+    std::vector<double> wdA(dA0.begin(), dA0.end()), wdP(B * 3 * H, 7.0);
+    for (int64_t b = b0; b < b1; ++b)
+      for (int64_t j = 0; j < H; ++j) {
+        const int64_t o = b * 3 * H;
+        const double r = G[o + j], dn = dA0[o + 2 * H + j];
+        wdA[o + j] = dn * hn[b * H + j] * r * (1 - r);
+        wdP[o + j] = wdA[o + j];
+        wdP[o + H + j] = dA0[o + H + j];
+        wdP[o + 2 * H + j] = dn * r;
+      }
+    check(close(dA.data(), wdA.data(), B * 3 * H, 1e-5, 1e-7, &w), "gru_bwd_ra dA" + tag + w);
+    check(close(dP.data(), wdP.data(), B * 3 * H, 1e-5, 1e-7, &w), "gru_bwd_ra dP" + tag + w);
+  }
+}
+
 void check_small() {
   for (int64_t n : {1, 4, 7, 8, 31, 100}) {
     const int64_t M = 6, lda = n + 2;
@@ -184,6 +228,7 @@ void check_small() {
     check(close(out.data(), wo.data(), n, 1e-6, 1e-6, &w), "colsum_add n=" + std::to_string(n) + w);
     check(close(y.data(), wy.data(), n, 1e-7, 1e-7, &w), "add n=" + std::to_string(n) + w);
 
+    for (int nesterov = 0; nesterov < 2; ++nesterov)
     for (float mu : {0.0f, 0.9f}) {
       const std::vector<float> g = randn(n);
       std::vector<float> wv = randn(n), acc(n), vel = randn(n);
@@ -197,14 +242,15 @@ void check_small() {
         if (mu > 0) {
           const double v = mu * static_cast<double>(vel[i]) - s;
           wvel[i] = v;
-          ww[i] = wv[i] + mu * v - s;
+          ww[i] = nesterov ? wv[i] + mu * v - s : wv[i] + v;
         } else {
           wvel[i] = vel[i];
           ww[i] = wv[i] - s;
         }
       }
-      K().adagrad(n, wv.data(), acc.data(), vel.data(), g.data(), lr, mu, eps);
-      const std::string tag = " n=" + std::to_string(n) + " mu=" + std::to_string(mu);
+      K().adagrad(n, wv.data(), acc.data(), vel.data(), g.data(), lr, mu, eps, nesterov);
+      const std::string tag = " n=" + std::to_string(n) + " mu=" + std::to_string(mu) +
+                              " nesterov=" + std::to_string(nesterov);
       check(close(wv.data(), ww.data(), n, 1e-6, 1e-7, &w), "adagrad w" + tag + w);
       check(close(acc.data(), wa.data(), n, 1e-6, 1e-7, &w), "adagrad acc" + tag + w);
       check(close(vel.data(), wvel.data(), n, 1e-6, 1e-7, &w), "adagrad vel" + tag + w);
@@ -423,6 +469,7 @@ int main(int argc, char** argv) {
     const bool fma = h != "scalar";
     for (int nt : {1, 2}) check_sgemm(nt);
     check_gru();
+    check_gru_reset_after();
     check_small();
     check_loss(scalar);
     check_topk_table(fma);
