@@ -248,6 +248,8 @@ RowStats row_stats(const float* v, int64_t D) {
 }
 
 // Queries per task from which the int16 prefilter is used (avx2 level).
+// Not tuned by measurement yet (no quiet AVX2-only machine): the scan packs
+// every item once per task, which two groups of 8 query lanes amortize.
 constexpr int64_t kI16MinQueries = 16;
 // Dimensions it takes: Qm (below) stays >= 2064 up to here.
 constexpr int64_t kI16MaxD = 4096;
