@@ -398,7 +398,11 @@ class Worker {
       q = qc_.data();
     }
     double total = 0.0;
-    const float scale = 1.0f / static_cast<float>(B);
+    // The loss is the sum over rows divided by the configured batch size, also
+    // for the shrinking batches at the end of an epoch (dividing by the live
+    // rows would scale their gradients up to batch_size times, and Adagrad's
+    // accumulators keep such a step for the rest of training).
+    const float scale = 1.0f / static_cast<float>(cfg_.batch_size);
     const int lnt = B >= 8 ? kt : 1;
 #pragma omp parallel for num_threads(lnt) reduction(+ : total) schedule(static) if (lnt > 1)
     for (int64_t t = 0; t < lnt; ++t)
