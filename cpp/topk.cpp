@@ -844,6 +844,15 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
       n_pairs += nQ * nb;
       return exact;
     };
+    // The canonical score of query q (of the task) and item i, for a pair a
+    // prefilter let through; a non-finite one is reported.
+    auto exact_score = [&](int64_t q, int64_t i) {
+      float v = 0.0f;
+      tk.dots(1, 1, D, s.qp.data() + q * plan.dp, plan.dp, items + i * D, &v, 1, s.work.data());
+      if (bias) v = v + bias[i];
+      if (!std::isfinite(v)) my_bad = true;
+      return v;
+    };
     // The int8 prefilter (topk_kernels.hpp): per query its norm and the
     // scan's threshold, the higher of its own K-th best and just below the
     // shared one.
@@ -876,13 +885,8 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
         for (int64_t q = 0; q < nQ; ++q) {
           for (uint32_t mk = s.m8[g * nQ + q] & range; mk; mk &= mk - 1) {
             const int64_t i = base + __builtin_ctz(mk);
-            float v = 0.0f;
-            tk.dots(1, 1, D, s.qp.data() + q * plan.dp, plan.dp, items + i * D, &v, 1,
-                    s.work.data());
             ++exact;
-            if (bias) v = v + bias[i];
-            if (!std::isfinite(v)) my_bad = true;
-            offer_to(q, v, i);
+            offer_to(q, exact_score(q, i), i);
           }
         }
       }
@@ -921,13 +925,8 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
             if (8 * z + 8 > nQ) m &= (1u << (nQ - 8 * z)) - 1u;  // padded lanes
             for (; m; m &= m - 1) {
               const int64_t q = 8 * z + __builtin_ctz(m);
-              float v = 0.0f;
-              tk.dots(1, 1, D, s.qp.data() + q * plan.dp, plan.dp, items + i * D, &v, 1,
-                      s.work.data());
               ++exact;
-              if (bias) v = v + bias[i];
-              if (!std::isfinite(v)) my_bad = true;
-              if (offer_to(q, v, i)) th16[q] = th_i8(q);
+              if (offer_to(q, exact_score(q, i), i)) th16[q] = th_i8(q);
             }
           }
         }
