@@ -12,6 +12,7 @@ import warnings as _warnings
 
 from . import _core, baselines
 from . import datasets, presets, splits  # noqa: F401  (grurec.datasets, .presets, .splits)
+from . import distributed, tune  # noqa: F401  (Optuna / Dask are imported on first use)
 from .data import SessionData, sessions_from_frame, to_sessions
 from .evaluation import evaluate
 from .io import ModelFileError, load
