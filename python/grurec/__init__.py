@@ -4,13 +4,11 @@ The native core picks the widest SIMD level the CPU supports at import
 (``simd_level()``); the environment variable ``GRUREC_SIMD`` (``scalar``,
 ``avx2`` or ``avx512``) caps it, which is how the tests cover every path.
 """
-from __future__ import annotations
-
 import os as _os
 import warnings as _warnings
 
 from . import _core, baselines
-from . import datasets, presets, splits  # noqa: F401  (grurec.datasets, .presets, .splits)
+from . import datasets, fitting, presets, splits  # noqa: F401  (grurec.datasets, ...)
 from .data import SessionData, sessions_from_frame, to_sessions
 from .evaluation import evaluate
 from .io import ModelFileError, load
@@ -36,6 +34,11 @@ __all__ = [
     "gru_backward",
     "topk",
     "TopkIndex",
+    "baselines",
+    "datasets",
+    "fitting",
+    "presets",
+    "splits",
 ]
 
 _LEVELS = ("scalar", "avx2", "avx512")

@@ -41,7 +41,8 @@ MODES = ("standard", "conservative", "median")
 
 def evaluate(model, test, cutoffs=(1, 5, 10, 20), mode: str = "standard",
              session_col: str = "SessionId", item_col: str = "ItemId", time_col: str = "Time",
-             candidates=None, chunk_events: int = 32768, num_threads: int | None = None) -> dict:
+             candidates=None, chunk_events: int = 32768, num_threads: int | None = None,
+             show_progress: bool | None = None) -> dict:
     """Full-ranking next-item evaluation of a fitted model on test sessions.
 
     test: anything ``grurec.to_sessions`` takes (DataFrame, Arrow table,
@@ -51,6 +52,8 @@ def evaluate(model, test, cutoffs=(1, 5, 10, 20), mode: str = "standard",
     candidates: optional item ids to rank among instead of all items
         (targets outside them count as misses).
     chunk_events: test events scored at a time (memory bound).
+    show_progress: a progress bar over the test events (None: only when
+        the test has more than one chunk of events).
     Returns a dict: the metrics for every K, ``n_events`` (predictions made,
     unknown targets included), ``n_sessions``, ``n_unknown_targets``,
     ``n_items`` (items ranked among).
@@ -83,6 +86,7 @@ def evaluate(model, test, cutoffs=(1, 5, 10, 20), mode: str = "standard",
     K = max(cutoffs)
 
     acc = _Accumulator(cutoffs, n_ranked, _popularity(model, cand))
+    bar = _progress_bar(show_progress, sd.n_events, chunk_events, "evaluate")
     for s0, s1 in _chunks(sd.offsets, int(chunk_events)):
         off = sd.offsets[s0:s1 + 1] - sd.offsets[s0]
         items = sd.items[sd.offsets[s0]:sd.offsets[s1]]
@@ -99,9 +103,27 @@ def evaluate(model, test, cutoffs=(1, 5, 10, 20), mode: str = "standard",
         else:
             ranks, top = _dense_ranks(model, off, items, targets, known, cand, K, mode, nt)
         acc.add(ranks, known, top)
+        if bar is not None:
+            bar.update(int(sd.offsets[s1] - sd.offsets[s0]))
+    if bar is not None:
+        bar.close()
     out = acc.result()
     out["n_sessions"] = int(sd.n_sessions)
     return out
+
+
+def _progress_bar(show, total: int, chunk: int, desc: str):
+    """A tqdm bar over ``total`` units, or None: ``show`` None means only when
+    the work takes more than one chunk."""
+    from .base import _is_bool
+
+    if show is not None and not _is_bool(show):
+        raise ValueError(f"show_progress: must be True, False or None, got {show!r}")
+    if not (show or (show is None and total > chunk)):
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=int(total), desc=desc, unit="ev", unit_scale=True, leave=False)
 
 
 def _check_cutoffs(cutoffs) -> tuple[int, ...]:

@@ -142,6 +142,7 @@ class GRU4Rec(SessionRecommender):
         self._topk_index = None  # prepare_serving's TopkIndex of W_y, b_y
         self.epochs_trained = 0
         self.history: list[dict] = []
+        self.best_epoch: Optional[int] = None
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "GRU4Rec":
@@ -164,7 +165,12 @@ class GRU4Rec(SessionRecommender):
         lay = self.layers
         lay = list(lay) if isinstance(lay, (list, tuple)) or (
             isinstance(lay, np.ndarray) and lay.ndim == 1) else [lay]
-        self.layers = [_as_int("layers", h, 1) for h in lay]
+        lay = [_as_int("layers", h, 1) for h in lay]
+        # A list that is already what it would become stays the same object
+        # (sklearn.base.clone checks that __init__ stores what it is given).
+        if not (type(self.layers) is list and self.layers == lay
+                and all(type(h) is int for h in self.layers)):
+            self.layers = lay
         for name in ("batch_size", "n_sample", "embedding", "n_epochs", "num_threads"):
             setattr(self, name, _as_int(name, getattr(self, name), 0))
         for name in ("elu_param", "bpreg", "logq", "sample_alpha", "momentum", "learning_rate",
@@ -263,7 +269,9 @@ class GRU4Rec(SessionRecommender):
 
     # -------------------------------------------------------------------- fit
     def fit(self, data, session_col: str = "SessionId", item_col: str = "ItemId",
-            time_col: str = "Time", callback: Optional[Callable[[int, float], None]] = None):
+            time_col: str = "Time", callback: Optional[Callable[[int, float], None]] = None,
+            *, valid=None, patience: Optional[int] = None, metric: str = "mrr@20",
+            show_progress: Optional[bool] = None):
         """Train on events for ``n_epochs`` epochs.
 
         ``data``: anything ``grurec.data.to_sessions`` takes: a pandas or polars
@@ -271,9 +279,31 @@ class GRU4Rec(SessionRecommender):
         file, or a ``SessionData``. ``callback(epoch, loss)`` runs after every
         epoch. Ctrl-C stops between mini-batches and leaves the model usable
         (trained so far).
+
+        Validation and early stopping (more in ``grurec.fitting``):
+
+        valid: held-out sessions, evaluated after every epoch with
+            ``grurec.evaluate`` (full ranking): events in any form ``data``
+            takes (same columns), or a fraction in (0, 1): the sessions that
+            start in the last ``valid`` share of the training events (by
+            time) are held out, the earlier events of sessions that straddle
+            that time stay in training. The model ends with the weights of
+            the best epoch; ``history`` holds every epoch's ``metric`` and
+            ``best_epoch`` the epoch kept.
+        patience: stop after this many epochs without improvement (None:
+            train all ``n_epochs``); needs ``valid``.
+        metric: what "best" means: ``"mrr@K"``, ``"recall@K"`` or ``"ndcg@K"``.
+        show_progress: progress bars for this call (None: ``self.show_progress``).
         """
+        from .fitting import ValidationPlan
+
         self._check_params()
+        progress = self.show_progress if show_progress is None else _as_bool(
+            "show_progress", show_progress)
+        plan = ValidationPlan.create(valid, patience, metric)
         sd = to_sessions(data, session_col, item_col, time_col)
+        if plan is not None:
+            sd = plan.carve(sd, session_col, item_col, time_col)
         n_short = int((sd.lengths() < 2).sum())
         # Items seen only in single-event sessions are never trained: they
         # leave the vocabulary (recommend() then treats them as unknown).
@@ -288,12 +318,16 @@ class GRU4Rec(SessionRecommender):
         # partly trained), never a mix of the two.
         work = self._snapshot()
         try:
-            work._fit_sessions(sd, callback, publish=lambda: self._publish(work))
+            work._fit_sessions(sd, callback, publish=lambda: self._publish(work),
+                               plan=plan, show_bar=progress)
         finally:
             self._publish(work)
         return self
 
-    def _fit_sessions(self, sd: SessionData, callback, publish) -> None:
+    def _fit_sessions(self, sd: SessionData, callback, publish, plan=None,
+                      show_bar: Optional[bool] = None) -> None:
+        if show_bar is None:
+            show_bar = self.show_progress
         self.item_ids = np.asarray(sd.item_ids)
         self._index = None
         n_items = len(sd.item_ids)
@@ -303,6 +337,7 @@ class GRU4Rec(SessionRecommender):
         pop = self.popularity.astype(np.float32)
         self.epochs_trained = 0
         self.history = []
+        self.best_epoch = None
         L = len(self.layers)
         args = (
             [self._triple(f"W_ih{l}") for l in range(L)],
@@ -325,7 +360,7 @@ class GRU4Rec(SessionRecommender):
                 if self.parallel == "hogwild" else 1,
             )
             bar = None
-            if self.show_progress:
+            if show_bar:
                 from tqdm.auto import tqdm
 
                 bar = tqdm(total=n_train_events, desc=f"epoch {epoch + 1}/{self.n_epochs}",
@@ -335,7 +370,11 @@ class GRU4Rec(SessionRecommender):
             def progress(events, loss_sum, batches):
                 if bar is not None:
                     bar.update(events - seen[0])
-                    bar.set_postfix(loss=f"{loss_sum / max(events, 1):.4f}", refresh=False)
+                    # A sum of 0 is a frame without a loss reading (the native
+                    # loop sends 0 while it waits for other workers): keep the
+                    # last one shown rather than flash loss=0.0000.
+                    if loss_sum > 0:
+                        bar.set_postfix(loss=f"{loss_sum / max(events, 1):.4f}", refresh=False)
                 seen[0] = events
                 return True
 
@@ -367,9 +406,14 @@ class GRU4Rec(SessionRecommender):
                 break
             self.epochs_trained += 1
             log.info("epoch %d: loss %.4f, %.0f events/s", epoch + 1, loss, r["events"] / dt)
+            stop = plan is not None and plan.after_epoch(self)
             if callback is not None:
                 publish()
                 callback(epoch + 1, loss)
+            if stop:
+                break
+        if plan is not None:
+            plan.restore_best(self)
 
     # -------------------------------------------------------------- inference
     def _check_fitted(self):
@@ -438,6 +482,14 @@ class GRU4Rec(SessionRecommender):
         return _topk_csr(h, self.params["W_y"], self.params["b_y"], k, ex_off, ex_idx, allowed,
                          self.num_threads, index=self._topk_index)
 
+    def item_vectors(self) -> np.ndarray:
+        """float32 (n_items, H): the output item table ``W_y`` (a copy), row i
+        for ``item_ids[i]``; with ``constrained_embedding`` also the input
+        vectors. ``similar_items`` ranks by their cosine similarity. (The
+        per-item output bias ``params["b_y"]`` is not part of them.)"""
+        self._check_fitted()
+        return self.params["W_y"].copy()
+
     def prepare_serving(self, num_threads: int = 0) -> "GRU4Rec":
         """Prepare the output item table for fast top-k: ``recommend`` and live
         sessions then score against a ``grurec.TopkIndex`` of it, whose int8
@@ -467,9 +519,12 @@ class GRU4Rec(SessionRecommender):
         """Write the model to one file, atomically (see ``grurec.io``).
 
         ``optimizer=True`` also stores the optimizer state (only needed to
-        continue training). Item ids must be integers or strings."""
+        continue training). Item ids must be integers or strings. An
+        unfitted model is refused (RuntimeError); ``to_bytes`` still writes
+        one (pickling and copying need that)."""
         from .io import save
 
+        self._check_fitted()
         save(self, path, optimizer=optimizer)
 
     def to_bytes(self, *, optimizer: bool = False) -> bytes:
