@@ -8,13 +8,16 @@ import logging
 import math
 import numbers
 import time
-from typing import Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 import numpy as np
 
 from . import _core
 from .base import SessionRecommender, register
 from .data import SessionData, drop_short_sessions, to_sessions
+
+if TYPE_CHECKING:  # for the annotations (and the API docs) only
+    from .session import LiveSession
 
 log = logging.getLogger("grurec")
 

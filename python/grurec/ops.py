@@ -10,8 +10,9 @@ The math (see ``cpp/gru.hpp`` and the README): gate order ``[r | z | n]``,
 with ``W_ih = [W_r | W_z | W_n]`` of shape (I, 3H), ``W_hh = [U_r | U_z | U_n]``
 of shape (H, 3H) and ``b`` of shape (3H,).
 """
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: the NamedTuples' generated
+# __init__ would carry string annotations ('np.ndarray') that no namespace
+# resolves (the API reference build fails on them).
 from typing import NamedTuple
 
 import numpy as np
