@@ -231,3 +231,11 @@ def test_progress_bar_never_shows_a_zero_loss(events, monkeypatch):
     monkeypatch.setattr(grurec._core, "train_epoch", train_epoch)
     small("GRU4Rec", n_epochs=1, show_progress=True).fit(events)
     assert shown[0] == "2.5000" and "0.0000" not in shown and len(shown) >= 2
+
+
+@pytest.mark.parametrize("name,cls", CLASSES, ids=[n for n, _ in CLASSES])
+def test_every_model_takes_fit_show_progress(name, cls, events, capsys):
+    m = small(name).fit(events, show_progress=False)
+    assert m.n_items > 0 and capsys.readouterr().err == ""
+    with pytest.raises(TypeError, match="show_progress"):
+        small(name).fit(events, show_progress="quiet")

@@ -210,8 +210,13 @@ class SessionRecommender:
         self.__dict__.update(work.__dict__)
 
     def fit(self, data, session_col: str = "SessionId", item_col: str = "ItemId",
-            time_col: str = "Time"):
-        """Learn from an event table (pandas DataFrame) or a ``SessionData``."""
+            time_col: str = "Time", *, show_progress: Optional[bool] = None):
+        """Learn from an event table (pandas DataFrame) or a ``SessionData``.
+
+        ``show_progress`` is accepted so that every model takes the same call;
+        these models fit in one vectorised pass and show no bar."""
+        if show_progress is not None and not _is_bool(show_progress):
+            raise TypeError(f"show_progress: must be True, False or None, got {show_progress!r}")
         self._check_params()
         sd = data if isinstance(data, SessionData) else sessions_from_frame(
             data, session_col, item_col, time_col)
