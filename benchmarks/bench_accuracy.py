@@ -1,18 +1,20 @@
-"""GRU4Rec accuracy on the shared data sets: the published configurations, several seeds.
+"""GRU4Rec accuracy on the shared data sets: named configurations, several seeds.
 
 Trains on a data set's training file and evaluates next-item prediction over all
 items (full ranking, standard tie handling: rank = 1 + number of items scored
 strictly higher) on its test file, with the hidden state reset for every test
 session. Targets never seen in training count as misses and are reported.
 
-Configurations (``CONFIGS``) are ``grurec.presets``: the published GRU4Rec settings
-(Hidasi & Czapp, RecSys 2023, official repository's parameter files), ``rsc15`` and
-``retailrocket``, and the settings grurec's search found for ``yoochoose1_64`` and
-``diginetica``. Prints a table and writes JSON.
+Configurations (``CONFIGS``) are ``grurec.presets``: the official GRU4Rec parameter
+files (``rsc15_xe_shared_100``, ``retailrocket_bprmax_shared``, ...) and the settings
+grurec's search found (``search_<data>_valid``). Prints a table and writes JSON;
+``--anchors`` prints the official implementation's figures on the same data
+(``../shared/anchors``) beside them.
 
 Usage:
-    python benchmarks/bench_accuracy.py --data rsc15-100k --config rsc15 --seeds 0 1 2
-    python benchmarks/bench_accuracy.py --data rsc15-100k --config rsc15 --set n_epochs=3
+    python benchmarks/bench_accuracy.py --config rsc15_xe_shared_100 --threads 1 --anchors
+    python benchmarks/bench_accuracy.py --config retailrocket_bprmax_shared --set n_epochs=3
+    python benchmarks/bench_accuracy.py --config rsc15_xe_shared_100 --set gru_cell=reset-before
 """
 from __future__ import annotations
 
@@ -30,6 +32,10 @@ import grurec
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "bench_accuracy.json"
+ANCHORS = SHARED.parent / "anchors" / "official-gru4rec-rsc15-100k.json"
+# Preset -> the anchors file's config measured with the same parameter file.
+ANCHOR_CONFIGS = {"rsc15_xe_shared_100": "rsc15_official_paramfile",
+                  "retailrocket_bprmax_shared": "retailrocket_official_paramfile"}
 
 DATASETS = {
     "rsc15-100k": ("rsc15-100k/yoochoose-clicks-100k_train_full.txt",
@@ -42,8 +48,8 @@ DATASETS = {
                    "diginetica/diginetica_sessions_test.tsv.gz"),
 }
 
-# Named settings (grurec.presets): the published "rsc15" and "retailrocket" and the
-# ones grurec's search found for a data set.
+# Named settings (grurec.presets): the official parameter files and the settings
+# grurec's search found for a data set.
 CONFIGS = {name: grurec.presets.get(name) for name in grurec.presets.names()}
 
 
@@ -53,19 +59,46 @@ def load(name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def parse_set(items: list[str]) -> dict:
+    """KEY=VALUE pairs: VALUE as JSON (numbers, lists, true/false) or else a string."""
     out = {}
     for it in items:
         k, v = it.split("=", 1)
-        out[k] = json.loads(v) if v[:1] in "[{" else (
-            float(v) if any(c in v for c in ".e") and not v.isalpha() else
-            (int(v) if v.lstrip("-").isdigit() else v))
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
     return out
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")),
+                        "unknown")
+    except OSError:
+        import platform
+
+        return platform.processor() or "unknown"
+
+
+def anchor_means(config: str):
+    """Mean final-epoch Recall@20 / MRR@20 of the official runs of ``config``'s
+    parameter file (``../shared/anchors``), or None."""
+    name = ANCHOR_CONFIGS.get(config)
+    if name is None or not ANCHORS.exists():
+        return None
+    runs = [r for r in json.loads(ANCHORS.read_text())["runs"] if r["config"] == name]
+    if not runs:
+        return None
+    last = [r["epochs"][-1] for r in runs]
+    return {"n": len(runs), "recall@20": statistics.mean(e["recall@20"] for e in last),
+            "mrr@20": statistics.mean(e["mrr@20"] for e in last)}
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     p.add_argument("--data", default="rsc15-100k", choices=sorted(DATASETS))
-    p.add_argument("--config", default="rsc15", choices=sorted(CONFIGS))
+    p.add_argument("--config", default="rsc15_xe_shared_100", choices=sorted(CONFIGS))
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="override hyperparameters, e.g. n_epochs=3 layers=[200]")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -73,6 +106,8 @@ def main(argv=None) -> int:
     p.add_argument("--parallel", default="hogwild", choices=["hogwild", "sync"])
     p.add_argument("--cutoffs", type=int, nargs="+", default=[5, 10, 20])
     p.add_argument("--json", type=Path, default=DEFAULT_JSON)
+    p.add_argument("--anchors", action="store_true",
+                   help="print the official implementation's figures (rsc15-100k) beside")
     args = p.parse_args(argv)
 
     train, test = load(args.data)
@@ -100,11 +135,17 @@ def main(argv=None) -> int:
         print(f"{r['seed']:>6}" + "".join(f"{r[k]:>11.4f}" for k in keys)
               + f"{r['fit_seconds']:>8.1f}")
     print(f"{'mean':>6}" + "".join(f"{mean[k]:>11.4f}" for k in keys))
+    official = anchor_means(args.config) if args.anchors and args.data == "rsc15-100k" else None
+    if official:
+        print(f"official GRU4Rec, same parameter file, mean of {official['n']} seeds: "
+              f"recall@20 {official['recall@20']:.4f}  mrr@20 {official['mrr@20']:.4f}")
+    print(f"CPU: {cpu_model()}, SIMD {grurec.simd_level()}, threads {args.threads}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(dict(data=args.data, config=args.config, params=params,
                                          threads=args.threads, parallel=args.parallel,
-                                         runs=runs, mean=mean,
-                                         simd=grurec.simd_level()), indent=2) + "\n")
+                                         runs=runs, mean=mean, official=official,
+                                         cpu=cpu_model(), simd=grurec.simd_level()),
+                                    indent=2) + "\n")
     return 0
 
 

@@ -125,7 +125,7 @@ void sgemm(py::handle a, py::handle b, py::handle c, float alpha, float beta,
 
 void gru_forward(py::handle h_out, py::handle gates, py::handle rh, py::handle x,
                  py::handle h0, py::handle W_ih, py::handle W_hh, py::handle b,
-                 int num_threads) {
+                 py::handle b_hh, int num_threads) {
   const int64_t T = dim("x", x, 3, 0), B = dim("x", x, 3, 1), I = dim("x", x, 3, 2);
   const int64_t H = dim("h0", h0, 2, 1);
   const float* px = checked("x", x, {T, B, I}, false);
@@ -133,12 +133,13 @@ void gru_forward(py::handle h_out, py::handle gates, py::handle rh, py::handle x
   const float* pwi = checked("W_ih", W_ih, {I, 3 * H}, false);
   const float* pwh = checked("W_hh", W_hh, {H, 3 * H}, false);
   const float* pb = checked("b", b, {3 * H}, false);
+  const float* pbh = b_hh.is_none() ? nullptr : checked("b_hh", b_hh, {3 * H}, false);
   float* ph = checked("h_out", h_out, {T, B, H}, true);
   float* pg = checked("gates", gates, {T, B, 3 * H}, true);
   float* prh = checked("rh", rh, {T, B, H}, true);
   int nt = resolve_threads(num_threads);
   py::gil_scoped_release nogil;
-  grurec::gru_forward(ph, pg, prh, px, ph0, pwi, pwh, pb, T, B, I, H, nt);
+  grurec::gru_forward(ph, pg, prh, px, ph0, pwi, pwh, pb, pbh, T, B, I, H, nt);
 }
 
 // Forward for input already folded into gates (a one-hot input's row lookup).
@@ -153,13 +154,14 @@ void gru_forward_gates(py::handle h_out, py::handle gates, py::handle rh, py::ha
   float* prh = checked("rh", rh, {T, B, H}, true);
   int nt = resolve_threads(num_threads);
   py::gil_scoped_release nogil;
-  grurec::gru_forward(ph, pg, prh, nullptr, ph0, nullptr, pwh, nullptr, T, B, 0, H, nt);
+  grurec::gru_forward(ph, pg, prh, nullptr, ph0, nullptr, pwh, nullptr, nullptr, T, B, 0, H,
+                      nt);
 }
 
 void gru_backward(py::handle dx, py::handle dh0, py::handle dW_ih, py::handle dW_hh,
                   py::handle db, py::handle dA, py::handle dh_out, py::handle gates,
                   py::handle rh, py::handle x, py::handle h0, py::handle h_out,
-                  py::handle W_ih, py::handle W_hh, int num_threads) {
+                  py::handle W_ih, py::handle W_hh, py::handle db_hh, int num_threads) {
   const int64_t T = dim("x", x, 3, 0), B = dim("x", x, 3, 1), I = dim("x", x, 3, 2);
   const int64_t H = dim("h0", h0, 2, 1);
   const float* px = checked("x", x, {T, B, I}, false);
@@ -176,9 +178,10 @@ void gru_backward(py::handle dx, py::handle dh0, py::handle dW_ih, py::handle dW
   float* pdwh = checked("dW_hh", dW_hh, {H, 3 * H}, true);
   float* pdb = checked("db", db, {3 * H}, true);
   float* pdA = checked_opt("dA", dA, {T, B, 3 * H});
+  float* pdbh = checked_opt("db_hh", db_hh, {3 * H});
   int nt = resolve_threads(num_threads);
   py::gil_scoped_release nogil;
-  grurec::gru_backward(pdx, pdh0, pdwi, pdwh, pdb, pdA, pdh, pg, prh, px, ph0, ph, pwi,
+  grurec::gru_backward(pdx, pdh0, pdwi, pdwh, pdb, pdbh, pdA, pdh, pg, prh, px, ph0, ph, pwi,
                        pwh, T, B, I, H, nt);
 }
 
@@ -209,14 +212,14 @@ double loss(const std::string& name, py::handle R, py::handle qcorr, float elu, 
 }
 
 void adagrad(py::handle w, py::handle acc, py::handle vel, py::handle g, float lr, float mu,
-             float eps) {
+             float eps, bool nesterov) {
   const int64_t n = dim("w", w, 1, 0);
   float* pw = checked("w", w, {n}, true);
   float* pa = checked("acc", acc, {n}, true);
   float* pv = checked_opt("vel", vel, {n});
   const float* pg = checked("g", g, {n}, false);
   if (mu > 0.0f && !pv) throw py::value_error("vel is required when mu > 0");
-  K().adagrad(n, pw, pa, pv, pg, lr, mu, eps);
+  K().adagrad(n, pw, pa, pv, pg, lr, mu, eps, nesterov ? 1 : 0);
 }
 
 // (w, acc, vel-or-None) of one parameter, all float32 C-contiguous, same shape.
@@ -237,7 +240,8 @@ grurec::Param param(const std::string& name, py::handle t) {
   return p;
 }
 
-py::dict train_epoch(py::list W_ih, py::list W_hh, py::list b, py::handle W_y, py::handle b_y,
+py::dict train_epoch(py::list W_ih, py::list W_hh, py::list b, py::list b_hh, py::handle W_y,
+                     py::handle b_y,
                      py::handle emb, py::dict cfg, py::handle offsets, py::handle items,
                      py::handle pop, py::object progress) {
   grurec::Net net;
@@ -254,17 +258,30 @@ py::dict train_epoch(py::list W_ih, py::list W_hh, py::list b, py::handle W_y, p
   c.dropout_hidden = cfg["dropout_p_hidden"].cast<float>();
   c.lr = cfg["learning_rate"].cast<float>();
   c.momentum = cfg["momentum"].cast<float>();
+  {
+    const std::string mt = cfg.contains("momentum_type") ? cfg["momentum_type"].cast<std::string>()
+                                                         : std::string("heavy-ball");
+    if (mt != "heavy-ball" && mt != "nesterov")
+      throw py::value_error("momentum_type must be 'heavy-ball' or 'nesterov', got '" + mt + "'");
+    c.nesterov = mt == "nesterov";
+  }
   c.seed = cfg["seed"].cast<uint64_t>();
   c.num_threads = resolve_threads(cfg["num_threads"].cast<int>());
   c.workers = cfg.contains("workers") ? cfg["workers"].cast<int>() : 1;
   if (c.workers < 1) throw py::value_error("workers must be >= 1");
   const int64_t L = static_cast<int64_t>(W_hh.size());
-  if (L < 1 || static_cast<int64_t>(W_ih.size()) != L || static_cast<int64_t>(b.size()) != L)
-    throw py::value_error("W_ih, W_hh and b must list the same number (>= 1) of layers");
+  if (L < 1 || static_cast<int64_t>(W_ih.size()) != L || static_cast<int64_t>(b.size()) != L ||
+      static_cast<int64_t>(b_hh.size()) != L)
+    throw py::value_error("W_ih, W_hh, b and b_hh must list the same number (>= 1) of layers");
   for (int64_t l = 0; l < L; ++l) {
     net.W_hh.push_back(param("W_hh[" + std::to_string(l) + "]", W_hh[l]));
     net.W_ih.push_back(param("W_ih[" + std::to_string(l) + "]", W_ih[l]));
     net.b.push_back(param("b[" + std::to_string(l) + "]", b[l]));
+    // None: a reset-before layer (no recurrent bias).
+    net.b_hh.push_back(b_hh[l].is_none() ? grurec::Param{}
+                                         : param("b_hh[" + std::to_string(l) + "]", b_hh[l]));
+    if (net.b_hh[l].w && net.b_hh[l].rows * net.b_hh[l].cols != net.b[l].rows * net.b[l].cols)
+      throw py::value_error("b_hh[" + std::to_string(l) + "]: must have the shape of b");
     net.layers.push_back(net.W_hh[l].rows);
   }
   net.W_y = param("W_y", W_y);
@@ -363,6 +380,13 @@ grurec::Net net_from_params(py::dict p, const std::vector<int64_t>& layers, int 
     net.W_ih.push_back(wi);
     net.W_hh.push_back(wh);
     net.b.push_back(b);
+    grurec::Param bh;  // the recurrent bias of a reset-after layer, if the model has one
+    if (p.contains(("bh" + sl).c_str())) {
+      bh.w = checked(("bh" + sl).c_str(), get("bh" + sl), {3 * H}, false);
+      bh.rows = 3 * H;
+      bh.cols = 1;
+    }
+    net.b_hh.push_back(bh);
     in = H;
   }
   return net;
@@ -671,9 +695,9 @@ PYBIND11_MODULE(_core, m) {
         py::arg("bpreg"), py::arg("scale"), py::arg("dR"), py::arg("num_threads") = 0,
         "Sampled-softmax family losses; writes dR, returns the summed loss.");
   m.def("adagrad", &adagrad, py::arg("w"), py::arg("acc"), py::arg("vel"), py::arg("g"),
-        py::arg("lr"), py::arg("mu"), py::arg("eps"));
+        py::arg("lr"), py::arg("mu"), py::arg("eps"), py::arg("nesterov") = false);
   m.def("train_epoch", &train_epoch, py::arg("W_ih"), py::arg("W_hh"), py::arg("b"),
-        py::arg("W_y"), py::arg("b_y"), py::arg("emb"), py::arg("config"), py::arg("offsets"),
+        py::arg("b_hh"), py::arg("W_y"), py::arg("b_y"), py::arg("emb"), py::arg("config"), py::arg("offsets"),
         py::arg("items"), py::arg("pop"), py::arg("progress") = py::none(),
         "One GRU4Rec training epoch in C++ (GIL released); see cpp/train.hpp.");
   m.def("sample_popularity", [](py::handle pop, float alpha, int64_t n, uint64_t seed) {
@@ -700,14 +724,14 @@ PYBIND11_MODULE(_core, m) {
         "Last-layer GRU states after each session (or after every prefix); see cpp/infer.hpp.");
   m.def("gru_forward", &gru_forward, py::arg("h_out"), py::arg("gates"), py::arg("rh"),
         py::arg("x"), py::arg("h0"), py::arg("W_ih"), py::arg("W_hh"), py::arg("b"),
-        py::arg("num_threads") = 0);
+        py::arg("b_hh") = py::none(), py::arg("num_threads") = 0);
   m.def("gru_forward_gates", &gru_forward_gates, py::arg("h_out"), py::arg("gates"),
         py::arg("rh"), py::arg("h0"), py::arg("W_hh"), py::arg("num_threads") = 0,
         "gru_forward with gates pre-filled with the input contribution x W_ih + b.");
   m.def("gru_backward", &gru_backward, py::arg("dx"), py::arg("dh0"), py::arg("dW_ih"),
         py::arg("dW_hh"), py::arg("db"), py::arg("dA"), py::arg("dh_out"), py::arg("gates"),
         py::arg("rh"), py::arg("x"), py::arg("h0"), py::arg("h_out"), py::arg("W_ih"),
-        py::arg("W_hh"), py::arg("num_threads") = 0);
+        py::arg("W_hh"), py::arg("db_hh") = py::none(), py::arg("num_threads") = 0);
 
   m.def("topk", &topk_native, py::arg("queries"), py::arg("items"), py::arg("bias"),
         py::arg("k"), py::arg("excl_offsets"), py::arg("excl_indices"), py::arg("allowed"),

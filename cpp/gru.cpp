@@ -42,8 +42,8 @@ void parallel_rows(int64_t rows, int64_t cols, int num_threads, F f) {
 
 void gru_forward(float* h_out, float* gates, float* rh, const float* x,
                  const float* h0, const float* W_ih, const float* W_hh,
-                 const float* b, int64_t T, int64_t B, int64_t I, int64_t H,
-                 int nt) {
+                 const float* b, const float* b_hh, int64_t T, int64_t B, int64_t I,
+                 int64_t H, int nt) {
   if (T <= 0 || B <= 0 || H <= 0) return;  // nothing to compute (no empty-buffer memcpy)
   const Kernels& k = K();
   const int64_t H3 = 3 * H;
@@ -52,6 +52,24 @@ void gru_forward(float* h_out, float* gates, float* rh, const float* x,
   if (x) {
     for (int64_t r = 0; r < T * B; ++r) std::memcpy(gates + r * H3, b, H3 * sizeof(float));
     k.sgemm(T * B, H3, I, 1.0f, x, I, 1, W_ih, H3, 1, 1.0f, gates, H3, nt);
+  }
+  if (b_hh) {
+    // Reset-after: P = h_{t-1} W_hh + b_hh for all three gates in one product.
+    thread_local std::vector<float> P_scratch;
+    if (P_scratch.size() < static_cast<size_t>(B * H3)) P_scratch.resize(B * H3);
+    float* const P = P_scratch.data();  // [B, 3H]
+    for (int64_t t = 0; t < T; ++t) {
+      const float* hp = (t == 0) ? h0 : h_out + (t - 1) * B * H;
+      for (int64_t r = 0; r < B; ++r) std::memcpy(P + r * H3, b_hh, H3 * sizeof(float));
+      k.sgemm(B, H3, H, 1.0f, hp, H, 1, W_hh, H3, 1, 1.0f, P, H3, nt);
+      float* G = gates + t * B * H3;
+      float* hn = rh + t * B * H;
+      float* ho = h_out + t * B * H;
+      parallel_rows(B, 3 * H, nt, [&](int64_t r0, int64_t r1) {
+        k.gru_fwd_ra(r0, r1, H, G, P, hp, hn, ho);
+      });
+    }
+    return;
   }
   for (int64_t t = 0; t < T; ++t) {
     const float* hp = (t == 0) ? h0 : h_out + (t - 1) * B * H;
@@ -71,7 +89,7 @@ void gru_forward(float* h_out, float* gates, float* rh, const float* x,
 }
 
 void gru_backward(float* dx, float* dh0, float* dW_ih, float* dW_hh, float* db,
-                  float* dA, const float* dh_out, const float* gates,
+                  float* db_hh, float* dA, const float* dh_out, const float* gates,
                   const float* rh, const float* x, const float* h0,
                   const float* h_out, const float* W_ih, const float* W_hh,
                   int64_t T, int64_t B, int64_t I, int64_t H, int nt) {
@@ -100,6 +118,45 @@ void gru_backward(float* dx, float* dh0, float* dW_ih, float* dW_hh, float* db,
   float* const pdh = dh.data();
   float* const pdrh = drh.data();
 
+  if (db_hh) {
+    // Reset-after. dP [T,B,3H]: gradients of the recurrent pre-activations
+    // h_{t-1} W_hh + b_hh; dA those of the input ones.
+    thread_local std::vector<float> dP_scratch;
+    if (dP_scratch.size() < static_cast<size_t>(T * B * H3)) dP_scratch.resize(T * B * H3);
+    float* const dP = dP_scratch.data();
+    for (int64_t t = T - 1; t >= 0; --t) {
+      const float* hp = (t == 0) ? h0 : h_out + (t - 1) * B * H;
+      const float* G = gates + t * B * H3;
+      const float* hn = rh + t * B * H;
+      float* dAt = dA + t * B * H3;
+      float* dPt = dP + t * B * H3;
+      std::memcpy(pdh, dh_out + t * B * H, B * H * sizeof(float));
+      k.add(B * H, pcarry, pdh);
+      // dA_z, dA_n; carry = dh * (1 - z)
+      parallel_rows(B, H, nt, [&](int64_t r0, int64_t r1) {
+        k.gru_bwd_out(r0, r1, H, pdh, G, hp, dAt, pcarry);
+      });
+      parallel_rows(B, H, nt, [&](int64_t r0, int64_t r1) {
+        k.gru_bwd_ra(r0, r1, H, G, hn, dAt, dPt);
+      });
+      // carry += dP W_hh^T (not needed after the first step without dh0:
+      // one-step training detaches the previous state)
+      if (t > 0 || dh0) k.sgemm(B, H, H3, 1.0f, dPt, H3, 1, W_hh, 1, H3, 1.0f, pcarry, H, nt);
+    }
+    if (dh0) k.add(B * H, pcarry, dh0);
+    const int64_t R = T * B;
+    // dW_hh += h_{t-1}^T dP: h0 for t = 0, h_out[t-1] after.
+    k.sgemm(H, H3, B, 1.0f, h0, 1, H, dP, H3, 1, 1.0f, dW_hh, H3, nt);
+    if (T > 1) k.sgemm(H, H3, R - B, 1.0f, h_out, 1, H, dP + B * H3, H3, 1, 1.0f, dW_hh, H3, nt);
+    if (dW_ih && x) k.sgemm(I, H3, R, 1.0f, x, 1, I, dA, H3, 1, 1.0f, dW_ih, H3, nt);
+    if (dx && W_ih) k.sgemm(R, I, H3, 1.0f, dA, H3, 1, W_ih, 1, H3, 1.0f, dx, I, nt);
+    parallel_rows(H3, R, nt, [&](int64_t j0, int64_t j1) {
+      k.colsum_add(R, j0, j1, dA, H3, db);
+      k.colsum_add(R, j0, j1, dP, H3, db_hh);
+    });
+    return;
+  }
+
   for (int64_t t = T - 1; t >= 0; --t) {
     const float* hp = (t == 0) ? h0 : h_out + (t - 1) * B * H;
     const float* G = gates + t * B * H3;
@@ -117,8 +174,8 @@ void gru_backward(float* dx, float* dh0, float* dW_ih, float* dW_hh, float* db,
     parallel_rows(B, H, nt, [&](int64_t r0, int64_t r1) {
       k.gru_bwd_gates(r0, r1, H, pdrh, G, hp, dAt, pcarry);
     });
-    // carry += [dA_r | dA_z] [U_r | U_z]^T
-    k.sgemm(B, H, 2 * H, 1.0f, dAt, H3, 1, W_hh, 1, H3, 1.0f, pcarry, H, nt);
+    // carry += [dA_r | dA_z] [U_r | U_z]^T (skipped as above)
+    if (t > 0 || dh0) k.sgemm(B, H, 2 * H, 1.0f, dAt, H3, 1, W_hh, 1, H3, 1.0f, pcarry, H, nt);
   }
   if (dh0) k.add(B * H, pcarry, dh0);
 

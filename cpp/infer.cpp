@@ -63,7 +63,8 @@ void run_block(const Net& net, int mode, const int64_t* offsets, int64_t s0, int
         for (int64_t i = 0; i < n; ++i)
           std::memcpy(&hp[l][i * H], &st[l][live[i] * H], H * sizeof(float));
         gru_forward(h[l].data(), gates[l].data(), rh[l].data(), xin, hp[l].data(),
-                    net.W_ih[l].w, net.W_hh[l].w, net.b[l].w, 1, n, I, H, 1);
+                    net.W_ih[l].w, net.W_hh[l].w, net.b[l].w, net.b_hh[l].w, 1, n, I,
+                    H, 1);
         for (int64_t i = 0; i < n; ++i)
           std::memcpy(&st[l][live[i] * H], &h[l][i * H], H * sizeof(float));
         xin = h[l].data();

@@ -46,6 +46,18 @@ struct Kernels {
                         const float* G, const float* h_prev, float* dA,
                         float* dh_prev);
 
+  // The reset-after (cuDNN) cell, gru.hpp. G[B,3H] holds the input
+  // pre-activations x W_ih + b_ih, P[B,3H] the recurrent ones h_prev W_hh +
+  // b_hh. Writes G = [r | z | n] with r, z = sigmoid(G + P) on the first 2H
+  // and n = tanh(G_n + r * P_n); hn = P_n (cache); h_out = h_prev + z * (n - h_prev).
+  void (*gru_fwd_ra)(int64_t b0, int64_t b1, int64_t H, float* G, const float* P,
+                     const float* h_prev, float* hn, float* h_out);
+  // Reset-after backward, after gru_bwd_out wrote dA[:, H:] = [dA_z | dA_n]:
+  //   dA[:, :H] = dA_n * hn * r * (1 - r);  dP = [dA_r | dA_z | dA_n * r]
+  // (dP: the gradient of the recurrent pre-activations P).
+  void (*gru_bwd_ra)(int64_t b0, int64_t b1, int64_t H, const float* G, const float* hn,
+                     float* dA, float* dP);
+
   // out[j] += sum_i A[i*lda + j] for j in [j0, j1), i in [0, M)
   void (*colsum_add)(int64_t M, int64_t j0, int64_t j1, const float* A,
                      int64_t lda, float* out);
@@ -62,12 +74,13 @@ struct Kernels {
                  const float* qcorr, float elu, float bpreg, float scale,
                  float* dR);
 
-  // Adagrad with Nesterov momentum on n parameters:
+  // Adagrad with momentum on n parameters:
   //   acc += g^2;  s = lr * g / sqrt(acc + eps)
-  //   mu > 0: vel = mu * vel - s;  w += mu * vel - s     (vel may not be null)
-  //   mu = 0: w -= s                                      (vel ignored)
+  //   mu > 0, heavy ball: vel = mu * vel - s;  w += vel          (vel may not be null)
+  //   mu > 0, nesterov:   vel = mu * vel - s;  w += mu * vel - s
+  //   mu = 0: w -= s                                              (vel ignored)
   void (*adagrad)(int64_t n, float* w, float* acc, float* vel, const float* g,
-                  float lr, float mu, float eps);
+                  float lr, float mu, float eps, int nesterov);
 };
 
 enum LossKind { kCrossEntropy = 0, kBprMax = 1, kTop1Max = 2 };

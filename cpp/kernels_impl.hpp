@@ -364,6 +364,50 @@ void gru_bwd_gates(int64_t b0, int64_t b1, int64_t H, const float* drh,
   }
 }
 
+void gru_fwd_ra(int64_t b0, int64_t b1, int64_t H, float* G, const float* P,
+                const float* h_prev, float* hn, float* h_out) {
+  for (int64_t b = b0; b < b1; ++b) {
+    float* g = G + b * 3 * H;
+    const float* p = P + b * 3 * H;
+    const float* h = h_prev + b * H;
+    float* c = hn + b * H;
+    float* o = h_out + b * H;
+    for (int64_t j = 0; j < 2 * H; j += W) {
+      const int64_t m = imin(W, 2 * H - j);
+      stp(g + j, m, vsigmoid(V::add(ldp(g + j, m), ldp(p + j, m))));
+    }
+    for (int64_t j = 0; j < H; j += W) {
+      const int64_t m = imin(W, H - j);
+      const V::reg pn = ldp(p + 2 * H + j, m);
+      stp(c + j, m, pn);
+      const V::reg n = vtanh(V::add(ldp(g + 2 * H + j, m), V::mul(ldp(g + j, m), pn)));
+      stp(g + 2 * H + j, m, n);
+      const V::reg z = ldp(g + H + j, m), hp = ldp(h + j, m);
+      stp(o + j, m, V::fmadd(z, V::sub(n, hp), hp));
+    }
+  }
+}
+
+void gru_bwd_ra(int64_t b0, int64_t b1, int64_t H, const float* G, const float* hn,
+                float* dA, float* dP) {
+  const V::reg one = V::set1(1.0f);
+  for (int64_t b = b0; b < b1; ++b) {
+    const float* g = G + b * 3 * H;
+    const float* c = hn + b * H;
+    float* da = dA + b * 3 * H;
+    float* dp = dP + b * 3 * H;
+    for (int64_t j = 0; j < H; j += W) {
+      const int64_t m = imin(W, H - j);
+      const V::reg r = ldp(g + j, m), dn = ldp(da + 2 * H + j, m);
+      const V::reg dr = V::mul(V::mul(dn, ldp(c + j, m)), V::mul(r, V::sub(one, r)));
+      stp(da + j, m, dr);
+      stp(dp + j, m, dr);
+      stp(dp + H + j, m, ldp(da + H + j, m));
+      stp(dp + 2 * H + j, m, V::mul(dn, r));
+    }
+  }
+}
+
 void colsum_add(int64_t M, int64_t j0, int64_t j1, const float* A, int64_t lda,
                 float* out) {
   for (int64_t j = j0; j < j1; j += W) {
@@ -517,7 +561,7 @@ double loss(int kind, int64_t b0, int64_t b1, int64_t C, const float* R,
 }
 
 void adagrad(int64_t n, float* w, float* acc, float* vel, const float* g,
-             float lr, float mu, float eps) {
+             float lr, float mu, float eps, int nesterov) {
   const V::reg vlr = V::set1(lr), vmu = V::set1(mu), veps = V::set1(eps);
   for (int64_t i = 0; i < n; i += W) {
     const int64_t c = imin(W, n - i);
@@ -530,7 +574,7 @@ void adagrad(int64_t n, float* w, float* acc, float* vel, const float* g,
     if (mu > 0.0f) {
       const V::reg v = V::sub(V::mul(vmu, ldp(vel + i, c)), s);
       stp(vel + i, c, v);
-      stp(w + i, c, V::add(ldp(w + i, c), V::sub(V::mul(vmu, v), s)));
+      stp(w + i, c, V::add(ldp(w + i, c), nesterov ? V::sub(V::mul(vmu, v), s) : v));
     } else {
       stp(w + i, c, V::sub(ldp(w + i, c), s));
     }
@@ -539,7 +583,8 @@ void adagrad(int64_t n, float* w, float* acc, float* vel, const float* g,
 
 const grurec::Kernels kTable = {
     GRUREC_LEVEL_NAME, sgemm,      gru_fwd_gates, gru_fwd_out, gru_bwd_out,
-    gru_bwd_gates,     colsum_add, add,           loss,        adagrad,
+    gru_bwd_gates,     gru_fwd_ra, gru_bwd_ra,    colsum_add,  add,
+    loss,              adagrad,
 };
 
 }  // namespace

@@ -141,7 +141,7 @@ void split_rows(int64_t n, int64_t work, int nt, F f) {
 }
 
 void adagrad_dense(const Param& p, const float* g, const TrainConfig& c) {
-  K().adagrad(p.rows * p.cols, p.w, p.acc, p.vel, g, c.lr, c.momentum, c.eps);
+  K().adagrad(p.rows * p.cols, p.w, p.acc, p.vel, g, c.lr, c.momentum, c.eps, c.nesterov);
 }
 
 // Adagrad(+momentum) on rows[0..n) of table p, gradient row s in g[s*D..].
@@ -159,7 +159,7 @@ void adagrad_rows(const Param& p, const int32_t* rows, int64_t n, const float* g
       }
       const int64_t r = static_cast<int64_t>(rows[s]) * D;
       k.adagrad(D, p.w + r, p.acc + r, p.vel ? p.vel + r : nullptr, g + s * D, c.lr,
-                c.momentum, c.eps);
+                c.momentum, c.eps, c.nesterov);
     }
   });
 }
@@ -175,7 +175,7 @@ void adagrad_bias(const Param& p, const int32_t* rows, int64_t n, const float* g
     if (c.momentum > 0.0f) {
       const float v = c.momentum * p.vel[r] - step;
       p.vel[r] = v;
-      p.w[r] += c.momentum * v - step;
+      p.w[r] += c.nesterov ? c.momentum * v - step : v;
     } else {
       p.w[r] -= step;
     }
@@ -251,6 +251,7 @@ class Worker {
     dW_ih_.resize(L_);
     dW_hh_.resize(L_);
     db_.resize(L_);
+    dbh_.resize(L_);
     for (int64_t l = 0; l < L_; ++l) {
       const int64_t H = net_.layers[l];
       state_[l].assign(Bmax_ * H, 0.0f);
@@ -263,6 +264,7 @@ class Worker {
       if (!(l == 0 && cfg_.mode == 0)) dW_ih_[l].resize(net_.W_ih[l].rows * net_.W_ih[l].cols);
       dW_hh_[l].resize(H * 3 * H);
       db_[l].resize(3 * H);
+      if (net_.b_hh[l].w) dbh_[l].resize(3 * H);
     }
     const int64_t I0 = std::max<int64_t>(I0_, 1);
     x0_.resize(Bmax_ * I0);
@@ -354,7 +356,7 @@ class Worker {
       const int64_t I = l == 0 ? (cfg_.mode == 0 ? 0 : I0) : net_.layers[l - 1];
       const float* x = l == 0 ? x_in : y_[l - 1].data();
       gru_forward(out_[l].data(), gates_[l].data(), rh_[l].data(), x, state_[l].data(),
-                  net_.W_ih[l].w, net_.W_hh[l].w, net_.b[l].w, 1, B, I, H, kt);
+                  net_.W_ih[l].w, net_.W_hh[l].w, net_.b[l].w, net_.b_hh[l].w, 1, B, I, H, kt);
       if (cfg_.dropout_hidden > 0) {
         draw_mask(rng_, cfg_.dropout_hidden, mask_h_[l].data(), B * H);
         mul_into(out_[l].data(), mask_h_[l].data(), y_[l].data(), B * H);
@@ -428,9 +430,11 @@ class Worker {
       if (!onehot) std::fill(dW_ih_[l].begin(), dW_ih_[l].end(), 0.0f);
       std::fill(dW_hh_[l].begin(), dW_hh_[l].end(), 0.0f);
       std::fill(db_[l].begin(), db_[l].end(), 0.0f);
+      std::fill(dbh_[l].begin(), dbh_[l].end(), 0.0f);
       const float* x = l == 0 ? x_in : y_[l - 1].data();
       gru_backward(dx, nullptr, onehot ? nullptr : dW_ih_[l].data(), dW_hh_[l].data(),
-                   db_[l].data(), onehot ? dA0_.data() : nullptr, dy_[l].data(), gates_[l].data(),
+                   db_[l].data(), net_.b_hh[l].w ? dbh_[l].data() : nullptr,
+                   onehot ? dA0_.data() : nullptr, dy_[l].data(), gates_[l].data(),
                    rh_[l].data(), x, state_[l].data(), out_[l].data(),
                    onehot ? nullptr : net_.W_ih[l].w, net_.W_hh[l].w, 1, B, I, H, kt);
     }
@@ -469,6 +473,7 @@ class Worker {
       if (!(l == 0 && cfg_.mode == 0)) adagrad_dense(net_.W_ih[l], dW_ih_[l].data(), cfg_);
       adagrad_dense(net_.W_hh[l], dW_hh_[l].data(), cfg_);
       adagrad_dense(net_.b[l], db_[l].data(), cfg_);
+      if (net_.b_hh[l].w) adagrad_dense(net_.b_hh[l], dbh_[l].data(), cfg_);
     }
     adagrad_rows(net_.W_y, uniq_.data(), U, dWu_.data(), cfg_, kt);
     adagrad_bias(net_.b_y, uniq_.data(), Uo, dbu_.data(), cfg_);
@@ -492,9 +497,10 @@ class Worker {
   int64_t session(int64_t local) const { return first_ + local * stride_; }
 
   // Slots move one event on; a finished session's slot takes this worker's
-  // next session (hidden state reset to zero) or retires.
+  // next session (hidden state reset to zero) or retires. The next state is
+  // each layer's output after dropout (y_; a copy of out_ without dropout).
   void advance() {
-    for (int64_t l = 0; l < L_; ++l) std::swap(state_[l], out_[l]);
+    for (int64_t l = 0; l < L_; ++l) std::swap(state_[l], y_[l]);
     int64_t B = B_;
     for (int64_t b = 0; b < B;) {
       ++pos_[b];
@@ -539,7 +545,7 @@ class Worker {
   int64_t L_ = 0, N_ = 0, HL_ = 0, S_ = 0, Bmax_ = 0, I0_ = 0, B_ = 0, next_ = 0;
   // Per layer, [Bmax, H] or [Bmax, 3H] / weight-gradient shapes.
   std::vector<std::vector<float>> state_, out_, gates_, rh_, mask_h_, y_, dy_;
-  std::vector<std::vector<float>> dW_ih_, dW_hh_, db_;
+  std::vector<std::vector<float>> dW_ih_, dW_hh_, db_, dbh_;
   std::vector<float> x0_, mask_e_, dx0_, dA0_;  // [Bmax, I0], dA0: [Bmax, 3H0]
   std::vector<int32_t> in_, cand_, col_;        // [Bmax], [C], [C]
   std::vector<int32_t> uniq_, slot_;            // [C + Bmax] distinct rows, [N] row -> slot

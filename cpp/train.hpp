@@ -24,10 +24,16 @@
 // 1 = separate embedding table [N, E], 2 = shared ("constrained"): the input
 // vector of an item is its output row W_y[item]. Dropout: dropout_embed on the
 // input vector (for one-hot input, on the single active input), dropout_hidden
-// on every layer's output; the recurrent state is never dropped.
+// on every layer's output; the dropped output is both what the next layer (or
+// the scoring) reads and the state the layer starts from at the next step, as
+// in the official GRU4Rec.
 //
-// Optimizer: Adagrad with Nesterov momentum (kernels.hpp), dense for the GRU
-// weights, and for the item tables only on the rows the mini-batch touched.
+// GRU cell: reset-after (cuDNN form, gru.hpp) for every layer with a recurrent
+// bias b_hh, reset-before for the others (always for layer 0 of one-hot input).
+//
+// Optimizer: Adagrad with heavy-ball (or Nesterov) momentum (kernels.hpp),
+// dense for the GRU weights, and for the item tables only on the rows the
+// mini-batch touched (a row's gradient: the sum of its gradients in the batch).
 #pragma once
 
 #include <cstdint>
@@ -53,6 +59,7 @@ struct TrainConfig {
   int mode = 2;  // 0 one-hot, 1 separate embedding, 2 shared
   float dropout_embed = 0.0f, dropout_hidden = 0.0f;
   float lr = 0.1f, momentum = 0.0f, eps = 1e-6f;
+  int nesterov = 0;  // momentum form: 0 heavy ball, 1 Nesterov
   uint64_t seed = 0;
   int num_threads = 1;
   // Streams of mini-batches run at once (Hogwild: each thread its own
@@ -68,6 +75,7 @@ struct Net {
   std::vector<Param> W_ih;      // [I_l, 3H_l]; mode 0: layer 0 is [N, 3H_0]
   std::vector<Param> W_hh;      // [H_l, 3H_l]
   std::vector<Param> b;         // [1, 3H_l]
+  std::vector<Param> b_hh;      // [1, 3H_l] reset-after layers; w null for reset-before
   Param W_y, b_y;               // [N, H_L], [N, 1]
 };
 

@@ -345,7 +345,7 @@ def reseal(meta, data):
     js = json.dumps(meta).encode()
     start = -(-(32 + len(js)) // 64) * 64
     total = start + len(data) + 32
-    head = struct.pack("<8sIIQI", MAGIC, 1, len(js), total, 0)
+    head = struct.pack("<8sIIQI", MAGIC, 2, len(js), total, 0)
     head += struct.pack("<I", zlib.crc32(head))
     body = head + js + bytes(start - 32 - len(js)) + data
     return body + hashlib.sha256(body).digest()
@@ -483,7 +483,7 @@ def argv_strategy(draw, d):
                  "--dropout-p-embed", "--num-threads", "--loss", "--embedding",
                  "--constrained-embedding", "--sample-alpha", "--item-col"]), max_size=3)):
             argv += [opt, draw(val)]
-        argv += draw(st.sampled_from([[], ["--preset", "rsc15"], ["--preset", "diginetica"],
+        argv += draw(st.sampled_from([[], ["--preset", "rsc15_xe_shared_100"], ["--preset", "search_diginetica_valid"],
                                       ["--preset", "x"], ["--preset"]]))
     elif cmd == "evaluate":
         argv += [draw(f), draw(f)] + draw(st.sampled_from(

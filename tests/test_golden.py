@@ -1,6 +1,6 @@
 """Golden weight hashes: GRU4Rec's training arithmetic, bit for bit.
 
-Every input mode x loss x momentum form trains a small model for one epoch at
+Every input mode x loss x momentum form x GRU cell trains a small model for one epoch at
 one thread with a fixed seed, and the SHA-256 of all its weights must equal the
 recorded one, at every SIMD level this CPU runs. A refactor of the trainer that
 moves code must leave every hash unchanged; a deliberate change of the
@@ -34,11 +34,14 @@ MODES = {"onehot": dict(embedding=0, constrained_embedding=False),
 LOSSES = {"xe": dict(loss="cross-entropy", logq=1.0),
           "bprmax": dict(loss="bpr-max", bpreg=0.5, elu_param=0.5),
           "top1max": dict(loss="top1-max")}
-MOMENTA = {"mu0": dict(momentum=0.0), "mu03": dict(momentum=0.3)}
+MOMENTA = {"mu0": dict(momentum=0.0),
+           "heavyball": dict(momentum=0.3, momentum_type="heavy-ball"),
+           "nesterov": dict(momentum=0.3, momentum_type="nesterov")}
+CELLS = {"after": dict(gru_cell="reset-after"), "before": dict(gru_cell="reset-before")}
 
 
 def cases() -> list[str]:
-    return [f"{m}-{l}-{u}" for m in MODES for l in LOSSES for u in MOMENTA]
+    return [f"{m}-{l}-{u}-{c}" for m in MODES for l in LOSSES for u in MOMENTA for c in CELLS]
 
 
 def _data():
@@ -46,11 +49,11 @@ def _data():
 
 
 def weights_hash(case: str, data=None) -> str:
-    m, l, u = case.split("-")
+    m, l, u, c = case.split("-")
     params = dict(layers=[10, 8], batch_size=6, n_sample=16, sample_alpha=0.5,
                   dropout_p_embed=0.2, dropout_p_hidden=0.3, learning_rate=0.05,
                   n_epochs=1, num_threads=1, random_state=7, show_progress=False)
-    params.update(MODES[m], **LOSSES[l], **MOMENTA[u])
+    params.update(MODES[m], **LOSSES[l], **MOMENTA[u], **CELLS[c])
     model = grurec.GRU4Rec(**params).fit(_data() if data is None else data)
     h = hashlib.sha256()
     for name in sorted(model.params):

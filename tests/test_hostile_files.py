@@ -52,7 +52,7 @@ class Shipped:
         return (_rebuild, (grurec.GRU4Rec, self.blob))
 
 
-def craft(meta, data=b"", *, version=1, total=None, json_len=None, magic=MAGIC):
+def craft(meta, data=b"", *, version=2, total=None, json_len=None, magic=MAGIC):
     js = meta if isinstance(meta, bytes) else json.dumps(meta, separators=(",", ":")).encode()
     start = -(-(32 + len(js)) // 64) * 64
     real_total = start + len(data) + 32

@@ -139,7 +139,8 @@ def test_unfitted_model_round_trips():
 
 def test_metadata_names_versions(tiny):
     meta = grurec.io.read_metadata(tiny.to_bytes())
-    assert meta["format_version"] == 1 and meta["library"] == "grurec"
+    assert meta["format_version"] == 2 and meta["library"] == "grurec"
+    assert meta["model"] == "GRU4Rec"
     assert meta["library_version"] == grurec.__version__
     assert meta["hyperparameters"]["layers"] == [3]
     assert meta["state"]["epochs_trained"] == 1
@@ -155,7 +156,7 @@ def test_file_is_readable_with_numpy_alone(tiny, tmp_path):
     tiny.save(tmp_path / "m.grurec")
     b = (tmp_path / "m.grurec").read_bytes()
     magic, version, jlen, total, reserved, crc = struct.unpack("<8sIIQII", b[:32])
-    assert magic == MAGIC and version == 1 and total == len(b) and reserved == 0
+    assert magic == MAGIC and version == 2 and total == len(b) and reserved == 0
     assert crc == zlib.crc32(b[:28])
     assert hashlib.sha256(b[:-32]).digest() == b[-32:]
     meta = json.loads(b[32:32 + jlen])
@@ -324,7 +325,7 @@ def split_file(b):
     return json.loads(b[32:32 + jlen]), b[start:-32]
 
 
-def craft(meta, data=b"", *, version=1, total=None, magic=MAGIC, reserved=0, json_len=None):
+def craft(meta, data=b"", *, version=2, total=None, magic=MAGIC, reserved=0, json_len=None):
     """A file with valid CRC and SHA-256 around whatever metadata and data:
     what a hostile writer who knows the format can produce."""
     js = meta if isinstance(meta, bytes) else json.dumps(meta).encode()
@@ -377,7 +378,8 @@ def test_crafted_baseline_loads(tiny):
     (lambda m: m["hyperparameters"].update(layers={"a": 1}), "hyperparameter 'layers'"),
     (lambda m: m.update(model="os.system"), "unknown model class"),
     (lambda m: m.update(format="pickle"), "not a grurec model"),
-    (lambda m: m.update(format_version=2), "versions disagree"),
+    (lambda m: m.update(format_version=1), "versions disagree"),
+    (lambda m: m.update(model="Popularity"), "unknown model class"),
     (lambda m: m["item_ids"].update(count=10**15), "malformed"),
     (lambda m: m["item_ids"].update(kind="pickle"), "kind"),
     (lambda m: m["state"].update(epochs_trained=-1), "epochs_trained"),
@@ -421,9 +423,9 @@ def test_header_declaring_a_terabyte_is_rejected_before_reading(tiny, tmp_path):
 
 def test_newer_format_version_says_so(tiny):
     meta, data = split_file(tiny.to_bytes())
-    with pytest.raises(ModelFileError, match="format version 2, newer than this grurec .* "
+    with pytest.raises(ModelFileError, match="format version 3, newer than this grurec .* "
                                              "upgrade grurec"):
-        grurec.load(craft(meta, data, version=2))
+        grurec.load(craft(meta, data, version=3))
     with pytest.raises(ModelFileError, match="invalid header"):
         grurec.load(craft(meta, data, version=0))
     with pytest.raises(ModelFileError, match="invalid header"):
@@ -521,3 +523,36 @@ def test_pandas_frame_of_evaluation_unchanged_by_load(tiny, events):
                                                      "ItemId": [1, 999, 2],
                                                      "Time": [1e9, 1e9 + 1, 1e9 + 2]})])
     assert grurec.evaluate(tiny, test) == grurec.evaluate(grurec.load(tiny.to_bytes()), test)
+
+
+def test_version_1_files_load_with_the_cell_and_momentum_they_were_trained_with(events):
+    """Format 1 (grurec 0.1) recorded no gru_cell / momentum_type: its models
+    are reset-before cells trained with Nesterov momentum."""
+    old = small_model(gru_cell="reset-before", momentum_type="nesterov").fit(events)
+    meta, data = split_file(old.to_bytes())
+    hp = {k: v for k, v in meta["hyperparameters"].items() if k not in ("gru_cell", "momentum_type")}
+    m = grurec.load(craft(dict(meta, format_version=1, hyperparameters=hp), data, version=1))
+    assert (m.gru_cell, m.momentum_type) == ("reset-before", "nesterov")
+    assert_same_model(old, m)
+
+
+def test_the_file_records_the_real_class(tmp_path, tiny):
+    @grurec.base.register
+    class MyGRU(grurec.GRU4Rec):
+        pass
+
+    m = MyGRU(**{k: getattr(tiny, k) for k in ("layers", "n_epochs", "num_threads")},
+              show_progress=False, random_state=0)
+    m.params, m.item_ids, m.popularity = tiny.params, tiny.item_ids, tiny.popularity
+    assert grurec.io.read_metadata(m.to_bytes())["model"] == "MyGRU"
+    assert type(grurec.load(m.to_bytes())) is MyGRU
+
+    class Unregistered(MyGRU):  # recorded as its nearest registered class
+        pass
+
+    u = Unregistered(**{k: getattr(tiny, k) for k in ("layers", "n_epochs", "num_threads")},
+                     show_progress=False, random_state=0)
+    u.params, u.item_ids, u.popularity = tiny.params, tiny.item_ids, tiny.popularity
+    assert grurec.io.read_metadata(u.to_bytes())["model"] == "MyGRU"
+    with pytest.raises(TypeError, match="cannot save a Popularity"):
+        grurec.io.to_bytes(grurec.baselines.Popularity())

@@ -82,8 +82,9 @@ def test_unknown_loss_is_rejected():
         native("hinge", np.zeros((2, 3)))
 
 
+@pytest.mark.parametrize("nesterov", [False, True], ids=["heavy-ball", "nesterov"])
 @pytest.mark.parametrize("mu", [0.0, 0.4])
-def test_adagrad_nesterov_matches_formula(simd, rng, mu):
+def test_adagrad_momentum_matches_formula(simd, rng, mu, nesterov):
     n = 37
     w = rng.standard_normal(n).astype(np.float32)
     acc = rng.uniform(0, 1, n).astype(np.float32)
@@ -95,10 +96,10 @@ def test_adagrad_nesterov_matches_formula(simd, rng, mu):
     step = lr * g / np.sqrt(acc64 + eps)
     if mu > 0:
         vel64 = mu * vel64 - step
-        w64 = w64 + mu * vel64 - step
+        w64 = w64 + (mu * vel64 - step if nesterov else vel64)
     else:
         w64 = w64 - step
-    _core.adagrad(w, acc, vel if mu > 0 else None, g, lr, mu, eps)
+    _core.adagrad(w, acc, vel if mu > 0 else None, g, lr, mu, eps, nesterov)
     np.testing.assert_allclose(acc, acc64, rtol=1e-6)
     np.testing.assert_allclose(w, w64, rtol=1e-5, atol=1e-6)
     if mu > 0:

@@ -24,51 +24,72 @@ def test_every_preset_sets_every_hyperparameter_and_is_valid(name):
     assert presets.describe()[name]
 
 
-def test_published_settings_are_those_issue_3_names():
-    # Issue 3, item 7: the RSC15 and RetailRocket configurations.
-    rsc15 = presets.get("rsc15")
-    assert {k: rsc15[k] for k in ("loss", "layers", "batch_size", "n_sample", "sample_alpha",
-                                  "logq", "dropout_p_embed", "learning_rate",
-                                  "constrained_embedding", "n_epochs")} == dict(
-        loss="cross-entropy", layers=[100], batch_size=32, n_sample=2048, sample_alpha=0.75,
-        logq=1.0, dropout_p_embed=0.1, learning_rate=0.1, constrained_embedding=True,
-        n_epochs=10)
-    rr = presets.get("retailrocket")
-    assert {k: rr[k] for k in ("loss", "layers", "batch_size", "dropout_p_embed",
-                               "dropout_p_hidden", "learning_rate", "momentum", "n_sample",
-                               "sample_alpha", "bpreg", "elu_param", "constrained_embedding")} == dict(
-        loss="bpr-max", layers=[224], batch_size=80, dropout_p_embed=0.5, dropout_p_hidden=0.05,
-        learning_rate=0.05, momentum=0.4, n_sample=2048, sample_alpha=0.4, bpreg=1.95,
-        elu_param=0.5, constrained_embedding=True)
-    assert [n for n, p in presets.PRESETS.items() if p.published] == ["rsc15", "retailrocket"]
+# Issue 16, item 2: the official parameter files, value for value (loss, layers,
+# batch, dropout_p_embed / dropout_p_hidden, lr, momentum, sample_alpha, bpreg,
+# elu_param, logq); all: constrained embedding, n_sample 2048, 10 epochs.
+OFFICIAL_FILES = {
+    "rsc15_xe_shared_100": ("cross-entropy", [100], 32, 0.0, 0.4, 0.2, 0.2, 0.5, 0, 0, 1),
+    "yoochoose_xe_shared": ("cross-entropy", [480], 48, 0.0, 0.2, 0.07, 0.0, 0.2, 0, 0, 1),
+    "retailrocket_bprmax_shared": ("bpr-max", [224], 80, 0.5, 0.05, 0.05, 0.4, 0.4, 1.95, 0.5, 0),
+    "diginetica_bprmax_shared": ("bpr-max", [512], 128, 0.5, 0.3, 0.05, 0.15, 0.3, 0.9, 1, 0),
+    "rees46_xe_shared": ("cross-entropy", [512], 240, 0.45, 0.0, 0.065, 0.0, 0.5, 0, 0, 1),
+    "coveo_bprmax_shared": ("bpr-max", [512], 144, 0.35, 0.0, 0.05, 0.4, 0.2, 1.85, 1, 0),
+}
+KEYS = ("loss", "layers", "batch_size", "dropout_p_embed", "dropout_p_hidden", "learning_rate",
+        "momentum", "sample_alpha", "bpreg", "elu_param", "logq")
+
+
+@pytest.mark.parametrize("name", sorted(OFFICIAL_FILES))
+def test_official_presets_equal_the_parameter_files(name):
+    p = presets.get(name)
+    assert tuple(p[k] for k in KEYS) == OFFICIAL_FILES[name]
+    assert (p["constrained_embedding"], p["n_sample"], p["n_epochs"]) == (True, 2048, 10)
+    # ... trained with the official algorithm
+    assert (p["gru_cell"], p["momentum_type"]) == ("reset-after", "heavy-ball")
+    assert presets.PRESETS[name].official
+
+
+def test_only_the_official_files_are_called_official():
+    assert sorted(n for n, p in presets.PRESETS.items() if p.official) == sorted(OFFICIAL_FILES)
+    for name, p in presets.PRESETS.items():
+        if not p.official:
+            assert name.startswith("search_") and name.endswith("_valid")
+            assert "official" not in p.source and "published" not in p.source
+
+
+def test_old_names_say_what_replaced_them():
+    with pytest.raises(ValueError, match=r"unknown name 'rsc15' \(renamed: use rsc15_xe_shared_100"):
+        presets.get("rsc15")
+    with pytest.raises(ValueError, match="renamed: use retailrocket_bprmax_shared"):
+        grurec.GRU4Rec.from_preset("retailrocket")
 
 
 def test_get_returns_a_fresh_copy():
-    a = presets.get("rsc15")
+    a = presets.get("rsc15_xe_shared_100")
     a["layers"].append(7)
     a["loss"] = "bpr-max"
-    assert presets.get("rsc15")["layers"] == [100]
-    assert presets.get("rsc15")["loss"] == "cross-entropy"
+    assert presets.get("rsc15_xe_shared_100")["layers"] == [100]
+    assert presets.get("rsc15_xe_shared_100")["loss"] == "cross-entropy"
     with pytest.raises(TypeError):
-        presets.PRESETS["rsc15"].params["loss"] = "x"  # read-only view
+        presets.PRESETS["rsc15_xe_shared_100"].params["loss"] = "x"  # read-only view
 
 
 def test_unknown_preset_names_the_known_ones():
-    with pytest.raises(ValueError, match="unknown name 'rsc16'.*rsc15.*retailrocket"):
+    with pytest.raises(ValueError, match="unknown name 'rsc16'.*rsc15_xe_shared_100.*retailrocket_bprmax_shared"):
         grurec.GRU4Rec.from_preset("rsc16")
     with pytest.raises(ValueError, match="preset"):
-        presets.get(["rsc15"])
+        presets.get(["rsc15_xe_shared_100"])
 
 
 def test_from_preset_overrides_and_checks():
-    m = grurec.GRU4Rec.from_preset("retailrocket", n_epochs=2, layers=[16], num_threads=1,
+    m = grurec.GRU4Rec.from_preset("retailrocket_bprmax_shared", n_epochs=2, layers=[16], num_threads=1,
                                    random_state=3, show_progress=False)
     assert (m.n_epochs, m.layers, m.num_threads, m.random_state) == (2, [16], 1, 3)
     assert (m.loss, m.bpreg, m.momentum) == ("bpr-max", 1.95, 0.4)
     with pytest.raises(ValueError, match="learning_rate"):
-        grurec.GRU4Rec.from_preset("rsc15", learning_rate=-1)
+        grurec.GRU4Rec.from_preset("rsc15_xe_shared_100", learning_rate=-1)
     with pytest.raises(TypeError):
-        grurec.GRU4Rec.from_preset("rsc15", no_such_option=1)
+        grurec.GRU4Rec.from_preset("rsc15_xe_shared_100", no_such_option=1)
 
 
 def test_cli_preset_with_explicit_options_overriding(tmp_path):
@@ -83,7 +104,7 @@ def test_cli_preset_with_explicit_options_overriding(tmp_path):
         assert out.returncode == 0, out.stderr
         return grurec.load(tmp_path / "m.grurec")
 
-    m = fit("--preset", "retailrocket", "--momentum", "0.1")
+    m = fit("--preset", "retailrocket_bprmax_shared", "--momentum", "0.1")
     assert (m.loss, m.batch_size, m.bpreg, m.elu_param, m.dropout_p_embed) == (
         "bpr-max", 80, 1.95, 0.5, 0.5)                     # from the preset
     assert (m.layers, m.n_epochs, m.n_sample, m.momentum) == ([8], 1, 16, 0.1)  # typed

@@ -138,7 +138,7 @@ def test_reset_matches_manual_gru_recurrence(synth):
         out = m._step(states, np.array([it], np.int32))
     x = m.params["emb"][items][:, None, :]
     h, _ = ref.gru_forward(x, np.zeros((1, 16)), m.params["W_ih0"], m.params["W_hh0"],
-                           m.params["b0"])
+                           m.params["b0"], m.params["bh0"])
     np.testing.assert_allclose(out, h[-1], atol=1e-5)
 
 
@@ -166,7 +166,8 @@ def test_exploding_training_raises_model_fit_error(synth):
         m.fit(synth)
 
 
-def _one_step_reference_check(mode, loss, nthreads, logq=0.0, elu=0.0, bpreg=0.0, seed=0):
+def _one_step_reference_check(mode, loss, nthreads, logq=0.0, elu=0.0, bpreg=0.0, seed=0,
+                              cell="reset-after", momentum=0.0, momentum_type="heavy-ball"):
     """One whole training step of the native trainer against float64 finite
     differences of the loss written plainly with the reference GRU and losses.
 
@@ -174,8 +175,12 @@ def _one_step_reference_check(mode, loss, nthreads, logq=0.0, elu=0.0, bpreg=0.0
     exactly one mini-batch; n_sample = 0 and no dropout make it deterministic.
     Adagrad accumulators start at 1, so the update is close to linear in the
     gradient: w_new = w - lr * g / sqrt(1 + g^2 + eps) checks every gradient's
-    magnitude, not just its sign.
+    magnitude, not just its sign. With momentum mu (velocity starting at 0)
+    the first step is the same for heavy ball and (1 + mu) times it for Nesterov.
+    The reset-after cell has a recurrent bias b_hh (not for one-hot input,
+    whose layer is always reset-before).
     """
+    reset_after = cell == "reset-after" and mode != 0
     rng = np.random.default_rng(seed)
     S, N, H, E = 5, 7, 4, 3
     inp = rng.integers(0, N, S).astype(np.int32)
@@ -187,6 +192,8 @@ def _one_step_reference_check(mode, loss, nthreads, logq=0.0, elu=0.0, bpreg=0.0
     P = {"W_ih": rng.uniform(-.5, .5, (I0, 3 * H)), "W_hh": rng.uniform(-.5, .5, (H, 3 * H)),
          "b": rng.uniform(-.2, .2, 3 * H), "W_y": rng.uniform(-.5, .5, (N, H)),
          "b_y": rng.uniform(-.2, .2, N)}
+    if reset_after:
+        P["b_hh"] = rng.uniform(-.2, .2, 3 * H)
     if mode == 1:
         P["emb"] = rng.uniform(-.5, .5, (N, E))
     P = {k: v.astype(np.float32) for k, v in P.items()}
@@ -195,7 +202,8 @@ def _one_step_reference_check(mode, loss, nthreads, logq=0.0, elu=0.0, bpreg=0.0
 
     def mean_loss(Q):
         x = {0: lambda: np.eye(N)[inp], 1: lambda: Q["emb"][inp], 2: lambda: Q["W_y"][inp]}[mode]()
-        h, _ = ref.gru_forward(x[None], np.zeros((S, H)), Q["W_ih"], Q["W_hh"], Q["b"])
+        h, _ = ref.gru_forward(x[None], np.zeros((S, H)), Q["W_ih"], Q["W_hh"], Q["b"],
+                               Q.get("b_hh"))
         R = h[0] @ Q["W_y"][tgt].T + Q["b_y"][tgt]
         return ref.loss_rows(loss, R, qcorr, elu, bpreg).mean()
 
@@ -214,26 +222,37 @@ def _one_step_reference_check(mode, loss, nthreads, logq=0.0, elu=0.0, bpreg=0.0
     lr, eps = 0.1, 1e-6
     W = {k: v.copy() for k, v in P.items()}
     acc = {k: np.ones_like(v) for k, v in P.items()}
-    triple = {k: (W[k], acc[k], None) for k in P}
+    triple = {k: (W[k], acc[k], np.zeros_like(v) if momentum > 0 else None)
+              for k, v in P.items()}
     cfg = dict(loss=loss, elu_param=elu, bpreg=bpreg, logq=logq, batch_size=S, n_sample=0,
                sample_alpha=1.0, mode=mode, dropout_p_embed=0.0, dropout_p_hidden=0.0,
-               learning_rate=lr, momentum=0.0, seed=1, num_threads=nthreads)
-    r = _core.train_epoch([triple["W_ih"]], [triple["W_hh"]], [triple["b"]], triple["W_y"],
-                          triple["b_y"], triple.get("emb"), cfg, offsets, items, pop)
+               learning_rate=lr, momentum=momentum, momentum_type=momentum_type, seed=1,
+               num_threads=nthreads)
+    r = _core.train_epoch([triple["W_ih"]], [triple["W_hh"]], [triple["b"]],
+                          [triple.get("b_hh")], triple["W_y"], triple["b_y"], triple.get("emb"),
+                          cfg, offsets, items, pop)
     assert r["batches"] == 1 and r["events"] == S
     assert r["loss_sum"] / S == pytest.approx(mean_loss(base), rel=1e-5)
     for name in P:
-        want = base[name] - lr * grads[name] / np.sqrt(1 + grads[name] ** 2 + eps)
+        step = lr * grads[name] / np.sqrt(1 + grads[name] ** 2 + eps)
+        want = base[name] - (1 + momentum if momentum_type == "nesterov" else 1) * step
         scale = lr * max(np.abs(grads[name]).max(), 1e-3)
         np.testing.assert_allclose(W[name], want, rtol=0, atol=2e-4 * scale + 1e-7, err_msg=name)
 
 
 @pytest.mark.parametrize("mode", [0, 1, 2], ids=["onehot", "embedding", "shared"])
 @pytest.mark.parametrize("loss", ["cross-entropy", "bpr-max", "top1-max"])
-def test_training_step_equals_reference_gradient_and_adagrad(simd, nthreads, mode, loss):
+@pytest.mark.parametrize("cell", ["reset-after", "reset-before"])
+def test_training_step_equals_reference_gradient_and_adagrad(simd, nthreads, mode, loss, cell):
     kw = {"cross-entropy": dict(logq=1.0), "bpr-max": dict(elu=0.5, bpreg=1.0),
           "top1-max": {}}[loss]
-    _one_step_reference_check(mode, loss, nthreads, **kw)
+    _one_step_reference_check(mode, loss, nthreads, cell=cell, **kw)
+
+
+@pytest.mark.parametrize("momentum_type", ["heavy-ball", "nesterov"])
+def test_training_step_momentum_forms(simd, nthreads, momentum_type):
+    _one_step_reference_check(2, "cross-entropy", nthreads, logq=1.0, momentum=0.3,
+                              momentum_type=momentum_type)
 
 
 def test_sync_parallel_gives_identical_weights_at_any_thread_count(synth):

@@ -38,7 +38,7 @@ def _model_options(p: argparse.ArgumentParser) -> None:
         "Unset options take the --preset's value, else the default shown.")
     g.add_argument("--preset", choices=list(PRESETS),
                    help="start from a named setting (grurec.presets): " + ", ".join(
-                       f"{n} ({'published' if pr.published else 'grurec search'})"
+                       f"{n} ({'official parameter file' if pr.official else 'grurec search'})"
                        for n, pr in PRESETS.items()))
     # Defaults are suppressed so cmd_train can tell a typed option from an
     # unset one (which a preset fills).
@@ -274,7 +274,7 @@ def cmd_quickstart(args) -> int:
           f"{args.items:,} items (Zipf popularity; 60% of next items follow a hidden "
           f"item-to-item successor map, the rest are popularity draws)\n")
     models = [
-        ("GRU4Rec", grurec.GRU4Rec.from_preset("rsc15", n_epochs=args.epochs, random_state=0,
+        ("GRU4Rec", grurec.GRU4Rec.from_preset("rsc15_xe_shared_100", n_epochs=args.epochs, random_state=0,
                                                show_progress=not args.quiet)),
     ] + _baselines()
     _compare(models, train, test, args.quiet)

@@ -167,12 +167,12 @@ def to_sessions(source, session_col: str = "SessionId", item_col: str = "ItemId"
                     sep, where)
     sess, item, time = cols
     n = len(sess)
-    if n == 0:
-        raise ValueError(f"no events: the input{where.suffix()} is empty")
     for name, col in ((item_col, item), (time_col, time)):
-        if len(col) != n:
+        if len(col) != n:  # before the empty check: an empty column is a length error too
             raise ValueError(f"columns differ in length: {session_col!r} has {n} values, "
                              f"{name!r} has {len(col)}")
+    if n == 0:
+        raise ValueError(f"no events: the input{where.suffix()} is empty")
     s_codes, s_uniques = _factorize_ids(sess, session_col, where)
     i_codes, i_uniques = _factorize_ids(item, item_col, where)
     t = _times(time, time_col, where)

@@ -5,7 +5,7 @@ Layout (all integers little-endian)::
     offset  size        field
     0       8           magic  b"\\x89GRU\\r\\n\\x1a\\n"  (PNG-style: a non-ASCII byte,
                         the name, CR LF, ^Z, LF -- text-mode or 7-bit transfers break it)
-    8       4  uint32   format version (1)
+    8       4  uint32   format version (2; version 1 files are read too)
     12      4  uint32   length J of the JSON metadata
     16      8  uint64   total length of the file, trailer included
     24      4  uint32   reserved, 0
@@ -16,7 +16,8 @@ Layout (all integers little-endian)::
                         (relative to the data region) given in the metadata
     end-32  32          SHA-256 of every byte before it
 
-The metadata names the library and format version, the model class, its
+The metadata names the library and format version, the model class (its
+registered name, ``grurec.base.register``; the reader looks the class up there), its
 hyperparameters, epochs trained and training history, the item-id map
 (integers: one int array; strings: UTF-8 bytes + int64 offsets) and every
 array's name, dtype, shape, offset and size.
@@ -57,13 +58,12 @@ import numpy as np
 log = logging.getLogger("grurec")
 
 MAGIC = b"\x89GRU\r\n\x1a\n"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _FIXED = struct.Struct("<8sIIQII")  # magic, version, json_len, total_len, reserved, crc32
 _TRAILER = 32  # SHA-256
 _ALIGN = 64
 _MAX_JSON = 64 << 20
 _DTYPES = {"<f4", "<f8", "|i1", "<i2", "<i4", "<i8", "|u1", "<u2", "<u4", "<u8"}
-_MODEL_CLASSES = ("GRU4Rec",)
 
 
 class ModelFileError(ValueError):
@@ -126,6 +126,7 @@ def _layout(model, optimizer: bool) -> tuple[bytes, list, int, int]:
     """(fixed header + JSON + padding, [(array, offset in data)], data length, total)."""
     from . import __version__
 
+    class_name = _class_name(model)
     fitted = bool(model.params)
     arrays: list[tuple[str, np.ndarray]] = []
     ids_meta = None
@@ -157,7 +158,7 @@ def _layout(model, optimizer: bool) -> tuple[bytes, list, int, int]:
         "format_version": FORMAT_VERSION,
         "library": "grurec",
         "library_version": __version__,
-        "model": type(model).__name__ if type(model).__name__ in _MODEL_CLASSES else "GRU4Rec",
+        "model": class_name,
         "hyperparameters": _hyperparameters(model),
         "state": {"fitted": fitted, "epochs_trained": int(model.epochs_trained),
                   "history": _jsonable(list(model.history), "history"),
@@ -474,16 +475,37 @@ def _check_value(name, v):
     raise ModelFileError(f"invalid model metadata: hyperparameter {name!r} = {v!r}")
 
 
-def _model_from(meta, arrays, cls=None):
-    from .model import GRU4Rec
+def _class_name(model) -> str:
+    """The registered name of ``model``'s class, or of its nearest registered
+    base class for an unregistered subclass (what the file records; a pickle
+    also carries the subclass itself)."""
+    from .base import model_classes
 
-    if meta.get("model") not in _MODEL_CLASSES:
-        raise ModelFileError(f"invalid model metadata: unknown model class {meta.get('model')!r}")
-    if cls is None or not (isinstance(cls, type) and issubclass(cls, GRU4Rec)):
-        cls = GRU4Rec
+    reg = model_classes()
+    for c in type(model).__mro__:
+        if reg.get(c.__name__) is c and hasattr(c, "_param_shapes"):
+            return c.__name__
+    raise TypeError(f"cannot save a {type(model).__name__}: model files hold registered neural "
+                    "models with weights (grurec.base.register)")
+
+
+def _model_from(meta, arrays, cls=None):
+    from .base import model_classes
+
+    name = meta.get("model")
+    registered = model_classes().get(name) if isinstance(name, str) else None
+    if registered is None or not hasattr(registered, "_param_shapes"):
+        raise ModelFileError(f"invalid model metadata: unknown model class {name!r}")
+    # cls: the class a pickle recorded; only a subclass of the file's class is honoured.
+    if cls is None or not (isinstance(cls, type) and issubclass(cls, registered)):
+        cls = registered
     hp = meta.get("hyperparameters")
     if not isinstance(hp, dict):
         raise ModelFileError("invalid model metadata: no hyperparameters")
+    if meta.get("format_version") == 1 and "gru_cell" not in hp:
+        # Version 1 files predate these options; their models were trained
+        # (and must run) with the reset-before cell and Nesterov momentum.
+        hp = dict(hp, gru_cell="reset-before", momentum_type="nesterov")
     known = set(inspect.signature(cls.__init__).parameters) - {"self"}
     unknown = sorted(set(hp) - known)
     if unknown:

@@ -23,6 +23,8 @@ log = logging.getLogger("grurec")
 
 LOSSES = ("cross-entropy", "bpr-max", "top1-max")
 PARALLEL = ("hogwild", "sync")
+MOMENTUM_TYPES = ("heavy-ball", "nesterov")
+GRU_CELLS = ("reset-after", "reset-before")
 
 
 # Integer hyperparameters are capped at the native code's int32 range.
@@ -84,6 +86,18 @@ class GRU4Rec(SessionRecommender):
     constrained_embedding: the input vector of an item is its output vector
         (shared table); overrides ``embedding``.
     dropout_p_embed, dropout_p_hidden, learning_rate, momentum, n_epochs.
+    momentum_type: ``"heavy-ball"`` (default, as the official implementation:
+        ``v = momentum * v - step; w += v``) or ``"nesterov"`` (grurec before
+        0.2: ``w += momentum * v - step``). The step is Adagrad's.
+    gru_cell: ``"reset-after"`` (default, the official PyTorch GRU4Rec and
+        cuDNN: the reset gate scales the recurrent product, bias included; a
+        second, recurrent bias ``bh{l}`` per layer) or ``"reset-before"`` (the
+        original Theano GRU4Rec, one bias). Layer 0 fed by one-hot item ids is
+        always reset-before, as in the official code.
+    Weights are initialised as the official code does (each gate block uniform
+    in +-sqrt(6 / (fan_in + fan_out)), item tables +-sqrt(6 / (N + H)), biases
+    zero), drawn from ``random_state`` (the official code draws them from a
+    fixed seed; here the seed covers them, dropout and sampling alike).
     num_threads: 0 = all cores. random_state: seed (None = fresh entropy).
     parallel: how threads share training. ``"hogwild"`` (default): each thread
         runs its own stream of session-parallel mini-batches over every
@@ -113,6 +127,8 @@ class GRU4Rec(SessionRecommender):
         learning_rate: float = 0.1,
         momentum: float = 0.0,
         n_epochs: int = 10,
+        momentum_type: str = "heavy-ball",
+        gru_cell: str = "reset-after",
         num_threads: int = 0,
         random_state: Optional[int] = None,
         show_progress: bool = True,
@@ -135,6 +151,8 @@ class GRU4Rec(SessionRecommender):
         self.learning_rate = learning_rate
         self.momentum = momentum
         self.n_epochs = n_epochs
+        self.momentum_type = momentum_type
+        self.gru_cell = gru_cell
         self.num_threads = num_threads
         self.random_state = random_state
         self.show_progress = show_progress
@@ -150,9 +168,10 @@ class GRU4Rec(SessionRecommender):
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "GRU4Rec":
         """A model with preset ``name``'s hyperparameters (``grurec.presets``:
-        the published ``"rsc15"`` and ``"retailrocket"`` settings, and the ones
-        grurec's search found), any of them overridden by keyword:
-        ``GRU4Rec.from_preset("rsc15", n_epochs=5, num_threads=2)``."""
+        the official parameter files such as ``"rsc15_xe_shared_100"`` and
+        ``"retailrocket_bprmax_shared"``, and the settings grurec's search
+        found), any of them overridden by keyword:
+        ``GRU4Rec.from_preset("rsc15_xe_shared_100", n_epochs=5, num_threads=2)``."""
         from . import presets
 
         return cls(**dict(presets.get(name), **overrides))
@@ -189,7 +208,8 @@ class GRU4Rec(SessionRecommender):
                                 f"Generator/SeedSequence, got {rs!r} ({type(rs).__name__})")
             if rs < 0:
                 bad("random_state", "must be >= 0")
-        for name, choices in (("loss", LOSSES), ("parallel", PARALLEL)):
+        for name, choices in (("loss", LOSSES), ("parallel", PARALLEL),
+                              ("momentum_type", MOMENTUM_TYPES), ("gru_cell", GRU_CELLS)):
             if not isinstance(getattr(self, name), str) or getattr(self, name) not in choices:
                 bad(name, f"must be one of {choices}")
         if not self.layers or any(h < 1 for h in self.layers):
@@ -225,6 +245,10 @@ class GRU4Rec(SessionRecommender):
             return 2
         return 1 if self.embedding > 0 else 0
 
+    def _reset_after(self, layer: int) -> bool:
+        """Whether layer ``layer`` is a reset-after cell (has a bias ``bh{layer}``)."""
+        return self.gru_cell == "reset-after" and (layer > 0 or self.mode != 0)
+
     def _init_params(self, n_items: int, rng: np.random.Generator) -> None:
         def uniform(rows, cols):
             s = math.sqrt(6.0 / (rows + cols))
@@ -242,6 +266,8 @@ class GRU4Rec(SessionRecommender):
             p[f"W_ih{l}"] = gate_blocks(in_dim, H)
             p[f"W_hh{l}"] = gate_blocks(H, H)
             p[f"b{l}"] = np.zeros(3 * H, np.float32)
+            if self._reset_after(l):
+                p[f"bh{l}"] = np.zeros(3 * H, np.float32)
             in_dim = H
         p["W_y"] = uniform(n_items, HL)
         p["b_y"] = np.zeros(n_items, np.float32)
@@ -262,6 +288,8 @@ class GRU4Rec(SessionRecommender):
             shapes[f"W_ih{l}"] = (in_dim, 3 * H)
             shapes[f"W_hh{l}"] = (H, 3 * H)
             shapes[f"b{l}"] = (3 * H,)
+            if self._reset_after(l):
+                shapes[f"bh{l}"] = (3 * H,)
             in_dim = H
         shapes["W_y"] = (n_items, HL)
         shapes["b_y"] = (n_items,)
@@ -346,6 +374,7 @@ class GRU4Rec(SessionRecommender):
             [self._triple(f"W_ih{l}") for l in range(L)],
             [self._triple(f"W_hh{l}") for l in range(L)],
             [self._triple(f"b{l}") for l in range(L)],
+            [self._triple(f"bh{l}") if self._reset_after(l) else None for l in range(L)],
             self._triple("W_y"),
             self._triple("b_y"),
             self._triple("emb") if self.mode == 1 else None,
@@ -358,7 +387,7 @@ class GRU4Rec(SessionRecommender):
                 sample_alpha=self.sample_alpha, mode=self.mode,
                 dropout_p_embed=self.dropout_p_embed, dropout_p_hidden=self.dropout_p_hidden,
                 learning_rate=self.learning_rate, momentum=self.momentum,
-                seed=int(rng.integers(0, 2**63)), num_threads=self.num_threads,
+                momentum_type=self.momentum_type, seed=int(rng.integers(0, 2**63)), num_threads=self.num_threads,
                 workers=(self.num_threads or _core.default_num_threads())
                 if self.parallel == "hogwild" else 1,
             )
@@ -454,7 +483,7 @@ class GRU4Rec(SessionRecommender):
                 _core.gru_forward_gates(h_out, gates, rh, states[l], p[f"W_hh{l}"], 1)
             else:
                 _core.gru_forward(h_out, gates, rh, np.ascontiguousarray(x[None]), states[l],
-                                  p[f"W_ih{l}"], p[f"W_hh{l}"], p[f"b{l}"], 1)
+                                  p[f"W_ih{l}"], p[f"W_hh{l}"], p[f"b{l}"], p.get(f"bh{l}"), 1)
             states[l] = h_out[0]
             x = h_out[0]
         return x

@@ -1,6 +1,7 @@
 """Functional wrappers around the native GRU layer.
 
-The math (see ``cpp/gru.hpp`` and the README): gate order ``[r | z | n]``,
+The math (see ``cpp/gru.hpp``): gate order ``[r | z | n]``. Without ``b_hh``
+the reset-before cell (GRU4Rec's original form):
 
     r_t = sigmoid(x_t W_r + h_{t-1} U_r + b_r)
     z_t = sigmoid(x_t W_z + h_{t-1} U_z + b_z)
@@ -8,7 +9,10 @@ The math (see ``cpp/gru.hpp`` and the README): gate order ``[r | z | n]``,
     h_t = (1 - z_t) * h_{t-1} + z_t * n_t
 
 with ``W_ih = [W_r | W_z | W_n]`` of shape (I, 3H), ``W_hh = [U_r | U_z | U_n]``
-of shape (H, 3H) and ``b`` of shape (3H,).
+of shape (H, 3H) and ``b`` of shape (3H,). With a recurrent bias ``b_hh`` (3H,)
+the reset-after cell (cuDNN / ``torch.nn.GRU``): ``p = h_{t-1} W_hh + b_hh``,
+``r, z = sigmoid(x W_{r,z} + b_{r,z} + p_{r,z})``, ``n_t = tanh(x_t W_n + b_n +
+r_t * p_n)``, the same ``h_t``.
 """
 # No ``from __future__ import annotations`` here: the NamedTuples' generated
 # __init__ would carry string annotations ('np.ndarray') that no namespace
@@ -24,7 +28,8 @@ class GRUCache(NamedTuple):
     """What the forward pass keeps for the backward pass."""
 
     gates: np.ndarray  # (T, B, 3H): activations [r | z | n]
-    rh: np.ndarray  # (T, B, H): r_t * h_{t-1}
+    rh: np.ndarray  # (T, B, H): r_t * h_{t-1} (reset-before) or p_n (reset-after)
+    reset_after: bool = False
 
 
 class GRUGrads(NamedTuple):
@@ -33,6 +38,7 @@ class GRUGrads(NamedTuple):
     dW_ih: np.ndarray  # (I, 3H)
     dW_hh: np.ndarray  # (H, 3H)
     db: np.ndarray  # (3H,)
+    db_hh: "np.ndarray | None" = None  # (3H,), reset-after only
 
 
 def _f32(name: str, a, ndim: int) -> np.ndarray:
@@ -86,8 +92,9 @@ def _check_finite(**arrays: np.ndarray) -> None:
             raise ValueError(f"{name}: non-finite value {a[bad]} at index {bad}")
 
 
-def gru_forward(x, h0, W_ih, W_hh, b, num_threads: int = 0):
+def gru_forward(x, h0, W_ih, W_hh, b, num_threads: int = 0, *, b_hh=None):
     """Run the GRU over ``x``: (B, I) for one step or (T, B, I) for T steps.
+    ``b_hh`` (3H,), if given, selects the reset-after cell (module docstring).
 
     Returns ``(h, cache)``: ``h`` has shape (B, H) or (T, B, H) (the state after
     every step) and ``cache`` is what :func:`gru_backward` needs.
@@ -99,10 +106,16 @@ def gru_forward(x, h0, W_ih, W_hh, b, num_threads: int = 0):
     if b is None:
         raise TypeError("b: expected an array of shape (3H,), got None")
     (T, B, I, H), (h0, W_ih, W_hh, b) = _shapes(x, h0, W_ih, W_hh, b)
+    if b_hh is not None:
+        b_hh = _f32("b_hh", b_hh, 1)
+        if b_hh.shape != (3 * H,):
+            raise ValueError(f"b_hh: expected shape {(3 * H,)}, got {b_hh.shape}")
+        _check_finite(b_hh=b_hh)
     _check_finite(x=x, h0=h0, W_ih=W_ih, W_hh=W_hh, b=b)
     h = np.empty((T, B, H), np.float32)
-    cache = GRUCache(np.empty((T, B, 3 * H), np.float32), np.empty((T, B, H), np.float32))
-    _core.gru_forward(h, cache.gates, cache.rh, x, h0, W_ih, W_hh, b, num_threads)
+    cache = GRUCache(np.empty((T, B, 3 * H), np.float32), np.empty((T, B, H), np.float32),
+                     b_hh is not None)
+    _core.gru_forward(h, cache.gates, cache.rh, x, h0, W_ih, W_hh, b, b_hh, num_threads)
     return (h[0] if single else h), cache
 
 
@@ -127,7 +140,8 @@ def gru_backward(dh, cache: GRUCache, x, h0, h, W_ih, W_hh, num_threads: int = 0
     if not (hasattr(cache, "gates") and hasattr(cache, "rh")):
         raise TypeError(f"cache: expected the GRUCache gru_forward returned, got "
                         f"{type(cache).__name__}")
-    cache = GRUCache(_f32("cache.gates", cache.gates, 3), _f32("cache.rh", cache.rh, 3))
+    cache = GRUCache(_f32("cache.gates", cache.gates, 3), _f32("cache.rh", cache.rh, 3),
+                     bool(getattr(cache, "reset_after", False)))
     _check_finite(dh=dh, x=x, h0=h0, h=h, W_ih=W_ih, W_hh=W_hh)
     dh, h = dh.reshape(T, B, H), h.reshape(T, B, H)
     g = GRUGrads(
@@ -136,7 +150,8 @@ def gru_backward(dh, cache: GRUCache, x, h0, h, W_ih, W_hh, num_threads: int = 0
         np.zeros((I, 3 * H), np.float32),
         np.zeros((H, 3 * H), np.float32),
         np.zeros(3 * H, np.float32),
+        np.zeros(3 * H, np.float32) if cache.reset_after else None,
     )
     _core.gru_backward(g.dx, g.dh0, g.dW_ih, g.dW_hh, g.db, None, dh, cache.gates, cache.rh,
-                       x, h0, h, W_ih, W_hh, num_threads)
+                       x, h0, h, W_ih, W_hh, g.db_hh, num_threads)
     return g._replace(dx=g.dx[0]) if single else g

@@ -1,13 +1,20 @@
 """Named GRU4Rec hyperparameter sets.
 
-The published configurations of GRU4Rec (the official implementation's
-parameter files, as run by Hidasi & Czapp, RecSys 2023) and the settings
-grurec's own search found for the data sets in its README:
+Two kinds, and the name says which:
 
-    model = grurec.GRU4Rec.from_preset("rsc15", n_epochs=5, num_threads=2)
-    grurec.presets.get("retailrocket")        # a fresh dict, to inspect or edit
-    grurec.presets.describe()                 # name -> where the setting comes from
-    grurec train EVENTS -o MODEL --preset rsc15 --n-epochs 5     (command line)
+- the official GRU4Rec parameter files (Hidasi & Czapp, RecSys 2023; the
+  official implementation's ``paramfiles/*_best.py``), named after the file:
+  ``rsc15_xe_shared_100``, ``yoochoose_xe_shared``, ``retailrocket_bprmax_shared``,
+  ``diginetica_bprmax_shared``, ``rees46_xe_shared``, ``coveo_bprmax_shared``;
+  these train with the official algorithm (reset-after cell, heavy-ball momentum);
+- settings grurec's own search found, named ``search_<data>_valid`` after the
+  validation split they were searched on (``benchmarks/tune.py``); they record
+  the cell and momentum form they were searched with.
+
+    model = grurec.GRU4Rec.from_preset("rsc15_xe_shared_100", n_epochs=5, num_threads=2)
+    grurec.presets.get("retailrocket_bprmax_shared")  # a fresh dict, to inspect or edit
+    grurec.presets.describe()                          # name -> where the setting comes from
+    grurec train EVENTS -o MODEL --preset rsc15_xe_shared_100 --n-epochs 5   (command line)
 
 A preset sets every algorithm hyperparameter of ``GRU4Rec`` (a later change of
 a default never changes what a preset trains); run-time options (``num_threads``,
@@ -26,43 +33,64 @@ __all__ = ["Preset", "PRESETS", "names", "get", "describe"]
 class Preset:
     name: str
     params: Mapping[str, Any]
-    source: str  # "published: ..." or "grurec: ..."
+    source: str  # "official: ..." or "grurec: ..."
 
     @property
-    def published(self) -> bool:
-        """A published GRU4Rec setting (else one grurec's search found)."""
-        return self.source.startswith("published:")
+    def official(self) -> bool:
+        """One of the official GRU4Rec parameter files (else a grurec search result)."""
+        return self.source.startswith("official:")
 
 
-def _preset(name: str, source: str, **params: Any) -> Preset:
-    return Preset(name, MappingProxyType(params), source)
+# What every official parameter file shares.
+_OFFICIAL = dict(constrained_embedding=True, embedding=0, n_sample=2048, n_epochs=10,
+                 momentum_type="heavy-ball", gru_cell="reset-after")
 
 
-_RSC15 = dict(
-    loss="cross-entropy", layers=[100], batch_size=32, n_sample=2048, sample_alpha=0.75,
-    logq=1.0, elu_param=0.0, bpreg=0.0, embedding=0, constrained_embedding=True,
-    dropout_p_embed=0.1, dropout_p_hidden=0.0, learning_rate=0.1, momentum=0.0, n_epochs=10)
+def _official(name: str, loss: str, layers: list, batch_size: int, dropout: tuple,
+              learning_rate: float, momentum: float, sample_alpha: float, bpreg: float,
+              elu_param: float, logq: float) -> Preset:
+    params = dict(_OFFICIAL, loss=loss, layers=layers, batch_size=batch_size,
+                  dropout_p_embed=dropout[0], dropout_p_hidden=dropout[1],
+                  learning_rate=learning_rate, momentum=momentum, sample_alpha=sample_alpha,
+                  bpreg=bpreg, elu_param=elu_param, logq=logq)
+    return Preset(name, MappingProxyType(params),
+                  f"official: GRU4Rec's parameter file paramfiles/{name}_best.py")
 
-_RETAILROCKET = dict(
-    loss="bpr-max", layers=[224], batch_size=80, n_sample=2048, sample_alpha=0.4, logq=0.0,
-    elu_param=0.5, bpreg=1.95, embedding=0, constrained_embedding=True, dropout_p_embed=0.5,
-    dropout_p_hidden=0.05, learning_rate=0.05, momentum=0.4, n_epochs=10)
+
+def _searched(name: str, source: str, **params: Any) -> Preset:
+    return Preset(name, MappingProxyType(params), "grurec: " + source)
+
 
 PRESETS: Mapping[str, Preset] = MappingProxyType({p.name: p for p in (
-    _preset("rsc15", "published: GRU4Rec's RSC15 setting (cross-entropy with logQ, "
-            "shared embedding), official parameter file", **_RSC15),
-    _preset("retailrocket", "published: GRU4Rec's RetailRocket setting (BPR-max with ELU "
-            "0.5, shared embedding), official parameter file", **_RETAILROCKET),
-    _preset("yoochoose1_64", "grurec: Optuna search on a validation split of yoochoose1_64's "
-            "training file (benchmarks/tune.py, trial 23 of 28)",
-            loss="bpr-max", layers=[252], batch_size=80, n_sample=2048,
-            sample_alpha=0.15000000000000002, logq=0.0, elu_param=0.0, bpreg=0.05, embedding=0,
-            constrained_embedding=True, dropout_p_embed=0.5, dropout_p_hidden=0.4,
-            learning_rate=0.029584593598206838, momentum=0.45, n_epochs=14),
-    _preset("diginetica", "grurec: search on a validation split of diginetica's training "
-            "file (benchmarks/tune.py); the published RetailRocket setting stayed the best",
-            **_RETAILROCKET),
+    #         name                          loss       layers  batch (embed, hidden)  lr    mom   alpha bpreg elu logq
+    _official("rsc15_xe_shared_100", "cross-entropy", [100], 32, (0.0, 0.4), 0.2, 0.2, 0.5, 0.0, 0.0, 1.0),
+    _official("yoochoose_xe_shared", "cross-entropy", [480], 48, (0.0, 0.2), 0.07, 0.0, 0.2, 0.0, 0.0, 1.0),
+    _official("retailrocket_bprmax_shared", "bpr-max", [224], 80, (0.5, 0.05), 0.05, 0.4, 0.4, 1.95, 0.5, 0.0),
+    _official("diginetica_bprmax_shared", "bpr-max", [512], 128, (0.5, 0.3), 0.05, 0.15, 0.3, 0.9, 1.0, 0.0),
+    _official("rees46_xe_shared", "cross-entropy", [512], 240, (0.45, 0.0), 0.065, 0.0, 0.5, 0.0, 0.0, 1.0),
+    _official("coveo_bprmax_shared", "bpr-max", [512], 144, (0.35, 0.0), 0.05, 0.4, 0.2, 1.85, 1.0, 0.0),
+    _searched("search_yoochoose1_64_valid",
+              "Optuna search on a validation split of yoochoose1_64's training file "
+              "(benchmarks/tune.py, trial 23 of 28; grurec 0.1's cell and momentum)",
+              loss="bpr-max", layers=[252], batch_size=80, n_sample=2048,
+              sample_alpha=0.15000000000000002, logq=0.0, elu_param=0.0, bpreg=0.05, embedding=0,
+              constrained_embedding=True, dropout_p_embed=0.5, dropout_p_hidden=0.4,
+              learning_rate=0.029584593598206838, momentum=0.45, n_epochs=14,
+              momentum_type="nesterov", gru_cell="reset-before"),
+    _searched("search_diginetica_valid",
+              "search on a validation split of diginetica's training file (benchmarks/tune.py; "
+              "the RetailRocket file's values stayed the best; grurec 0.1's cell and momentum)",
+              loss="bpr-max", layers=[224], batch_size=80, n_sample=2048, sample_alpha=0.4,
+              logq=0.0, elu_param=0.5, bpreg=1.95, embedding=0, constrained_embedding=True,
+              dropout_p_embed=0.5, dropout_p_hidden=0.05, learning_rate=0.05, momentum=0.4,
+              n_epochs=10, momentum_type="nesterov", gru_cell="reset-before"),
 )})
+
+# Names of grurec 0.1, which are no official file's: a clear error says what replaced them.
+_RENAMED = {"rsc15": "rsc15_xe_shared_100 (the official file; grurec 0.1's 'rsc15' was not it)",
+            "retailrocket": "retailrocket_bprmax_shared",
+            "yoochoose1_64": "search_yoochoose1_64_valid",
+            "diginetica": "search_diginetica_valid (or the official diginetica_bprmax_shared)"}
 
 
 def names() -> list[str]:
@@ -75,7 +103,8 @@ def get(name: str) -> dict[str, Any]:
     try:
         p = PRESETS[name]
     except (KeyError, TypeError):
-        raise ValueError(f"preset: unknown name {name!r}; known: {', '.join(PRESETS)}") from None
+        hint = f" (renamed: use {_RENAMED[name]})" if isinstance(name, str) and name in _RENAMED else ""
+        raise ValueError(f"preset: unknown name {name!r}{hint}; known: {', '.join(PRESETS)}") from None
     return {k: list(v) if isinstance(v, list) else v for k, v in p.params.items()}
 
 

@@ -74,7 +74,7 @@ class LiveSession:
                                         p["W_hh0"], 1)
             else:
                 _core.gru_forward(h, self._gates[l], self._rh[l], x, self._states[l],
-                                  p[f"W_ih{l}"], p[f"W_hh{l}"], p[f"b{l}"], 1)
+                                  p[f"W_ih{l}"], p[f"W_hh{l}"], p[f"b{l}"], p.get(f"bh{l}"), 1)
             self._states[l][...] = h[0]
             x = h
         self._items.append(idx)
