@@ -1,5 +1,6 @@
 """The command line on a user's own files (issue 23, item 5): --sep, --model /
 --param, train --valid / --patience, `grurec compare TRAIN TEST`."""
+import json
 import re
 
 import pytest
@@ -69,17 +70,35 @@ def test_train_valid_from_a_file(files, tmp_path, capsys):
     assert "kept epoch" in out
 
 
-def test_train_other_models(files, tmp_path, capsys):
+def test_train_and_evaluate_any_model(files, tmp_path, capsys):
+    rc, out, err = run(capsys, "train", files / "train.csv", "--sep", ";", "--test",
+                       files / "test.csv", "--model", "vsknn", "--param", "k=20",
+                       "--param", "weighting=div", "--cutoffs", "20", "--json")
+    assert rc == 0, err
+    res = json.loads(out[out.index("{"):])
+    sd = grurec.to_sessions(files / "train.csv", sep=";")
+    test = grurec.to_sessions(files / "test.csv", sep=";")
+    ref = grurec.evaluate(grurec.baselines.VSKNN(k=20, weighting="div").fit(sd), test,
+                          cutoffs=20)
+    assert res["mrr@20"] == pytest.approx(ref["mrr@20"], rel=1e-12)
     out_file = tmp_path / "v.grurec"
     rc, out, err = run(capsys, "train", files / "train.csv", "-o", out_file, "--sep", ";",
-                       "--model", "vsknn", "--param", "k=20", "--param", "weighting=div")
+                       "--model", "vsknn")
     if callable(getattr(grurec.baselines.VSKNN, "save", None)):
         assert rc == 0, err
-        m = grurec.load(out_file)
-        assert type(m).__name__ == "VSKNN" and m.k == 20 and m.weighting == "div"
-    else:  # until the model file holds baselines: refused before training
-        assert rc == 2 and "VSKNN models cannot be written to a file" in err
+        assert type(grurec.load(out_file)).__name__ == "VSKNN"
+    else:  # no model file for baselines: refused before training
+        assert rc == 2 and "VSKNN models have no model file" in err
         assert not out_file.exists()
+
+
+def test_compare_a_subset(files, capsys):
+    rc, out, err = run(capsys, "compare", files / "train.csv", files / "test.csv", "--sep", ";",
+                       "--models", "pop", "itemknn")
+    assert rc == 0, err
+    names = re.findall(r"^(GRU4Rec|POP|S-POP|Item-KNN|V-SKNN)\s", out, re.M)
+    assert names == ["POP", "Item-KNN"]
+    assert "beats" not in out
 
 
 @pytest.mark.parametrize("argv,match", [
@@ -95,3 +114,8 @@ def test_train_option_errors(files, tmp_path, capsys, argv, match):
                        "--sep", ";", "--quiet", *argv)
     assert rc == 2 and match in err
     assert not (tmp_path / "x.grurec").exists()
+
+
+def test_train_needs_an_output_or_a_test(files, capsys):
+    rc, out, err = run(capsys, "train", files / "train.csv", "--sep", ";")
+    assert rc == 2 and "nothing to do: give -o MODEL" in err

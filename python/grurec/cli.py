@@ -3,7 +3,7 @@
     grurec quickstart                      GRU4Rec against the baselines on a built-in set
     grurec compare TRAIN TEST [options]    the same table on your own files
     grurec train EVENTS -o MODEL [options] train GRU4Rec (--preset NAME, hyperparameters)
-                                           or another model (--model vsknn --param k=50)
+    grurec train EVENTS --test TEST --model vsknn --param k=50   any model, evaluated
     grurec evaluate MODEL TEST             full-ranking next-item metrics
     grurec recommend MODEL ITEM [ITEM...]  next items for one session
     grurec recommend MODEL --events FILE   next items for every session of a file
@@ -170,9 +170,13 @@ def cmd_train(args) -> int:
             raise ValueError(f"--model {args.model}: --preset and the GRU4Rec options apply "
                              f"to GRU4Rec only; set {cls.__name__}'s with --param NAME=VALUE")
         model = cls(**_param_values(cls, args.param))
-    if not callable(getattr(model, "save", None)):
-        raise ValueError(f"--model {args.model}: {cls.__name__} models cannot be written to a "
-                         f"file yet; `grurec compare TRAIN TEST` evaluates them")
+    if args.output is None and not args.test:
+        raise ValueError("nothing to do: give -o MODEL (save the model), --test TEST "
+                         "(evaluate it), or both")
+    if args.output is not None and not callable(getattr(model, "save", None)):
+        raise ValueError(f"--model {args.model}: {cls.__name__} models have no model file (they "
+                         f"refit in seconds); drop -o and pass --test TEST to evaluate, or use "
+                         f"`grurec compare TRAIN TEST`")
     fit_kw = {}
     if args.valid is not None or args.patience is not None:
         if cls.__name__ != "GRU4Rec":
@@ -188,8 +192,9 @@ def cmd_train(args) -> int:
     if getattr(model, "best_epoch", None) is not None:
         print(f"kept epoch {model.best_epoch} of {len(model.history)}: validation "
               f"{args.metric} {model.history[model.best_epoch - 1][args.metric]:.4f}")
-    model.save(args.output)
-    print(f"saved {args.output}")
+    if args.output is not None:
+        model.save(args.output)
+        print(f"saved {args.output}")
     if args.test:
         _print_metrics(grurec.evaluate(model, _events(args, args.test), cutoffs=args.cutoffs,
                                        show_progress=None if not args.quiet else False),
@@ -308,9 +313,9 @@ def _compare(models, train, test, quiet: bool) -> None:
     print(f"\n{r['n_events']:,} test predictions, full ranking over all items, standard ties"
           f"; {r['n_unknown_targets']:,} targets unknown to the models count as misses.")
     best = max(rows, key=lambda row: row[2])
-    if best[0] != models[0][0]:
+    if models[0][0] == "GRU4Rec" and len(rows) > 1 and best[0] != "GRU4Rec":
         print(f"{best[0]} has the best MRR@20 here: on this data a baseline beats "
-              f"{models[0][0]} as configured (try a --preset, more --n-epochs, or tuning).")
+              "GRU4Rec as configured (try a --preset, more --n-epochs, or tuning).")
 
 
 def cmd_compare(args) -> int:
@@ -320,8 +325,12 @@ def cmd_compare(args) -> int:
     test = _events(args, args.test)
     print(f"{args.train}: {train.n_events:,} events, {train.n_sessions:,} sessions, "
           f"{len(train.item_ids):,} items; {args.test}: {test.n_events:,} events")
-    gru = GRU4Rec(**_hyperparameters(args), show_progress=not args.quiet)
-    _compare([("GRU4Rec", gru)] + _baselines(), train, test, args.quiet)
+    models = [("GRU4Rec", GRU4Rec(**_hyperparameters(args), show_progress=not args.quiet))]
+    models += _baselines()
+    if args.models:
+        want = {_model_class(name).__name__ for name in args.models}
+        models = [(n, m) for n, m in models if type(m).__name__ in want]
+    _compare(models, train, test, args.quiet)
     return 0
 
 
@@ -356,6 +365,8 @@ def main(argv=None) -> int:
     c = sub.add_parser("compare", help="GRU4Rec against the baselines on your own files")
     c.add_argument("train", help="training events (CSV/TSV/parquet)")
     c.add_argument("test", help="test events")
+    c.add_argument("--models", nargs="+", metavar="NAME",
+                   help="only these (default: all): gru4rec, pop, spop, itemknn, vsknn")
     c.add_argument("--quiet", action="store_true", help="no progress bars")
     _columns(c)
     _model_options(c)
@@ -363,7 +374,7 @@ def main(argv=None) -> int:
 
     t = sub.add_parser("train", help="train a model on an events file and save it")
     t.add_argument("events", help="training events (CSV/TSV/parquet)")
-    t.add_argument("-o", "--output", required=True, help="model file to write")
+    t.add_argument("-o", "--output", help="model file to write (GRU4Rec; optional with --test)")
     t.add_argument("--model", default="GRU4Rec",
                    help="GRU4Rec (default), pop, spop, itemknn, vsknn, or a registered class")
     t.add_argument("--param", action="append", metavar="NAME=VALUE",
