@@ -13,7 +13,7 @@ from grurec.synthetic import generate_sessions
 
 CLASSES = sorted(base.model_classes().items())
 NON_DEFAULT = {  # a hyperparameter setting other than the defaults, per class
-    "GRU4Rec": dict(layers=[8, 4], loss="bpr-max", learning_rate=0.05, n_epochs=2,
+    "GRU4Rec": dict(layers=[8, 4], loss="top1-max", learning_rate=0.2, n_epochs=2,
                     random_state=3, show_progress=False, num_threads=1),
     "ItemKNN": dict(n_sims=7, lmbd=0.5, alpha=0.25),
     "VSKNN": dict(k=5, sample_size=50, weighting="div", similarity="dot", idf_weighting=True),
@@ -74,7 +74,7 @@ def test_set_params_checks_and_names_the_parameter():
         m.set_params(learning_rat=0.1)
     with pytest.raises(ValueError, match="dropout_p_hidden"):
         m.set_params(n_epochs=5, dropout_p_hidden=1.5)
-    assert m.n_epochs == 3 and m.dropout_p_hidden == 0.0  # nothing changed on an error
+    assert m.n_epochs == 3 and m.dropout_p_hidden == grurec.GRU4Rec().dropout_p_hidden
     k = grurec.baselines.VSKNN()
     with pytest.raises(ValueError, match="weighting"):
         k.set_params(weighting="cubic")

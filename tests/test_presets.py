@@ -116,3 +116,11 @@ def test_cli_preset_with_explicit_options_overriding(tmp_path):
                           "-o", str(tmp_path / "x"), "--preset", "nope"],
                          capture_output=True, text=True)
     assert out.returncode == 2 and "invalid choice: 'nope'" in out.stderr
+
+
+def test_defaults_are_the_chosen_official_file():
+    """GRU4Rec()'s defaults are retailrocket_bprmax_shared, the setting with the
+    best mean rank in benchmarks/choose_defaults.py (docs/own-data.md)."""
+    d = grurec.GRU4Rec().get_params()
+    for k, v in presets.get("retailrocket_bprmax_shared").items():
+        assert d[k] == v, k
