@@ -17,10 +17,12 @@
 #include "infer.hpp"
 #include "train.hpp"
 #include "kernels.hpp"
+#include "sigint.hpp"
 #include "topk.hpp"
 
 namespace py = pybind11;
 using grurec::K;
+using grurec_sigint::SigintGuard;
 
 namespace {
 
@@ -55,6 +57,8 @@ float* checked(const char* name, py::handle obj, const Shape& shape, bool out) {
                          std::string(py::str(a.dtype())));
   if (!(a.flags() & py::array::c_style))
     throw py::value_error(std::string(name) + ": must be C-contiguous");
+  if (reinterpret_cast<uintptr_t>(a.data()) % alignof(float))
+    throw py::value_error(std::string(name) + ": must be aligned to 4 bytes (copy it)");
   if (out && !a.writeable())
     throw py::value_error(std::string(name) + ": must be writable");
   bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
@@ -300,6 +304,16 @@ py::dict train_epoch(py::list W_ih, py::list W_hh, py::list b, py::list b_hh, py
   if (S < 1 || off.at(0) != 0 || off.at(S) != E) throw py::value_error("offsets do not index items");
   const int64_t* po = off.data();
   const int32_t* pi = it.data();
+  // The trainer indexes weight rows with these: check every one (fit passes
+  // private copies, so they cannot change after this check).
+  for (int64_t s = 0; s < S; ++s)
+    if (po[s + 1] < po[s])
+      throw py::value_error("offsets: must not decrease (session " + std::to_string(s) + ")");
+  for (int64_t e = 0; e < E; ++e)
+    if (pi[e] < 0 || pi[e] >= net.n_items)
+      throw py::value_error("items: index " + std::to_string(pi[e]) + " at position " +
+                            std::to_string(e) + " is outside [0, " +
+                            std::to_string(net.n_items) + ")");
 
   grurec::Progress cb;
   std::string py_error;
@@ -420,10 +434,12 @@ py::array_t<float> session_states(py::dict params, std::vector<int64_t> layers, 
   py::array_t<float> out({rows, HL});
   float* pout = out.mutable_data();
   const int nt = resolve_threads(num_threads);
+  SigintGuard sigint;
   {
     py::gil_scoped_release nogil;
-    grurec::session_states(net, mode, po, S, pi, all_prefixes, pout, nt);
+    grurec::session_states(net, mode, po, S, pi, all_prefixes, pout, nt, sigint.flag());
   }
+  sigint.finish();
   return out;
 }
 
@@ -442,6 +458,8 @@ T* checked_as(const char* name, const char* dtype, py::handle obj, const Shape& 
                          std::string(py::str(a.dtype())));
   if (!(a.flags() & py::array::c_style))
     throw py::value_error(std::string(name) + ": must be C-contiguous");
+  if (reinterpret_cast<uintptr_t>(a.data()) % alignof(T))
+    throw py::value_error(std::string(name) + ": must be aligned (copy it)");
   if (out && !a.writeable()) throw py::value_error(std::string(name) + ": must be writable");
   bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
   for (size_t i = 0; ok && i < shape.size(); ++i) ok = a.shape(i) == shape[i];
@@ -453,6 +471,10 @@ T* checked_as(const char* name, const char* dtype, py::handle obj, const Shape& 
 
 void topk_raise(int status) {
   if (status == grurec::kTopkNoMemory) throw std::bad_alloc();
+  if (status == grurec::kTopkStopped) {  // (SigintGuard::finish raises first)
+    PyErr_SetNone(PyExc_KeyboardInterrupt);
+    throw py::error_already_set();
+  }
 }
 
 // Named counters as a dict (the prefilters' stats for tests).
@@ -575,11 +597,13 @@ bool topk_native(py::handle queries, py::handle items, py::handle bias, int64_t 
   }
   const int nt = resolve_threads(num_threads);
   int status;
+  SigintGuard sigint;
   {
     py::gil_scoped_release nogil;
     status = grurec::topk(pi, ps, pq, px, pb, Q, N, D, k, po, pe, pa, nt, pt, pg, pq_eq,
-                          ix ? &ix->t : nullptr);
+                          ix ? &ix->t : nullptr, sigint.flag());
   }
+  sigint.finish();
   topk_raise(status);
   return status == grurec::kTopkOk;
 }
@@ -605,10 +629,12 @@ bool rank_counts_native(py::handle queries, py::handle items, py::handle bias, p
   int64_t* pe = checked_as<int64_t>("equal", "int64", equal, {Q}, true);
   const int nt = resolve_threads(num_threads);
   int status;
+  SigintGuard sigint;
   {
     py::gil_scoped_release nogil;
-    status = grurec::rank_counts(pg, pe, pq, px, pb, pt, Q, N, D, nt);
+    status = grurec::rank_counts(pg, pe, pq, px, pb, pt, Q, N, D, nt, sigint.flag());
   }
+  sigint.finish();
   topk_raise(status);
   return status == grurec::kTopkOk;
 }
@@ -623,10 +649,12 @@ bool rank_counts_dense_native(py::handle scores, py::handle targets, py::handle 
   int64_t* pe = checked_as<int64_t>("equal", "int64", equal, {R}, true);
   const int nt = resolve_threads(num_threads);
   int status;
+  SigintGuard sigint;
   {
     py::gil_scoped_release nogil;
-    status = grurec::rank_counts_dense(pg, pe, ps, pt, R, N, nt);
+    status = grurec::rank_counts_dense(pg, pe, ps, pt, R, N, nt, sigint.flag());
   }
+  sigint.finish();
   topk_raise(status);
   return status == grurec::kTopkOk;
 }

@@ -14,7 +14,7 @@ constexpr int64_t kBlock = 256;  // sessions per block
 // One block of sessions [s0, s1), stepped event by event; the kernels run
 // single-threaded (threads split blocks).
 void run_block(const Net& net, int mode, const int64_t* offsets, int64_t s0, int64_t s1,
-               const int32_t* items, bool all_prefixes, float* out) {
+               const int32_t* items, bool all_prefixes, float* out, const StopFlag* stop) {
   const int64_t L = static_cast<int64_t>(net.layers.size());
   const int64_t HL = net.layers.back(), nb = s1 - s0;
   const int64_t I0 = mode == 1 ? net.emb.cols : (mode == 2 ? HL : 0);
@@ -33,6 +33,7 @@ void run_block(const Net& net, int mode, const int64_t* offsets, int64_t s0, int
   for (int64_t s = s0; s < s1; ++s) T = std::max(T, offsets[s + 1] - offsets[s]);
 
   for (int64_t t = 0; t < T; ++t) {
+    if (stop_requested(stop)) return;
     // Sessions with a known item at position t step; the others keep state.
     int64_t n = 0;
     for (int64_t b = 0; b < nb; ++b) {
@@ -85,13 +86,15 @@ void run_block(const Net& net, int mode, const int64_t* offsets, int64_t s0, int
 }  // namespace
 
 void session_states(const Net& net, int mode, const int64_t* offsets, int64_t n_sessions,
-                    const int32_t* items, bool all_prefixes, float* out, int num_threads) {
+                    const int32_t* items, bool all_prefixes, float* out, int num_threads,
+                    const StopFlag* stop) {
   const int64_t nblocks = (n_sessions + kBlock - 1) / kBlock;
   const int nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(num_threads, nblocks)));
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)
   for (int64_t blk = 0; blk < nblocks; ++blk) {
     const int64_t s0 = blk * kBlock, s1 = std::min(n_sessions, s0 + kBlock);
-    run_block(net, mode, offsets, s0, s1, items, all_prefixes, out);
+    if (stop_requested(stop)) continue;
+    run_block(net, mode, offsets, s0, s1, items, all_prefixes, out, stop);
   }
 }
 

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 
+#include "interrupt.hpp"
 #include "train.hpp"
 
 namespace grurec {
@@ -23,7 +24,10 @@ namespace grurec {
 //   predicts event t + 1.
 // Threads split blocks of sessions; each block runs the layers as batched
 // one-step products over its live sessions.
+// stop (interrupt.hpp): polled every step of a block; once set, the call
+// returns early and out is incomplete.
 void session_states(const Net& net, int mode, const int64_t* offsets, int64_t n_sessions,
-                    const int32_t* items, bool all_prefixes, float* out, int num_threads);
+                    const int32_t* items, bool all_prefixes, float* out, int num_threads,
+                    const StopFlag* stop = nullptr);
 
 }  // namespace grurec

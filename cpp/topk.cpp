@@ -542,7 +542,7 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
          const float* bias, int64_t Q, int64_t N, int64_t D, int64_t K,
          const int64_t* excl_off, const int64_t* excl_idx, const uint8_t* allowed,
          int num_threads, const int64_t* targets, int64_t* greater, int64_t* equal,
-         const TopkInt8* i8) {
+         const TopkInt8* i8, const StopFlag* stop) {
   if (Q <= 0) return kTopkOk;
   const TopkKernels& tk = TK();
   if (i8 && (i8->N != N || i8->D != D || D < 1)) i8 = nullptr;
@@ -763,6 +763,7 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
     };
 
     for (int64_t i0 = ia; i0 < ib; i0 += plan.Nb) {
+      if (stop_requested(stop)) break;  // Ctrl-C: the caller discards the outputs
       const int64_t nb = std::min(plan.Nb, ib - i0);
       const float* bias0 = bias ? bias + i0 : nullptr;
       if (use_i8 && thresholds_ready()) {
@@ -836,6 +837,7 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
     }
   };
   if (!run_tasks(plan.tasks(), num_threads, plan, task)) return kTopkNoMemory;
+  if (stop_requested(stop)) return kTopkStopped;
   if (counts) sum_counts(part_cnt, targets, Q, P, greater, equal);
 
   if (P > 1) {
@@ -882,7 +884,7 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
 
 int rank_counts(int64_t* greater, int64_t* equal, const float* queries, const float* items,
                 const float* bias, const int64_t* targets, int64_t Q, int64_t N, int64_t D,
-                int num_threads) {
+                int num_threads, const StopFlag* stop) {
   if (Q <= 0) return kTopkOk;
   // topk's pass with targets (the same tiles and scores), its top-1 list discarded.
   std::vector<int64_t> top_idx;
@@ -894,17 +896,19 @@ int rank_counts(int64_t* greater, int64_t* equal, const float* queries, const fl
     return kTopkNoMemory;
   }
   return topk(top_idx.data(), top_score.data(), queries, items, bias, Q, N, D, 1, nullptr,
-              nullptr, nullptr, num_threads, targets, greater, equal);
+              nullptr, nullptr, num_threads, targets, greater, equal, nullptr, stop);
 }
 
 int rank_counts_dense(int64_t* greater, int64_t* equal, const float* scores,
-                      const int64_t* targets, int64_t R, int64_t N, int num_threads) {
+                      const int64_t* targets, int64_t R, int64_t N, int num_threads,
+                      const StopFlag* stop) {
   if (R <= 0) return kTopkOk;
   const TopkKernels& tk = TK();
   std::atomic<bool> bad{false};
   auto rows = [&](int64_t r0, int64_t r1) {
     bool my_bad = false;
     for (int64_t r = r0; r < r1; ++r) {
+      if (stop_requested(stop)) return;
       const float* row = scores + r * N;
       int64_t g = 0, e = 0;
       tk.count(N, row, nullptr, row[targets[r]], &g, &e, &my_bad);
@@ -918,10 +922,12 @@ int rank_counts_dense(int64_t* greater, int64_t* equal, const float* scores,
   if (nt > 1 && R * N >= 65536) {
 #pragma omp parallel for num_threads(static_cast<int>(nt)) schedule(static, 1)
     for (int64_t t = 0; t < nt; ++t) rows(R * t / nt, R * (t + 1) / nt);
-    return bad.load() ? kTopkNonFinite : kTopkOk;
-  }
+  } else
 #endif
-  rows(0, R);
+  {
+    rows(0, R);
+  }
+  if (stop_requested(stop)) return kTopkStopped;
   return bad.load() ? kTopkNonFinite : kTopkOk;
 }
 

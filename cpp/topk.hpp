@@ -37,6 +37,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "interrupt.hpp"
+
 namespace grurec {
 
 // A prepared int8 copy of an item table (and its bias) for the int8
@@ -60,6 +62,7 @@ enum TopkStatus {
   kTopkOk = 0,
   kTopkNonFinite = 1,  // some score was NaN or +-inf (bad input or float32 overflow)
   kTopkNoMemory = 2,   // a scratch allocation failed
+  kTopkStopped = 3,    // *stop was set (interrupt.hpp): the outputs are incomplete
 };
 
 // out_idx[Q,K], out_score[Q,K]: per query the K best items, best first (score
@@ -78,7 +81,10 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
          const float* bias, int64_t Q, int64_t N, int64_t D, int64_t K,
          const int64_t* excl_off, const int64_t* excl_idx, const uint8_t* allowed,
          int num_threads, const int64_t* targets = nullptr, int64_t* greater = nullptr,
-         int64_t* equal = nullptr, const TopkInt8* i8 = nullptr);
+         int64_t* equal = nullptr, const TopkInt8* i8 = nullptr,
+         const StopFlag* stop = nullptr);
+// stop: polled once per block of items in every task (and by rank_counts*
+// below); once set, the call returns kTopkStopped soon.
 // i8: the int8 copy of exactly these items and bias (topk_int8_build), or
 // null. Tasks of at most kInt8MaxQueries queries without rank-count targets
 // then scan it instead of the float32 rows (after their first block) and
@@ -102,11 +108,12 @@ int64_t int8_probe(const float* queries, const float* scores, const TopkInt8& t,
 // equal to t, t itself not counted.
 int rank_counts(int64_t* greater, int64_t* equal, const float* queries, const float* items,
                 const float* bias, const int64_t* targets, int64_t Q, int64_t N, int64_t D,
-                int num_threads);
+                int num_threads, const StopFlag* stop = nullptr);
 
 // The same for a dense score block scores[R,N] with targets[R].
 int rank_counts_dense(int64_t* greater, int64_t* equal, const float* scores,
-                      const int64_t* targets, int64_t R, int64_t N, int num_threads);
+                      const int64_t* targets, int64_t R, int64_t N, int num_threads,
+                      const StopFlag* stop = nullptr);
 
 // max of x[0..n), read once by num_threads threads (a memory-bandwidth probe).
 float stream_max(const float* x, int64_t n, int num_threads);

@@ -34,22 +34,18 @@
 // Optimizer: Adagrad with heavy-ball (or Nesterov) momentum (kernels.hpp),
 // dense for the GRU weights, and for the item tables only on the rows the
 // mini-batch touched (a row's gradient: the sum of its gradients in the batch).
+//
+// The parts live in core/ (slots, sampler, item_tower, gru_stack, head,
+// optim, epoch) and are put together in models/gru4rec.cpp.
 #pragma once
 
 #include <cstdint>
-#include <functional>
 #include <vector>
 
-namespace grurec {
+#include "core/epoch.hpp"  // EpochStats, Progress
+#include "core/optim.hpp"  // Param
 
-// A parameter and its optimizer state, all float32 [rows, cols], owned by
-// Python. vel is null when momentum == 0.
-struct Param {
-  float* w = nullptr;
-  float* acc = nullptr;
-  float* vel = nullptr;
-  int64_t rows = 0, cols = 0;
-};
+namespace grurec {
 
 struct TrainConfig {
   int loss = 0;  // LossKind
@@ -78,20 +74,6 @@ struct Net {
   std::vector<Param> b_hh;      // [1, 3H_l] reset-after layers; w null for reset-before
   Param W_y, b_y;               // [N, H_L], [N, 1]
 };
-
-struct EpochStats {
-  enum Status { kDone = 0, kStopped = 1, kNonFinite = 2 };
-  int status = kDone;
-  int64_t batches = 0;
-  int64_t events = 0;   // (input, target) pairs trained
-  double loss_sum = 0;  // sum of per-event losses
-};
-
-// progress(events, loss_sum, batches) is called every ~0.2 s; returning
-// false stops the epoch after the current mini-batch (status kStopped).
-// With status kNonFinite the batch with a non-finite loss was not applied:
-// batches is its index.
-using Progress = std::function<bool(int64_t, double, int64_t)>;
 
 // offsets [S+1] into items [E]: sessions in training order, each of length
 // >= 2; pop [N]: item popularity (> 0 for every item used as a sample).

@@ -218,14 +218,16 @@ def test_recommend_k_larger_than_catalogue(fitted):
 
 def test_recommend_unknown_items(fitted):
     known = fitted.item_ids[[4, 8]]
-    ids_skip, sc_skip = fitted.recommend([[known[0], "nope", known[1]], [-5]], k=10)
+    ids_skip, sc_skip = fitted.recommend([[known[0], 10**9, known[1]], [-5]], k=10)
     assert fitted.last_unknown_count == 2
     ids_ref, sc_ref = fitted.recommend([[known[0], known[1]], []], k=10)
     assert fitted.last_unknown_count == 0
     np.testing.assert_array_equal(ids_skip, ids_ref)
     np.testing.assert_array_equal(sc_skip, sc_ref)
-    with pytest.raises(ValueError, match=r"session 1, position 2: item 'nope'"):
-        fitted.recommend([[known[0]], [known[0], known[1], "nope"]], unknown="error")
+    with pytest.raises(ValueError, match=r"session 1, position 2: item 1000000000"):
+        fitted.recommend([[known[0]], [known[0], known[1], 10**9]], unknown="error")
+    with pytest.raises(TypeError, match=r"session 1, position 2: item id 'nope' is a string"):
+        fitted.recommend([[known[0]], [known[0], known[1], "nope"]])
     with pytest.raises(ValueError, match=r"filter_items, position 1: item 999999"):
         fitted.recommend([[known[0]]], filter_items=[known[1], 999999], unknown="error")
     with pytest.raises(ValueError, match="unknown"):

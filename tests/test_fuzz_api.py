@@ -67,11 +67,17 @@ def known_index(model, e) -> int:
     """The documented id rule: an id is known if it equals a vocabulary id of
     the same kind (integers, whole floats and NumPy integers for an integer
     vocabulary; str for a string vocabulary; never a bool); else -1. -2: not
-    an id at all (unhashable: a list, an array...), which must be refused."""
+    an id at all (unhashable: a list, an array...) or an id of the other kind
+    (a str for integer ids, a number for string ids), which must be refused."""
     if not hashable(e):
         return -2
     vocab = model.item_ids
     pos = {v: i for i, v in enumerate(vocab.tolist())}
+    if vocab.dtype.kind in "iu" and isinstance(e, (str, bytes)):
+        return -2
+    if (vocab.dtype.kind not in "iu" and isinstance(e, (int, float, np.integer, np.floating))
+            and not isinstance(e, (bool, np.bool_))):
+        return -2
     if vocab.dtype.kind in "iu":
         if isinstance(e, (bool, np.bool_)) or not whole(e):
             return -1

@@ -79,12 +79,23 @@ def file_variants(df, tmp_path):
     yield "txt-sniffed-semicolon", tmp_path / "e2.txt"
 
 
+def as_text(sd: SessionData) -> SessionData:
+    """``sd`` with its ids as a text file gives them: strings, verbatim."""
+    return SessionData(sd.offsets, sd.items, np.array([str(v) for v in sd.item_ids], object),
+                       np.array([str(v) for v in sd.session_ids], object), sd.times)
+
+
 @pytest.mark.parametrize("str_ids", [False, True], ids=["int-ids", "str-ids"])
 def test_pandas_dicts_and_text_files_agree(tmp_path, str_ids):
     df = frame(str_ids)
     want = expected(str_ids)
-    for name, src in list(pandas_variants(df)) + list(file_variants(df, tmp_path)):
+    for name, src in pandas_variants(df):
         assert_same(to_sessions(src), want), name
+    # Text files: ids are read verbatim as strings (issue 22), or guessed
+    # by pandas with text_ids="infer". (These ids sort the same either way.)
+    for name, src in file_variants(df, tmp_path):
+        assert_same(to_sessions(src), as_text(want)), name
+        assert_same(to_sessions(src, text_ids="infer"), want), name
 
 
 @pytest.mark.parametrize("str_ids", [False, True], ids=["int-ids", "str-ids"])
@@ -118,7 +129,12 @@ def test_arrow_and_parquet_agree(tmp_path, str_ids):
 
 def test_session_data_passes_through_and_remaps():
     sd = to_sessions(frame())
-    assert to_sessions(sd) is sd
+    same = to_sessions(sd)
+    assert same.equals(sd)
+    # Private copies of what native code reads (issue 22: the caller may
+    # change its arrays during fit).
+    assert not np.shares_memory(same.items, sd.items)
+    assert not np.shares_memory(same.offsets, sd.offsets)
     vocab = np.array([40, 30, 99, 20, 10])
     re = to_sessions(sd, item_ids=vocab)
     assert list(vocab[re.items]) == list(sd.item_ids[sd.items])
@@ -190,7 +206,9 @@ def test_fit_and_evaluate_take_every_source(synth, tmp_path):
     ref = _fit(synth)
     res = grurec.evaluate(ref, synth.head(300))
     synth.to_csv(tmp_path / "e.csv", index=False)
-    srcs = [tmp_path / "e.csv", {k: synth[k].to_numpy() for k in synth.columns},
+    # (a text file's ids are strings unless pandas may guess: text_ids="infer")
+    srcs = [to_sessions(tmp_path / "e.csv", text_ids="infer"),
+            {k: synth[k].to_numpy() for k in synth.columns},
             to_sessions(synth)]
     try:
         import polars as pl
@@ -334,9 +352,15 @@ def test_parquet_without_pyarrow_or_polars_names_the_package(tmp_path, monkeypat
 
 
 def test_vocabulary_errors():
-    with pytest.raises(ValueError, match=r"item 'a' at row 0 is not in the model's vocabulary "
+    with pytest.raises(ValueError, match=r"item 9 at row 2 is not in the model's vocabulary "
                                          r"\(its 3 item ids are integers"):
-        to_sessions(df3(ItemId=["a", "b", "c", "d"]), item_ids=np.array([1, 2, 3]))
+        to_sessions(df3(ItemId=[1, 2, 9, 3]), item_ids=np.array([1, 2, 3]))
+    # Ids of the other kind are an error of their own (issue 23), whatever
+    # ``unknown`` says.
+    with pytest.raises(TypeError, match=r"item 'a' at row 0 is a string, but the model's item "
+                                        r"ids are integers"):
+        to_sessions(df3(ItemId=["a", "b", "c", "d"]), item_ids=np.array([1, 2, 3]),
+                    unknown="keep")
     with pytest.raises(ValueError, match="unknown must be one of"):
         to_sessions(df3(), unknown="ignore")
     with pytest.raises(ValueError, match="duplicate ids"):

@@ -124,16 +124,21 @@ def test_exclusions_filters_and_k(model):
 
 def test_unknown_items(model):
     known = list(model.item_ids[:3])
-    ids, scores = model.recommend([known + ["nope", -123]], k=5)
+    ids, scores = model.recommend([known + [10**9, -123]], k=5)
     assert model.last_unknown_count == 2
     ids2, scores2 = model.recommend([known], k=5)
     np.testing.assert_array_equal(ids, ids2)
-    with pytest.raises(ValueError, match=r"session 0, position 3: item 'nope'"):
-        model.recommend([known + ["nope"]], k=5, unknown="error")
-    live = model.new_session().click(known[0]).click("nope")
+    with pytest.raises(ValueError, match=r"session 0, position 3: item 1000000000"):
+        model.recommend([known + [10**9]], k=5, unknown="error")
+    live = model.new_session().click(known[0]).click(10**9)
     assert live.n_unknown == 1 and list(live.items) == known[:1]
     with pytest.raises(ValueError, match="not in the model's vocabulary"):
-        live.click("nope", unknown="error")
+        live.click(10**9, unknown="error")
+    # An id of the wrong kind is an error, not an unknown id (issue 23).
+    with pytest.raises(TypeError, match=r"session 0, position 3: item id 'nope' is a string"):
+        model.recommend([known + ["nope"]], k=5)
+    with pytest.raises(TypeError, match=r"click: item id 'nope' is a string"):
+        live.click("nope")
     with pytest.raises(ValueError, match="k"):
         model.recommend([known], k=0)
 
@@ -328,8 +333,9 @@ def test_cli_train_evaluate_recommend(tmp_path):
     lines = out.stdout.strip().splitlines()
     assert lines[0] == "session,rank,item,score" and len(lines) == 6
     loaded = grurec.load(model)
-    ids, _ = loaded.recommend([[3, 17]], k=5)
-    assert [int(x.split(",")[2]) for x in lines[1:]] == list(ids[0])
+    assert loaded.item_ids.dtype == object  # a text file's ids are read as strings
+    ids, _ = loaded.recommend([["3", "17"]], k=5)
+    assert [x.split(",")[2] for x in lines[1:]] == list(ids[0])
     out = run_cli("recommend", str(model), "--events", str(tmp_path / "test.tsv"), "-k", "3")
     assert out.returncode == 0, out.stderr
     assert len(out.stdout.strip().splitlines()) == 1 + 3 * test.SessionId.nunique()

@@ -138,7 +138,7 @@ class SessionRecommender:
         self.item_ids = None
         self.popularity: Optional[np.ndarray] = None
         self.last_unknown_count = 0
-        self._index = None
+        self._ids = _IdIndex()
 
     # ------------------------------------------------ scikit-learn manners
     @classmethod
@@ -223,7 +223,6 @@ class SessionRecommender:
         work = self._snapshot()  # other threads keep using the old model meanwhile
         n = len(sd.item_ids)
         work.item_ids = np.asarray(sd.item_ids)
-        work._index = None
         work.popularity = np.bincount(sd.items, minlength=n).astype(np.int64)
         levels = np.unique(work.popularity)
         # Fallback f(i) = r(i) / (R + 1), r = dense popularity rank 1..R.
@@ -285,19 +284,29 @@ class SessionRecommender:
         return np.repeat(row[None, :], n, axis=0)
 
     # ------------------------------------------------------------ recommend
-    def _lookup(self, ids, where=None) -> np.ndarray:
+    def _id_index(self):
+        """The pandas Index of ``item_ids``, built once per vocabulary: the
+        cache is shared with the model's snapshots and used only for the exact
+        array it was built from, so a refit never meets a stale index."""
+        cache = self.__dict__.get("_ids")
+        if cache is None:  # a model built without SessionRecommender.__init__
+            cache = self._ids = _IdIndex()
+        return cache.get(self.item_ids)
+
+    def _lookup(self, ids, where=None, coerce_ids: bool = False) -> np.ndarray:
         """Item indices of user ids; -1 where unknown. A bool is never an id
         (as in ``to_sessions``); a value that cannot be an id at all (a list,
-        an array: anything unhashable) raises TypeError, naming its place
-        with ``where(position)``."""
-        import pandas as pd
-
-        if self._index is None:
-            self._index = pd.Index(self.item_ids)
+        an array: anything unhashable) raises TypeError, and so does an id of
+        the other kind than the vocabulary's (a string for integer ids, a
+        number for string ids) unless ``coerce_ids`` converts it where that is
+        unambiguous ("12" -> 12 for integer ids, 12 -> "12" for string ids);
+        errors name the place with ``where(position)``."""
+        index = self._id_index()
         if len(ids) == 0:
             return np.zeros(0, np.int64)
         arr = np.empty(len(ids), dtype=object)
         arr[:] = ids
+        arr = _match_id_kind(arr, self.item_ids.dtype.kind in "iu", coerce_ids, where)
         try:
             typed = arr.astype(self.item_ids.dtype) if self.item_ids.dtype != object else arr
             # A lossy conversion (1.5 -> 1, 'a' -> ...) must not create a match.
@@ -306,7 +315,7 @@ class SessionRecommender:
         except (TypeError, ValueError, OverflowError):
             typed = arr
         try:
-            out = np.asarray(self._index.get_indexer(typed), dtype=np.int64)
+            out = np.asarray(index.get_indexer(typed), dtype=np.int64)
         except TypeError:
             j = next(j for j, v in enumerate(arr) if not _hashable(v))
             place = where(j) if where is not None else f"position {j}"
@@ -316,7 +325,8 @@ class SessionRecommender:
             out[np.frompyfunc(_is_bool, 1, 1)(arr).astype(bool)] = -1
         return out
 
-    def _filter_indices(self, filter_items, unknown: str, name: str = "filter_items"):
+    def _filter_indices(self, filter_items, unknown: str, name: str = "filter_items",
+                        coerce_ids: bool = False):
         """(indices, number unknown) of ``filter_items`` (a sequence of ids)."""
         if isinstance(filter_items, (str, bytes)):
             filter_items = [filter_items]
@@ -325,7 +335,7 @@ class SessionRecommender:
         except TypeError:
             raise TypeError(f"{name}: expected a sequence of item ids, got "
                             f"{type(filter_items).__name__}") from None
-        fidx = self._lookup(fl, lambda j: f"{name}, position {j}")
+        fidx = self._lookup(fl, lambda j: f"{name}, position {j}", coerce_ids)
         if (fidx < 0).any() and unknown == "error":
             j = int(np.flatnonzero(fidx < 0)[0])
             raise ValueError(f"{name}, position {j}: item {fl[j]!r} is not in "
@@ -334,7 +344,7 @@ class SessionRecommender:
 
     def recommend(self, sessions, k: int = 20, exclude_seen: bool = False,
                   filter_items=None, unknown: str = "skip", *, session_col: str = "SessionId",
-                  item_col: str = "ItemId", time_col: str = "Time",
+                  item_col: str = "ItemId", time_col: str = "Time", coerce_ids: bool = False,
                   show_progress: Optional[bool] = None):
         """Top-k next items for each session.
 
@@ -354,6 +364,11 @@ class SessionRecommender:
             sessions and in ``filter_items`` (their number is in
             ``last_unknown_count`` and logged as a warning); ``"error"`` raises
             ValueError naming the id and where it is.
+        coerce_ids: an id of the other kind than the model's (the string
+            "12" for a model with integer ids, the number 12 for string ids)
+            raises TypeError naming it, whatever ``unknown`` says; with
+            ``coerce_ids=True`` it is converted where that is unambiguous
+            ("12" -> 12, but "012" or "1.0" raise).
         show_progress: a progress bar over the sessions (None: only for more
             than ``_PROGRESS_SESSIONS`` sessions).
         Returns (ids, scores): arrays (n_sessions, k) of item ids (the dtype of
@@ -362,13 +377,13 @@ class SessionRecommender:
         m = self._snapshot()  # one consistent model even if fit() runs meanwhile
         try:
             return m._recommend(sessions, k, exclude_seen, filter_items, unknown,
-                                session_col, item_col, time_col, show_progress)
+                                session_col, item_col, time_col, coerce_ids, show_progress)
         finally:
             self.last_session_ids = m.__dict__.get("last_session_ids")
             self.last_unknown_count = m.__dict__.get("last_unknown_count", 0)
 
     def _recommend(self, sessions, k, exclude_seen, filter_items, unknown, session_col,
-                   item_col, time_col, show_progress=None):
+                   item_col, time_col, coerce_ids=False, show_progress=None):
         self._check_fitted()
         if unknown not in ("skip", "error"):
             raise _bad("unknown", "must be 'skip' or 'error'", unknown)
@@ -401,7 +416,7 @@ class SessionRecommender:
             starts = np.r_[0, np.cumsum(lengths)].astype(np.int64)
             srows = np.repeat(np.arange(len(lengths)), lengths)
             idx = self._lookup(flat, lambda j: f"session {srows[j]}, position "
-                                               f"{j - starts[srows[j]]}")
+                                               f"{j - starts[srows[j]]}", coerce_ids)
         n_sess = len(lengths)
         N = self.n_items
         lengths = np.asarray(lengths, np.int64)
@@ -417,7 +432,7 @@ class SessionRecommender:
 
         candidate = np.ones(N, bool)
         if filter_items is not None:
-            fidx, n_bad = self._filter_indices(filter_items, unknown)
+            fidx, n_bad = self._filter_indices(filter_items, unknown, coerce_ids=coerce_ids)
             n_unknown += n_bad
             candidate = np.zeros(N, bool)
             candidate[fidx[fidx >= 0]] = True
@@ -538,6 +553,85 @@ def _same_value(a: Any, b: Any) -> bool:
         return bool(a == b)
     except Exception:
         return False
+
+
+class _IdIndex:
+    """item_ids -> pandas Index, for the one ``item_ids`` array it was last
+    built from (compared by identity; a refit publishes a new array). One
+    tuple, replaced in one step, so concurrent readers never see a mix."""
+
+    __slots__ = ("entry",)
+
+    def __init__(self):
+        self.entry = None
+
+    def get(self, ids):
+        import pandas as pd
+
+        e = self.entry
+        if e is None or e[0] is not ids:
+            e = (ids, pd.Index(ids))
+            self.entry = e
+        return e[1]
+
+    def __reduce__(self):  # a copy starts empty
+        return (_IdIndex, ())
+
+
+def _canonical_int(s: str):
+    """int(s) when ``s`` spells an integer the one way str(int) writes it
+    ('12', '-3'; not '012', '+1', ' 1', '1.0'), else None."""
+    try:
+        v = int(s)
+    except ValueError:
+        return None
+    return v if str(v) == s else None
+
+
+def _match_id_kind(arr: np.ndarray, int_vocab: bool, coerce: bool, where) -> np.ndarray:
+    """``arr`` (object) with every id of the vocabulary's kind: a string
+    among integer ids (or a number among string ids) raises TypeError naming
+    it, or with ``coerce`` is converted where unambiguous."""
+    import pandas as pd
+
+    inferred = pd.api.types.infer_dtype(arr, skipna=False)
+    if int_vocab:
+        if inferred in ("integer", "floating", "mixed-integer-float", "boolean", "empty",
+                        "decimal"):
+            return arr
+        wrong = np.fromiter((isinstance(v, (str, bytes)) for v in arr), bool, len(arr))
+    else:
+        if inferred in ("string", "empty"):
+            return arr
+        wrong = np.fromiter((isinstance(v, (int, float, np.integer, np.floating))
+                             and not isinstance(v, (bool, np.bool_)) for v in arr),
+                            bool, len(arr))
+    if not wrong.any():
+        return arr
+    out = arr.copy()
+    for j in np.flatnonzero(wrong):
+        v = out[j] = _coerce_id(arr[j], int_vocab) if coerce else None
+        if v is not None:
+            continue
+        place = where(j) if where is not None else f"position {j}"
+        have, want = ("a string", "integers") if int_vocab else ("a number", "strings")
+        hint = (" (it has no unambiguous conversion)" if coerce else
+                "; pass coerce_ids=True to convert ids such as '12' to 12" if int_vocab else
+                "; pass coerce_ids=True to convert ids such as 12 to '12'")
+        raise TypeError(f"{place}: item id {arr[j]!r} is {have}, but the model's item ids are "
+                        f"{want}{hint}")
+    return out
+
+
+def _coerce_id(v, int_vocab: bool):
+    """``v`` as the other kind of id where unambiguous, else None: a string
+    spelling an integer canonically for integer ids; an integer (or a whole
+    float) as its decimal string for string ids."""
+    if int_vocab:
+        return _canonical_int(v) if isinstance(v, str) else None
+    if isinstance(v, (float, np.floating)) and not float(v).is_integer():
+        return None
+    return str(int(v))
 
 
 def _is_event_source(x) -> bool:

@@ -11,17 +11,23 @@
 EVENTS / TEST / FILE: CSV, TSV (optionally .gz) or parquet with columns
 SessionId, ItemId, Time (names set with --session-col, --item-col, --time-col;
 the separator with --sep, else "," for .csv, tab for .tsv, sniffed otherwise).
+Ids in text files are read verbatim, as strings.
+
+Exit status: 0 done; 1 recommend had sessions with no item the model knows;
+2 bad input or a failure; 130 interrupted (Ctrl-C): train then leaves -o as
+it was (see --save-partial).
 """
 from __future__ import annotations
 
 import argparse
+import csv
 import inspect
 import json
 import logging
+import os
 import sys
 import time
 
-import numpy as np
 
 log = logging.getLogger("grurec")
 
@@ -157,6 +163,29 @@ def _param_values(cls, pairs) -> dict:
 
 
 # ----------------------------------------------------------------- commands
+def _check_input(path: str, what: str) -> None:
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{what}: no such file: {path!r}")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{what}: {path!r} is a directory, not a file")
+    if not os.access(path, os.R_OK):
+        raise PermissionError(f"{what}: cannot read {path!r}")
+
+
+def _check_output(path: str, what: str) -> None:
+    """A model file can be written at ``path`` (checked before training, so
+    a typo does not cost a training run)."""
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{what}: {path!r} is a directory; give a file name")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"{what}: the directory {directory!r} does not exist")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise PermissionError(f"{what}: cannot write in the directory {directory!r}")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise PermissionError(f"{what}: {path!r} is not writable")
+
+
 def cmd_train(args) -> int:
     import grurec
 
@@ -177,14 +206,39 @@ def cmd_train(args) -> int:
         raise ValueError(f"--model {args.model}: {cls.__name__} models have no model file (they "
                          f"refit in seconds); drop -o and pass --test TEST to evaluate, or use "
                          f"`grurec compare TRAIN TEST`")
+    # Every path first: a failure after minutes of training is too late.
+    _check_input(args.events, "events")
+    if args.test:
+        _check_input(args.test, "--test")
+    if args.output is not None:
+        _check_output(args.output, "-o")
+    if args.save_partial:
+        _check_output(args.save_partial, "--save-partial")
+        if args.output is not None and \
+                os.path.abspath(args.save_partial) == os.path.abspath(args.output):
+            raise ValueError("--save-partial must differ from -o (an interrupted run never "
+                             "writes -o)")
     fit_kw = {}
     if args.valid is not None or args.patience is not None:
         if cls.__name__ != "GRU4Rec":
             raise ValueError(f"--valid/--patience: {cls.__name__} trains in one pass; only "
                              "GRU4Rec validates per epoch")
         fit_kw = dict(valid=_valid_arg(args), patience=args.patience, metric=args.metric)
+    if cls.__name__ == "GRU4Rec":
+        # "stop and keep": Ctrl-C ends training with the partly trained model,
+        # which goes to --save-partial only; -o is written after a complete fit.
+        fit_kw["on_interrupt"] = "keep"
     t0 = time.perf_counter()
     model.fit(_events(args, args.events), **fit_kw)
+    if getattr(model, "interrupted", False):
+        where = "nothing was saved (use --save-partial PATH to keep it)"
+        if args.save_partial:
+            model.save(args.save_partial)
+            where = f"the partly trained model was saved to {args.save_partial}"
+        unwritten = f"{args.output} was not written; " if args.output is not None else ""
+        print(f"grurec train: interrupted in epoch {len(model.history)} after "
+              f"{time.perf_counter() - t0:.1f} s; {unwritten}{where}", file=sys.stderr)
+        return 130
     what = (f"trained {model.epochs_trained} epochs" if hasattr(model, "epochs_trained")
             else f"fitted {type(model).__name__}")
     print(f"{what} on {args.events} in {time.perf_counter() - t0:.1f} s "
@@ -233,6 +287,9 @@ def cmd_evaluate(args) -> int:
 def cmd_recommend(args) -> int:
     import grurec
 
+    _check_input(args.model, "model")
+    if args.events:
+        _check_input(args.events, "--events")
     model = grurec.load(args.model)
     model._check_fitted()  # an unfitted model file has no item ids to parse against
     if args.events:
@@ -243,26 +300,34 @@ def cmd_recommend(args) -> int:
         sessions = [sd.item_ids[sd.items[a:b][sd.items[a:b] >= 0]]
                     for a, b in zip(sd.offsets[:-1], sd.offsets[1:])]
         names = sd.session_ids
+        n_unknown = int((sd.items < 0).sum())
     else:
-        typed = [_parse_id(x, model.item_ids) for x in args.items]
-        sessions, names = [typed], ["session"]
-    ids, scores = model.recommend(sessions, k=args.k, exclude_seen=args.exclude_seen)
-    w = sys.stdout
-    w.write("session,rank,item,score\n")
-    for name, row_ids, row_scores in zip(names, ids, scores):
-        for r, (i, s) in enumerate(zip(row_ids, row_scores), 1):
-            w.write(f"{name},{r},{i},{s:.6g}\n")
-    return 0
-
-
-def _parse_id(text: str, item_ids: np.ndarray):
-    """An item id typed on the command line, as the model's id type."""
-    if item_ids.dtype.kind in "iu":
-        try:
-            return int(text)
-        except ValueError:
-            return text
-    return text
+        # Ids typed on the command line are text: "12" is the integer 12 for
+        # a model with integer ids; "012" or "abc" then raise, naming the id.
+        sessions, names = [list(args.items)], ["session"]
+        known = model._lookup(sessions[0], lambda j: f"item {args.items[j]!r} (position {j})",
+                              coerce_ids=True)
+        n_unknown = int((known < 0).sum())
+        sessions = [list(model.item_ids[known[known >= 0]])]
+    if n_unknown:
+        print(f"grurec recommend: {n_unknown} item id(s) unknown to the model were ignored",
+              file=sys.stderr)
+    empty = [n for n, s in zip(names, sessions) if len(s) == 0]
+    keep = [j for j, s in enumerate(sessions) if len(s)]
+    if empty:
+        shown = ", ".join(map(str, empty[:5])) + (", ..." if len(empty) > 5 else "")
+        print(f"grurec recommend: no item the model knows in {len(empty)} session(s) "
+              f"({shown}); nothing recommended for {'it' if len(empty) == 1 else 'them'}",
+              file=sys.stderr)
+    w = csv.writer(sys.stdout, lineterminator="\n")  # quotes ids holding , " or newlines
+    w.writerow(["session", "rank", "item", "score"])
+    if keep:
+        ids, scores = model.recommend([sessions[j] for j in keep], k=args.k,
+                                      exclude_seen=args.exclude_seen)
+        for j, row_ids, row_scores in zip(keep, ids, scores):
+            for r, (i, s) in enumerate(zip(row_ids, row_scores), 1):
+                w.writerow([names[j], r, i, f"{s:.6g}"])
+    return 1 if empty else 0
 
 
 def cmd_quickstart(args) -> int:
@@ -389,6 +454,9 @@ def main(argv=None) -> int:
     t.add_argument("--cutoffs", type=int, nargs="+", default=[5, 10, 20])
     t.add_argument("--json", action="store_true", help="metrics as JSON")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
+    t.add_argument("--save-partial", metavar="PATH",
+                   help="if training is interrupted (Ctrl-C), save the partly trained model "
+                        "here (-o is only ever written after a complete fit)")
     _columns(t)
     _model_options(t)
     t.set_defaults(func=cmd_train)
@@ -417,8 +485,15 @@ def main(argv=None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     if args.command == "recommend" and not args.items and not args.events:
         parser.error("recommend: give item ids or --events FILE")
+    if args.command == "recommend" and args.items and args.events:
+        parser.error("recommend: give item ids or --events FILE, not both")
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        # Model files are written atomically: an interrupted save leaves the
+        # old file (and removes its temporary file).
+        print(f"grurec {args.command}: interrupted", file=sys.stderr)
+        return 130
     except (ValueError, TypeError, OSError, RuntimeError, MemoryError) as exc:
         # Bad input, a missing file, a corrupt or unfitted model, training that
         # diverged (ModelFitError) or ran out of memory: one clear line, exit 2.

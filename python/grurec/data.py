@@ -143,7 +143,8 @@ class SessionData:
 # --------------------------------------------------------------- the entry point
 def to_sessions(source, session_col: str = "SessionId", item_col: str = "ItemId",
                 time_col: str = "Time", *, item_ids: Optional[np.ndarray] = None,
-                unknown: str = "error", sep: Optional[str] = None) -> SessionData:
+                unknown: str = "error", sep: Optional[str] = None,
+                text_ids: str = "str") -> SessionData:
     """Validate events from any supported source and lay them out as sessions.
 
     ``item_ids``: an existing item vocabulary (a fitted model's); events with
@@ -154,15 +155,26 @@ def to_sessions(source, session_col: str = "SessionId", item_col: str = "ItemId"
     ``sep``: the field separator of a text file; by default ``,`` for .csv,
     tab for .tsv, otherwise sniffed from the header line.
 
+    ``text_ids``: how a CSV/TSV file's session and item ids are read.
+    ``"str"`` (default): verbatim, as strings, so ``007`` and ``7`` stay two
+    ids and ``NA`` or ``null`` are ids like any other (only an empty field is
+    missing); matched against a model's integer ids, a field that spells an
+    integer the canonical way (``7``, not ``007``) is that integer.
+    ``"infer"``: pandas guesses the column types (``007`` and ``7`` then
+    both become 7, and ``NA`` is a missing value).
+
     Errors (``ValueError``/``TypeError``) name the column, the row (0-based
     position in the input; for files also the line) and the bad value.
     """
     if unknown not in UNKNOWN_MODES:
         raise ValueError(f"unknown must be one of {UNKNOWN_MODES}, got {unknown!r}")
+    if text_ids not in ("str", "infer"):
+        raise ValueError(f"text_ids must be 'str' or 'infer', got {text_ids!r}")
     if isinstance(source, SessionData):
         source = _checked(source, allow_unknown=unknown == "keep")
         return source if item_ids is None else _remap(source, item_ids, unknown)
     where = _Where()
+    where.text_ids = text_ids
     cols = _extract(source, (session_col, item_col, time_col), ("session", "item", "time"),
                     sep, where)
     sess, item, time = cols
@@ -176,7 +188,9 @@ def to_sessions(source, session_col: str = "SessionId", item_col: str = "ItemId"
     s_codes, s_uniques = _factorize_ids(sess, session_col, where)
     i_codes, i_uniques = _factorize_ids(item, item_col, where)
     t = _times(time, time_col, where)
-    return _build(s_codes, s_uniques, i_codes, i_uniques, t, item_ids, unknown, item_col, where)
+    key = _time_key(time)
+    return _build(s_codes, s_uniques, i_codes, i_uniques, t, item_ids, unknown, item_col, where,
+                  key)
 
 
 def sessions_from_frame(df, session_col="SessionId", item_col="ItemId", time_col="Time",
@@ -187,9 +201,12 @@ def sessions_from_frame(df, session_col="SessionId", item_col="ItemId", time_col
 
 def _checked(sd: SessionData, allow_unknown: bool) -> SessionData:
     """A SessionData built by hand is checked like any other input: the
-    native trainer trusts offsets and item indices."""
-    offsets = np.ascontiguousarray(sd.offsets, dtype=np.int64)
-    items = np.ascontiguousarray(sd.items, dtype=np.int32)
+    native trainer trusts offsets and item indices. The arrays are copied
+    first and the copies checked: the caller may change its own arrays at
+    any time (in a fit callback, from another thread), and native code must
+    only ever see arrays nobody else can write."""
+    offsets = np.array(sd.offsets, dtype=np.int64, order="C", copy=True)
+    items = np.array(sd.items, dtype=np.int32, order="C", copy=True)
     if offsets.ndim != 1 or len(offsets) < 1 or offsets[0] != 0 or offsets[-1] != len(items):
         raise ValueError("SessionData: offsets must start at 0 and end at the number of events "
                          f"({len(items)}); got {offsets[:1]}..{offsets[-1:]}")
@@ -205,8 +222,6 @@ def _checked(sd: SessionData, allow_unknown: bool) -> SessionData:
                          f"vocabulary of {len(sd.item_ids)} items")
     if sd.times is not None and len(sd.times) != len(items):
         raise ValueError(f"SessionData: {len(sd.times)} times for {len(items)} events")
-    if offsets is sd.offsets and items is sd.items:
-        return sd
     return SessionData(offsets, items, sd.item_ids, sd.session_ids, sd.times)
 
 
@@ -222,6 +237,8 @@ class _Where:
     def __init__(self):
         self.path: Optional[str] = None
         self.header = True
+        self.text_ids = "str"
+        self.text = False  # ids read verbatim as strings from a text file
 
     def suffix(self) -> str:
         return f" {self.path!r}" if self.path else ""
@@ -242,7 +259,7 @@ def _extract(source, names, roles, sep, where) -> list:
     unless the source has to be converted)."""
     if isinstance(source, (str, os.PathLike)):
         where.path = os.fspath(source)
-        source = _read_file(where.path, names, roles, sep)
+        source = _read_file(where.path, names, roles, sep, where)
     mod = type(source).__module__.split(".")[0]
     if mod == "pandas" or _is_pandas_frame(source):
         import pandas as pd
@@ -264,7 +281,7 @@ def _extract(source, names, roles, sep, where) -> list:
             for n, r in zip(names, roles):
                 if n not in source.columns:
                     raise _missing(r, n, source.columns)
-                out.append(_polars_col(source.get_column(n)))
+                out.append(_polars_col(source.get_column(n), n))
             return out
     if mod == "pyarrow":
         if hasattr(source, "schema") and hasattr(source, "column"):
@@ -289,7 +306,11 @@ def _extract(source, names, roles, sep, where) -> list:
             else:
                 import pandas as pd  # lists etc.: pandas keeps mixed types as objects
 
-                out.append(_pandas_col(pd.DataFrame({n: v}), n, r))
+                try:
+                    frame = pd.DataFrame({n: v})
+                except UnicodeEncodeError:  # pandas 3's Arrow strings refuse surrogates
+                    frame = pd.DataFrame({n: pd.Series(list(v), dtype=object)})
+                out.append(_pandas_col(frame, n, r))
         return out
     raise TypeError(
         "events must be a pandas or polars DataFrame, a pyarrow Table, a dict of arrays, "
@@ -305,6 +326,12 @@ def _is_pandas_frame(x) -> bool:
 
 
 def _pandas_col(df, name, role):
+    import pandas as pd
+
+    if isinstance(df.columns, pd.MultiIndex):
+        raise ValueError(f"the DataFrame has multi-level (MultiIndex) columns; flatten them "
+                         f"first (e.g. df.columns = ['_'.join(map(str, c)) for c in df.columns]) "
+                         f"and name the {role} column with {role}_col=")
     if name not in df.columns:
         raise _missing(role, name, df.columns)
     col = df[name]
@@ -313,9 +340,18 @@ def _pandas_col(df, name, role):
     return col
 
 
-def _polars_col(s):
+def _polars_col(s, name):
     import polars as pl
 
+    if s.dtype.is_nested():
+        raise TypeError(f"column {name!r}: a polars {s.dtype} column; ids must be integers or "
+                        "strings and times numbers or datetimes")
+    if s.dtype in tuple(getattr(pl, t) for t in ("Int128", "UInt128") if hasattr(pl, t)):
+        try:
+            s = s.cast(pl.Int64, strict=True)
+        except Exception:
+            raise ValueError(f"column {name!r}: polars {s.dtype} values that do not fit in "
+                             "64 bits") from None
     if s.dtype == pl.Object:
         return np.asarray(s.to_list(), dtype=object)
     return s.to_numpy()
@@ -330,7 +366,12 @@ def _arrow_col(col):
 _COMPRESSION = (".gz", ".bz2", ".xz", ".zst", ".zip")
 
 
-def _read_file(path: str, names, roles, sep):
+# A time field that reads as missing (and is then reported as such); ids
+# have no such spellings: only an empty id field is missing.
+_TIME_NA = ["", "NA", "N/A", "NaN", "nan", "NaT", "null", "NULL", "None"]
+
+
+def _read_file(path: str, names, roles, sep, where):
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such file: {path!r}")
     lower = path.lower()
@@ -345,7 +386,11 @@ def _read_file(path: str, names, roles, sep):
     if sep is None:
         sep = "," if base.endswith(".csv") else "\t" if base.endswith((".tsv", ".tab")) \
             else _sniff(path)
-    head = pd.read_csv(path, sep=sep, nrows=0)
+    try:
+        head = pd.read_csv(path, sep=sep, nrows=0)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"no events: the file {path!r} is empty (not even a header line)") \
+            from None
     for n, r in zip(names, roles):
         if n not in head.columns:
             err = _missing(r, n, head.columns)
@@ -360,7 +405,15 @@ def _read_file(path: str, names, roles, sep):
                     f"{other[0]!r}: pass sep={other[0]!r} (grurec.to_sessions(path, "
                     f"sep={other[0]!r}); command line: --sep '{other[0]}')")
             raise err
-    return pd.read_csv(path, sep=sep, usecols=list(dict.fromkeys(names)))
+    usecols = list(dict.fromkeys(names))
+    if where.text_ids == "infer":
+        return pd.read_csv(path, sep=sep, usecols=usecols)
+    ids = [n for n, r in zip(names, roles) if r in ("session", "item")]
+    time = [n for n, r in zip(names, roles) if r == "time" and n not in ids]
+    where.text = True
+    return pd.read_csv(path, sep=sep, usecols=usecols, dtype={n: str for n in ids},
+                       keep_default_na=False,
+                       na_values={**{n: [""] for n in ids}, **{n: _TIME_NA for n in time}})
 
 
 def _sniff(path: str) -> str:
@@ -436,11 +489,15 @@ def _factorize_ids(values, name: str, where: _Where):
     if k in "iu":
         pass
     elif k == "f":
-        bad = ~np.isfinite(uniques) | (uniques != np.floor(uniques)) | (np.abs(uniques) > 2**63 - 1)
+        # float(2**63 - 1) == 2.0**63: compare against 2.0**63 itself, so a
+        # float id of 2**63 is refused instead of wrapping to -2**63.
+        bad = (~np.isfinite(uniques) | (uniques != np.floor(uniques))
+               | (uniques >= 2.0**63) | (uniques < -(2.0**63)))
         if bad.any():
             r = first_row(bad)
             raise ValueError(f"column {name!r}: id {values_at(values, r)!r} at {where.row(r)} is "
-                             "not a whole number (ids must be integers or strings)")
+                             "not a whole number in the int64 range (ids must be integers or "
+                             "strings)")
         uniques = uniques.astype(np.int64)
     elif k == "U":
         uniques = uniques.astype(object)
@@ -449,6 +506,8 @@ def _factorize_ids(values, name: str, where: _Where):
     else:
         raise TypeError(f"column {name!r}: ids must be integers or strings, got dtype "
                         f"{uniques.dtype}")
+    if uniques.dtype == object and len(uniques):
+        _check_unicode(uniques, codes, values, name, where)
     # Drop unused categories and sort, renumbering the codes.
     if categorical:
         used = np.bincount(codes, minlength=len(uniques)) > 0
@@ -463,6 +522,31 @@ def _factorize_ids(values, name: str, where: _Where):
         rank[order] = np.arange(len(order))
         codes, uniques = rank[codes], uniques[order]
     return codes, uniques
+
+
+def _check_unicode(uniques, codes, values, name, where) -> None:
+    """String ids must be valid Unicode (UTF-8 encodable: model files store
+    them so); a lone surrogate such as '\\ud800' is refused here, naming the
+    row, rather than failing every later recommend or save."""
+    try:
+        "".join(uniques).encode("utf-8")
+        return
+    except UnicodeEncodeError:
+        pass
+    except TypeError:  # not all strings: _object_ids has reported that
+        return
+    bad = np.fromiter((not _encodable(u) for u in uniques), bool, len(uniques))
+    r = int(np.flatnonzero(bad[codes])[0])
+    raise ValueError(f"column {name!r}: id {values_at(values, r)!r} at {where.row(r)} is not "
+                     "valid Unicode (a lone surrogate); ids must be encodable as UTF-8")
+
+
+def _encodable(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _refuse_hidden_bools(values, uniques, name, where) -> None:
@@ -524,9 +608,16 @@ def _object_ids(uniques, codes, values, name, where):
         return np.asarray(ints, dtype=np.int64)
     if lo >= 0 and hi < 2**64:
         return np.asarray(ints, dtype=np.uint64)
-    r = rows(np.asarray([not (-(2**63) <= i < 2**64) for i in ints]))
-    raise ValueError(f"column {name!r}: id {values_at(values, r)!r} at {where.row(r)} does not "
-                     "fit in 64 bits")
+    outside = np.asarray([not (-(2**63) <= i < 2**64) for i in ints])
+    if outside.any():
+        r = rows(outside)
+        raise ValueError(f"column {name!r}: id {values_at(values, r)!r} at {where.row(r)} does "
+                         "not fit in 64 bits")
+    # Each fits, but no one type holds them all: negative ids and ids >= 2**63.
+    rn, rb = rows(np.asarray([i < 0 for i in ints])), rows(np.asarray([i >= 2**63 for i in ints]))
+    raise ValueError(f"column {name!r}: ids {values_at(values, rn)!r} at {where.row(rn)} and "
+                     f"{values_at(values, rb)!r} at {where.row(rb)} fit no one 64-bit integer "
+                     "type (int64 ends below 2**63, uint64 has no negatives)")
 
 
 # ------------------------------------------------------------------ times
@@ -553,6 +644,8 @@ def _times(values, name: str, where: _Where) -> np.ndarray:
     k = arr.dtype.kind
     if k == "M":
         unit = np.datetime_data(arr.dtype)[0]
+        if unit in ("Y", "M"):  # calendar units: no fixed length in seconds
+            arr, unit = arr.astype("datetime64[D]"), "D"
         t = (arr - np.datetime64(0, unit)) / np.timedelta64(1, "s")
     elif k == "m":
         t = arr / np.timedelta64(1, "s")
@@ -571,6 +664,30 @@ def _times(values, name: str, where: _Where) -> np.ndarray:
         r = int(np.flatnonzero(inf)[0])
         raise ValueError(f"column {name!r}: infinite time at {where.row(r)}")
     return t
+
+
+def _time_key(values) -> Optional[np.ndarray]:
+    """The times as exact integers for ordering, where the input has them:
+    int64/uint64 numbers, datetimes (int64 in their own unit); else None
+    (``_times``' float64 values order the events)."""
+    import pandas as pd
+
+    try:
+        if isinstance(values, pd.Series):
+            dt = values.dtype
+            if isinstance(dt, pd.DatetimeTZDtype):
+                values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+            elif not isinstance(dt, np.dtype):
+                return None  # nullable / Arrow-backed: float64 order
+            values = values.to_numpy()
+        arr = np.asarray(values)
+    except (TypeError, ValueError):
+        return None
+    if arr.dtype.kind in "iu":
+        return arr
+    if arr.dtype.kind in "mM":
+        return arr.view(np.int64)
+    return None
 
 
 def _object_times(arr, name, where) -> np.ndarray:
@@ -626,6 +743,42 @@ def _vocab_lookup(item_ids: np.ndarray, uniques: np.ndarray, item_col: str) -> n
     return np.asarray(index.get_indexer(uniques), dtype=np.int64)
 
 
+def _as_vocab_kind(vocab: np.ndarray, uniques: np.ndarray, codes, item_col: str,
+                   where: _Where):
+    """(``uniques`` as ids of the vocabulary's kind, bool mask of those that
+    match nothing). Strings read verbatim from a text file, matched against
+    integer ids: a canonical integer spelling ('7', not '007') is that
+    integer, anything else matches nothing. Otherwise ids of the other kind
+    (strings for integer ids, integers for string ids) are a TypeError
+    naming the first one."""
+    none = np.zeros(len(uniques), bool)
+    if len(vocab) == 0 or len(uniques) == 0:
+        return uniques, none
+    v_int = vocab.dtype.kind in "iu"
+    u_int = uniques.dtype.kind in "iu"
+    if v_int == u_int:
+        return uniques, none
+    if v_int and where.text:
+        lo, hi = (0, 2**64) if vocab.dtype.kind == "u" else (-(2**63), 2**63)
+        out = np.zeros(len(uniques), vocab.dtype)
+        for j, u in enumerate(uniques):
+            try:
+                v = int(u)
+            except ValueError:
+                v = None
+            if v is not None and str(v) == u and lo <= v < hi:
+                out[j] = v
+            else:
+                none[j] = True
+        return out, none
+    r = int(codes[0]) if len(codes) else 0
+    u = uniques[r]
+    u = u.item() if isinstance(u, np.generic) else u
+    have, want = ("a string", "integers") if v_int else ("a number", "strings")
+    raise TypeError(f"column {item_col!r}: item {u!r} at {where.row(0)} is {have}, but the "
+                    f"model's item ids are {want}")
+
+
 def _unknown_error(item_col, value, where_row, vocab):
     kind = "strings" if (len(vocab) and isinstance(vocab[0], str)) else "integers"
     if isinstance(value, np.generic):
@@ -637,12 +790,15 @@ def _unknown_error(item_col, value, where_row, vocab):
         "such events)")
 
 
-def _build(s_codes, s_uniques, i_codes, i_uniques, t, item_ids, unknown, item_col, where):
+def _build(s_codes, s_uniques, i_codes, i_uniques, t, item_ids, unknown, item_col, where,
+           key=None):
     if item_ids is None:
         vocab, idx = i_uniques, i_codes
     else:
         vocab = np.asarray(item_ids)
-        pos = _vocab_lookup(vocab, i_uniques, item_col)
+        typed, nomatch = _as_vocab_kind(vocab, i_uniques, i_codes, item_col, where)
+        pos = _vocab_lookup(vocab, typed, item_col)
+        pos[nomatch] = -1
         idx = pos[i_codes]
         known = idx >= 0
         if not known.all():
@@ -651,18 +807,25 @@ def _build(s_codes, s_uniques, i_codes, i_uniques, t, item_ids, unknown, item_co
                 raise _unknown_error(item_col, i_uniques[i_codes[r]], where.row(r), vocab)
             if unknown == "drop":
                 s_codes, idx, t = s_codes[known], idx[known], t[known]
-    return _layout(s_codes, s_uniques, idx, t, vocab)
+                key = None if key is None else key[known]
+    return _layout(s_codes, s_uniques, idx, t, vocab, key)
 
 
-def _layout(s_codes, s_uniques, idx, t, vocab) -> SessionData:
+def _layout(s_codes, s_uniques, idx, t, vocab, key=None) -> SessionData:
     """Sessions ordered by their first event's time (ties: session id order),
-    events by time within a session (stable: ties keep input order)."""
+    events by time within a session (stable: ties keep input order). ``key``:
+    the times as exact integers (int64 times, datetimes in their unit) when
+    the input had them: float64 ``t`` loses the order of int64 times near
+    2**62 or of datetimes nanoseconds apart."""
     if len(idx) == 0:
         return SessionData(np.zeros(1, np.int64), np.zeros(0, np.int32), vocab,
                            s_uniques[:0], np.zeros(0))
-    first = np.full(len(s_uniques), np.inf)
-    np.minimum.at(first, s_codes, t)
-    order = np.lexsort((t, s_codes, first[s_codes]))
+    if key is None:
+        key = t
+    first = np.full(len(s_uniques), np.iinfo(key.dtype).max if key.dtype.kind in "iu"
+                    else np.inf, dtype=key.dtype)
+    np.minimum.at(first, s_codes, key)
+    order = np.lexsort((key, s_codes, first[s_codes]))
     s_sorted = s_codes[order]
     starts = np.flatnonzero(np.r_[True, s_sorted[1:] != s_sorted[:-1]])
     offsets = np.r_[starts, len(s_sorted)].astype(np.int64)

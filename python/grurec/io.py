@@ -206,13 +206,68 @@ def to_bytes(model, *, optimizer: bool = False) -> bytes:
     return buf.getvalue()
 
 
+def _tmp_name(path: str) -> str:
+    """The temporary file ``save`` writes before renaming it to ``path``:
+    ``.NAME.PID.RANDOM.tmp`` beside it (the pid lets a later save tell an
+    orphan from another process's save in progress)."""
+    directory, base = os.path.split(os.path.abspath(path))
+    return os.path.join(directory, f".{base}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
+
+
+def _remove_orphans(path: str) -> int:
+    """Delete temporary files left by saves to ``path`` that were killed
+    (kill -9, power loss): those whose writing process no longer exists.
+    Returns how many were removed."""
+    import re
+
+    directory, base = os.path.split(os.path.abspath(path))
+    pattern = re.compile(r"\." + re.escape(base) + r"\.(\d+)\.[0-9a-f]{12}\.tmp\Z")
+    removed = 0
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return 0
+    for name in names:
+        m = pattern.match(name)
+        if not m or _pid_alive(int(m.group(1))):
+            continue
+        try:
+            os.unlink(os.path.join(directory, name))
+            removed += 1
+        except OSError:
+            pass
+    if removed:
+        log.info("removed %d temporary file(s) of interrupted saves to %s", removed, path)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True  # this process's own save in progress (another thread)
+    if pid <= 0:
+        return False
+    if os.name != "posix":
+        return True  # no harmless probe (os.kill on Windows terminates): keep the file
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists (another user's), or we cannot tell: keep it
+    return True
+
+
 def save(model, path: Union[str, os.PathLike], *, optimizer: bool = False) -> None:
     """Write ``model`` to ``path`` atomically: a temporary file in the same
     directory, flushed and fsync'ed, then renamed over ``path``; a crash
-    leaves either the old file or the new one, never a mix."""
+    leaves either the old file or the new one, never a mix. An exception
+    (Ctrl-C included) removes the temporary file; one left by a killed
+    process (``.NAME.PID.RANDOM.tmp``) is removed by the next save to the
+    same path."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
+    _remove_orphans(path)
+    tmp = _tmp_name(path)
     # os.open with 0o666 lets the umask decide the permissions, as open() would.
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
@@ -416,10 +471,22 @@ def _array(buf, e, data_start, data_len):
     if count * dtype.itemsize != nbytes:
         raise ModelFileError(f"invalid model metadata: array {name!r} declares shape {shape} "
                              f"({count * dtype.itemsize} bytes) but {nbytes} bytes")
+    if off % _ALIGN:
+        raise ModelFileError(f"invalid model file: array {name!r} starts at offset {off}, not "
+                             f"a multiple of {_ALIGN} (arrays are aligned)")
     if off + nbytes > data_len:
         raise ModelFileError(f"invalid model file: array {name!r} ({nbytes} bytes at offset "
                              f"{off}) runs past the end of the data ({data_len} bytes)")
+    # Every dimension, zero-sized arrays included ([0, 2**64] has 0 bytes),
+    # must describe an array that could fit in the data: numpy is never
+    # asked to build a shape it rejects.
+    span = math.prod(d for d in shape if d) * dtype.itemsize
+    if span > max(data_len, dtype.itemsize):
+        raise ModelFileError(f"invalid model metadata: array {name!r} declares shape {shape}, "
+                             f"larger than the file's data ({data_len} bytes)")
     a = np.frombuffer(buf, dtype=dtype, count=count, offset=data_start + off).reshape(shape)
+    if not a.flags.aligned:  # the buffer itself is misaligned (never from _read_source)
+        a = a.copy()
     if sys.byteorder == "big" and dtype.itemsize > 1:
         a = a.astype(dtype.newbyteorder("="))
     return name, a

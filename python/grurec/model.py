@@ -169,6 +169,7 @@ class GRU4Rec(SessionRecommender):
         self.epochs_trained = 0
         self.history: list[dict] = []
         self.best_epoch: Optional[int] = None
+        self.interrupted = False  # the last fit was cut short (on_interrupt="keep")
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "GRU4Rec":
@@ -307,14 +308,27 @@ class GRU4Rec(SessionRecommender):
     def fit(self, data, session_col: str = "SessionId", item_col: str = "ItemId",
             time_col: str = "Time", callback: Optional[Callable[[int, float], None]] = None,
             *, valid=None, patience: Optional[int] = None, metric: str = "mrr@20",
-            show_progress: Optional[bool] = None):
+            show_progress: Optional[bool] = None, on_interrupt: str = "raise"):
         """Train on events for ``n_epochs`` epochs.
 
         ``data``: anything ``grurec.data.to_sessions`` takes: a pandas or polars
         DataFrame, a pyarrow Table, a dict of arrays, a path to a CSV/TSV/parquet
-        file, or a ``SessionData``. ``callback(epoch, loss)`` runs after every
-        epoch. Ctrl-C stops between mini-batches and leaves the model usable
-        (trained so far).
+        file, or a ``SessionData`` (copied: changing it during fit is safe).
+        ``callback(epoch, loss)`` runs after every epoch.
+
+        The model trains a private copy and becomes it in one step when
+        training ends; until then, and for good if training fails (a
+        ``ModelFitError``, ``MemoryError``, an exception from ``callback``),
+        the model stays exactly as it was, fitted or not, so threads serving
+        from it meanwhile see the old model or the new one, never a mix.
+
+        Ctrl-C (SIGINT) stops training within about a second. With
+        ``on_interrupt="raise"`` (the default) ``fit`` then raises
+        ``KeyboardInterrupt`` and the model is left as it was before the call.
+        With ``on_interrupt="keep"`` ("stop and keep") the partly trained
+        model is kept (with ``valid``: the best epoch's weights): ``fit``
+        returns normally with ``interrupted`` set to True (and a warning
+        logged); ``history[-1]`` is the cut-short epoch.
 
         Validation and early stopping (more in ``grurec.fitting``):
 
@@ -333,11 +347,13 @@ class GRU4Rec(SessionRecommender):
         """
         from .fitting import ValidationPlan
 
+        if on_interrupt not in ("raise", "keep"):
+            raise ValueError(f"on_interrupt: must be 'raise' or 'keep', got {on_interrupt!r}")
         self._check_params()
         progress = self.show_progress if show_progress is None else _as_bool(
             "show_progress", show_progress)
         plan = ValidationPlan.create(valid, patience, metric)
-        sd = to_sessions(data, session_col, item_col, time_col)
+        sd = to_sessions(data, session_col, item_col, time_col)  # private arrays
         if plan is not None:
             sd = plan.carve(sd, session_col, item_col, time_col)
         n_short = int((sd.lengths() < 2).sum())
@@ -348,24 +364,46 @@ class GRU4Rec(SessionRecommender):
             raise ValueError("no session has 2 or more events: nothing to learn from")
         if n_short:
             log.info("skipped %d sessions with a single event", n_short)
-        # Train a copy and publish it in one step (before each callback and at
-        # the end, also after an error or Ctrl-C), so threads that recommend
-        # from this model meanwhile see the old model or the new one (perhaps
-        # partly trained), never a mix of the two.
-        work = self._snapshot()
+        work = self._snapshot()  # other threads keep using the old model meanwhile
         try:
-            work._fit_sessions(sd, callback, publish=lambda: self._publish(work),
-                               plan=plan, show_bar=progress)
-        finally:
-            self._publish(work)
+            finished = work._fit_sessions(sd, callback, plan=plan, show_bar=progress)
+        except KeyboardInterrupt:
+            # Ctrl-C in Python code (between epochs, in the callback, in the
+            # validation): "keep" keeps the copy only if it is a whole model
+            # (the best epoch's, with validation), never a half-built one.
+            if on_interrupt != "keep":
+                raise
+            if plan is not None:
+                plan.restore_best(work)
+            if not work._whole():
+                raise
+            finished = False
+            if work.history:
+                work.history[-1]["interrupted"] = True
+        if plan is not None:  # the best epoch's weights, also when interrupted
+            plan.restore_best(work)
+        if not finished:
+            if on_interrupt == "keep" and not work._whole():
+                raise ModelFitError("training was interrupted and the weights it leaves are "
+                                    "NaN or infinite; the model was left as it was before fit()")
+            if on_interrupt == "raise":
+                raise KeyboardInterrupt(
+                    f"fit interrupted in epoch {len(work.history)}; the model is unchanged "
+                    "(pass on_interrupt='keep' to keep what it learned)")
+            log.warning("training interrupted in epoch %d; on_interrupt='keep': the model "
+                        "keeps what it learned (interrupted=True)", len(work.history))
+        work.interrupted = not finished
+        self._publish(work)  # the one step that makes the new model this one
         return self
 
-    def _fit_sessions(self, sd: SessionData, callback, publish, plan=None,
-                      show_bar: Optional[bool] = None) -> None:
+    def _fit_sessions(self, sd: SessionData, callback, plan=None,
+                      show_bar: Optional[bool] = None) -> bool:
+        """Train ``self`` (a private copy, see ``fit``) from scratch; False
+        when Ctrl-C cut training short. ``plan``: a ``grurec.fitting``
+        validation plan, run after every epoch (it may stop training)."""
         if show_bar is None:
             show_bar = self.show_progress
         self.item_ids = np.asarray(sd.item_ids)
-        self._index = None
         n_items = len(sd.item_ids)
         rng = np.random.default_rng(self.random_state)
         self._init_params(n_items, rng)
@@ -420,42 +458,67 @@ class GRU4Rec(SessionRecommender):
             dt = time.perf_counter() - t0
             if bar is not None:
                 bar.close()
+            if r["status"] == "interrupted":  # fit() checks the weights if it keeps them
+                self.history.append(dict(epoch=epoch + 1, loss=r["loss_sum"] / max(r["events"], 1),
+                                         events=r["events"], seconds=dt, interrupted=True,
+                                         events_per_s=r["events"] / dt if dt else 0.0))
+                return False
+            # A failed epoch raises: fit() then drops this copy, and the
+            # model keeps its previous state (never NaN/inf weights).
             if not all(_all_finite(a) for a in self.params.values()):
                 # An update overflowed although its loss was finite (non-finite
-                # gradients through saturated units, a step near the float32
-                # limit): never leave NaN/inf weights to be served.
-                self.params, self._opt, self._vel = {}, {}, {}
-                self.epochs_trained = 0
+                # gradients through saturated units, a step near the float32 limit).
                 raise ModelFitError(
                     f"the weights became NaN or infinite in epoch {epoch + 1}, mini-batch "
-                    f"{r['batches'] + 1} or earlier; the model was reset to unfitted (try a "
-                    "lower learning_rate)")
+                    f"{r['batches'] + 1} or earlier; the model was left as it was before fit() "
+                    "(try a lower learning_rate)")
             if r["status"] == "nonfinite":
                 raise ModelFitError(
                     f"loss became NaN or infinite in epoch {epoch + 1}, mini-batch "
-                    f"{r['batches'] + 1}; that batch was not applied (try a lower learning_rate)")
+                    f"{r['batches'] + 1}; the model was left as it was before fit() (try a "
+                    "lower learning_rate)")
             loss = r["loss_sum"] / max(r["events"], 1)
             self.history.append(dict(epoch=epoch + 1, loss=loss, events=r["events"],
                                      seconds=dt, events_per_s=r["events"] / dt if dt else 0.0))
-            if r["status"] == "interrupted":
-                log.warning("training interrupted in epoch %d; the model keeps what it learned",
-                            epoch + 1)
-                break
             self.epochs_trained += 1
             log.info("epoch %d: loss %.4f, %.0f events/s", epoch + 1, loss, r["events"] / dt)
             stop = plan is not None and plan.after_epoch(self)
             if callback is not None:
-                publish()
                 callback(epoch + 1, loss)
             if stop:
                 break
-        if plan is not None:
-            plan.restore_best(self)
+        return True
 
     # -------------------------------------------------------------- inference
     def _check_fitted(self):
         if not self.params:
             raise RuntimeError("the model is not fitted: call fit() first")
+
+    def _whole(self) -> bool:
+        """Weights, optimizer state and popularity all belong to item_ids,
+        and the weights are finite (a state fit may publish)."""
+        try:
+            self._check_weights_match()
+        except (RuntimeError, ValueError, TypeError):
+            return False
+        return (self.popularity is not None and len(self.popularity) == len(self.item_ids)
+                and set(self._opt) == set(self.params)
+                and all(_all_finite(a) for a in self.params.values()))
+
+    def _check_weights_match(self) -> None:
+        """The weights fit the hyperparameters that shape them (``layers``,
+        ``embedding``, ``constrained_embedding``): assigning another value
+        after fit would make a file ``load`` rejects and live sessions of the
+        wrong size. Raises ValueError naming what changed."""
+        self._check_fitted()
+        want = self._param_shapes(len(self.item_ids))
+        have = {k: tuple(v.shape) for k, v in self.params.items()}
+        if have != want:
+            raise ValueError(
+                "the weights no longer match the hyperparameters (layers="
+                f"{self.layers}, embedding={self.embedding}, constrained_embedding="
+                f"{self.constrained_embedding}): were they changed after fit()? Set them back "
+                "or refit")
 
     def _states(self, offsets: np.ndarray, items: np.ndarray, all_prefixes: bool = False,
                 num_threads: Optional[int] = None) -> np.ndarray:
@@ -548,7 +611,7 @@ class GRU4Rec(SessionRecommender):
         thousands; each holds only its hidden state and clicked items."""
         from .session import LiveSession
 
-        self._check_fitted()
+        self._check_weights_match()
         return LiveSession(self)
 
     # ------------------------------------------------------------ model files
@@ -562,12 +625,15 @@ class GRU4Rec(SessionRecommender):
         from .io import save
 
         self._check_fitted()
+        self._check_weights_match()
         save(self, path, optimizer=optimizer)
 
     def to_bytes(self, *, optimizer: bool = False) -> bytes:
         """The model file's bytes (what ``save`` writes)."""
         from .io import to_bytes
 
+        if self.params:
+            self._check_weights_match()
         return to_bytes(self, optimizer=optimizer)
 
     @classmethod

@@ -6,7 +6,10 @@ native kernel as training and batch inference, for one row);
 top-k. The answers equal ``model.recommend([items clicked so far], k)``.
 
 A session object holds only its hidden state (one small array per layer) and
-the items clicked; it reads the model's weights without copying them. Use
+the items clicked; it reads the model's weights without copying them. It
+keeps the model it was started from: a ``fit`` of that model meanwhile (in
+another thread) does not reach a running session, whose state belongs to the
+old weights; sessions started after the fit use the new model. Use
 one session object from one thread at a time; different sessions of the same
 model may be used from different threads at once (the native calls release
 the GIL and write only to the session's own state).
@@ -28,7 +31,9 @@ class LiveSession:
     __slots__ = ("_model", "_states", "_items", "n_unknown", "_gates", "_rh", "_h")
 
     def __init__(self, model):
-        self._model = model
+        # One consistent model for the session's whole life (see the module
+        # docstring): a shallow copy of its attributes, taken in one step.
+        self._model = model._snapshot()
         self._states = [np.zeros((1, H), np.float32) for H in model.layers]
         self._items: list[int] = []  # known item indices clicked, in order
         self.n_unknown = 0  # clicks on items the model does not know (skipped)
@@ -47,14 +52,16 @@ class LiveSession:
         """The last layer's hidden state (H_L,), a copy."""
         return self._states[-1][0].copy()
 
-    def click(self, item_id, unknown: str = "skip") -> "LiveSession":
+    def click(self, item_id, unknown: str = "skip", coerce_ids: bool = False) -> "LiveSession":
         """Advance the session by one event. An id the model does not know is
         skipped (counted in ``n_unknown``; the state is unchanged, as in
-        ``recommend``) or, with ``unknown="error"``, raises ValueError."""
+        ``recommend``) or, with ``unknown="error"``, raises ValueError. An id
+        of the wrong kind (a string for integer ids, ...) raises TypeError
+        unless ``coerce_ids`` converts it, as in ``recommend``."""
         if unknown not in ("skip", "error"):
             raise ValueError(f"unknown: must be 'skip' or 'error', got {unknown!r}")
         m = self._model
-        idx = int(m._lookup([item_id], lambda j: "click")[0])
+        idx = int(m._lookup([item_id], lambda j: "click", coerce_ids)[0])
         if idx < 0:
             if unknown == "error":
                 raise ValueError(f"item {item_id!r} is not in the model's vocabulary")

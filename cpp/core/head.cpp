@@ -1,0 +1,108 @@
+#include "core/head.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/parallel.hpp"
+#include "kernels.hpp"
+
+namespace grurec {
+
+void SampledHead::init(const Param& W_y, const Param& b_y, const NegativeSampler& sampler,
+                       const HeadConfig& cfg, int64_t Bmax, int64_t extra_rows) {
+  W_y_ = W_y;
+  b_y_ = b_y;
+  sampler_ = &sampler;
+  cfg_ = cfg;
+  D_ = W_y.cols;
+  const int64_t Cmax = Bmax + cfg.n_sample;
+  rows_.init(W_y.rows, D_, Cmax + extra_rows);
+  cand_.resize(Cmax);
+  col_.resize(Cmax);
+  Wu_.resize(Cmax * D_);
+  bu_.resize(Cmax);
+  dbu_.resize(Cmax);
+  bc_.resize(Cmax);
+  qc_.resize(Cmax);
+  Ru_.resize(Bmax * Cmax);
+  dRu_.resize(Bmax * Cmax);
+  R_.resize(Bmax * Cmax);
+  dR_.resize(Bmax * Cmax);
+}
+
+void SampledHead::draw(const int32_t* target, int64_t B, Rng& rng) {
+  const int64_t S = cfg_.n_sample, C = B + S;
+  B_ = B;
+  C_ = C;
+  std::copy(target, target + B, cand_.begin());
+  for (int64_t s = 0; s < S; ++s) cand_[B + s] = sampler_->draw(rng);
+  for (int64_t j = 0; j < C; ++j) col_[j] = static_cast<int32_t>(rows_.index(cand_[j]));
+  Uo_ = rows_.n;
+}
+
+double SampledHead::loss(const float* q, int nt) {
+  const Kernels& k = K();
+  const int64_t B = B_, C = C_, Uo = Uo_, D = D_;
+  const int32_t* uniq = rows_.rows.data();
+  // Scores of the distinct rows, Ru[B, Uo] = q W_y[uniq]^T, then every
+  // column: R[b, j] = Ru[b, col_j] + b_y[cand_j].
+  for (int64_t u = 0; u < Uo; ++u) {
+    if (u + kPrefetch < Uo) prefetch_row(W_y_.w + int64_t(uniq[u + kPrefetch]) * D, D, false);
+    std::memcpy(&Wu_[u * D], W_y_.w + static_cast<int64_t>(uniq[u]) * D, D * sizeof(float));
+    bu_[u] = b_y_.w[uniq[u]];
+  }
+  k.sgemm(B, Uo, D, 1.0f, q, D, 1, Wu_.data(), 1, D, 0.0f, Ru_.data(), Uo, nt);
+  for (int64_t j = 0; j < C; ++j) bc_[j] = bu_[col_[j]];
+  for (int64_t b = 0; b < B; ++b) {
+    const float* ru = &Ru_[b * Uo];
+    float* r = &R_[b * C];
+    for (int64_t j = 0; j < C; ++j) r[j] = ru[col_[j]] + bc_[j];
+  }
+  // logQ goes to the loss kernel, which subtracts it after the final
+  // activation (cross-entropy only).
+  const float* qcorr = nullptr;
+  const float* lq_in = sampler_->logq_in();
+  if (lq_in) {  // built for cross-entropy only
+    const float* lq_s = sampler_->logq_sampled();
+    for (int64_t j = 0; j < C; ++j) qc_[j] = j < B ? lq_in[cand_[j]] : lq_s[cand_[j]];
+    qcorr = qc_.data();
+  }
+  double total = 0.0;
+  // Dividing by the live rows instead would scale the gradients of an
+  // epoch's shrinking last batches up to batch_size times, and Adagrad's
+  // accumulators keep such a step for the rest of training.
+  const float scale = 1.0f / static_cast<float>(cfg_.batch_size);
+  const int lnt = B >= 8 ? nt : 1;
+  const int kind = cfg_.loss;
+  const float elu = cfg_.elu, bpreg = cfg_.bpreg;
+  const float* R = R_.data();
+  float* dR = dR_.data();
+#pragma omp parallel for num_threads(lnt) reduction(+ : total) schedule(static) if (lnt > 1)
+  for (int64_t t = 0; t < lnt; ++t)
+    total += k.loss(kind, B * t / lnt, B * (t + 1) / lnt, C, R, qcorr, elu, bpreg, scale, dR);
+  return total;
+}
+
+void SampledHead::backward(const float* q, float* dq, int nt) {
+  const Kernels& k = K();
+  const int64_t B = B_, C = C_, Uo = Uo_, D = D_;
+  // Column gradients summed per distinct row: dRu[b, u] = sum_{j: col_j = u} dR[b, j]
+  std::fill(dRu_.begin(), dRu_.begin() + B * Uo, 0.0f);
+  for (int64_t b = 0; b < B; ++b) {
+    const float* d = &dR_[b * C];
+    float* du = &dRu_[b * Uo];
+    for (int64_t j = 0; j < C; ++j) du[col_[j]] += d[j];
+  }
+  k.sgemm(B, D, Uo, 1.0f, dRu_.data(), Uo, 1, Wu_.data(), D, 1, 0.0f, dq, D, nt);
+  k.sgemm(Uo, D, B, 1.0f, dRu_.data(), 1, Uo, q, D, 1, 0.0f, rows_.g.data(), D, nt);
+  std::fill(dbu_.begin(), dbu_.begin() + Uo, 0.0f);
+  k.colsum_add(B, 0, Uo, dRu_.data(), Uo, dbu_.data());
+}
+
+void SampledHead::apply(const SparseOptimizer& opt, int nt) {
+  opt.rows(W_y_, rows_, nt);
+  opt.rows(b_y_, rows_.rows.data(), Uo_, dbu_.data(), nt);
+  rows_.clear();
+}
+
+}  // namespace grurec

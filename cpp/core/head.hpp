@@ -1,0 +1,71 @@
+// The sampled output head: scores of B query vectors against C = B + S
+// candidates (the B targets, in-batch negatives for each other, plus S items
+// shared by the mini-batch from the negative sampler), the loss, the query
+// gradient and the gradients of the candidates' output rows.
+//
+//   R[B, C] = q W_y[cand]^T + b_y[cand]   (- logQ, cross-entropy only)
+//
+// Duplicate candidates (a popular item drawn twice, a target also drawn)
+// share one gathered row, one score column product and one summed gradient
+// row. Losses: Kernels::loss (cross-entropy, bpr-max, top1-max).
+//
+// D: query width (the output rows' width), N items, S n_sample.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/optim.hpp"
+#include "core/rng.hpp"
+#include "core/sampler.hpp"
+#include "kernels.hpp"
+
+namespace grurec {
+
+struct HeadConfig {
+  int loss = 0;  // LossKind
+  float elu = 0.0f, bpreg = 0.0f;
+  int64_t n_sample = 0;
+  // The loss is the sum over a mini-batch's rows divided by batch_size (the
+  // configured size), also when fewer slots are live.
+  int64_t batch_size = 1;
+};
+
+class SampledHead {
+ public:
+  // W_y [N, D], b_y [N, 1]; up to Bmax queries; room for extra_rows more
+  // touched rows (gradients added by an item tower that shares W_y).
+  void init(const Param& W_y, const Param& b_y, const NegativeSampler& sampler,
+            const HeadConfig& cfg, int64_t Bmax, int64_t extra_rows);
+
+  // Candidates of a mini-batch: targets [B], then S draws from rng.
+  void draw(const int32_t* target, int64_t B, Rng& rng);
+  // A ranking loss with no negative column (n_sample = 0 and B = 1) is 0/0:
+  // such a mini-batch only advances the state.
+  bool degenerate() const { return cfg_.loss != kCrossEntropy && C_ < 2; }
+  // Scores and loss of the queries q [B, D] (the gradients are those of the
+  // sum over rows / batch_size). Returns the sum of the per-row losses;
+  // when it is not finite, only clear() may follow.
+  double loss(const float* q, int nt);
+  // dq [B, D] (overwritten) and the output rows' gradients.
+  void backward(const float* q, float* dq, int nt);
+  // Touched rows of W_y and their gradients (an item tower sharing W_y adds
+  // its input-side gradients here after backward).
+  SparseGrad& rows() { return rows_; }
+  // Updates W_y's touched rows and b_y's scored rows, then clear().
+  void apply(const SparseOptimizer& opt, int nt);
+  void clear() { rows_.clear(); }
+
+ private:
+  Param W_y_, b_y_;
+  const NegativeSampler* sampler_ = nullptr;
+  HeadConfig cfg_;
+  int64_t D_ = 0, B_ = 0, C_ = 0, Uo_ = 0;  // Uo: distinct candidates
+  SparseGrad rows_;                          // [C + extra, D]: rows [0, Uo) are the candidates
+  std::vector<int32_t> cand_, col_;          // [C]: item, its row in rows_
+  std::vector<float> Wu_;                    // [C, D] gathered W_y rows
+  std::vector<float> bu_, dbu_, bc_, qc_;    // [C]: row bias, its gradient, column bias, logQ
+  std::vector<float> Ru_, dRu_, R_, dR_;     // [Bmax, C]
+};
+
+}  // namespace grurec

@@ -1,0 +1,75 @@
+// The item tower: the input vectors of items by id, with embedding dropout,
+// and the way their gradients go back into the item tables.
+//
+// Three id-only forms (train.hpp's input modes):
+//   one-hot (0): a row of layer 0's W_ih [N, 3H0], i.e. the input already
+//                projected (x W_ih0 for a one-hot x); dropout drops the
+//                single active input, one mask value per row;
+//   embedding (1): a row of a separate table [N, E];
+//   shared (2): the item's output row W_y [N, D]; its gradient joins the
+//                output rows' gradients of the sampled head.
+// n rows per call, I = dim() wide; items are valid ids (a window's -1
+// padding is left out by the caller).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/optim.hpp"
+#include "core/rng.hpp"
+
+namespace grurec {
+
+class ItemTower {
+ public:
+  virtual ~ItemTower() = default;
+  // Width I of a gathered row.
+  int64_t dim() const { return dim_; }
+  // True when rows are layer-0 pre-activations (x W_ih, without bias), not inputs.
+  bool projected() const { return projected_; }
+  // x [n, I] = the rows of items, dropout applied (the mask is drawn from rng).
+  virtual void gather(const int32_t* items, int64_t n, float* x, Rng& rng) = 0;
+  // Accumulates the gradient dx [n, I] of the gathered rows (dx is consumed).
+  virtual void scatter_grad(const int32_t* items, int64_t n, float* dx) = 0;
+  // Updates the touched rows (a tower that shares the head's rows leaves it
+  // to the head).
+  virtual void apply(const SparseOptimizer& opt, int nt) = 0;
+
+ protected:
+  int64_t dim_ = 0;
+  bool projected_ = false;
+};
+
+// Mode 0: rows of W_ih0 [N, 3H0].
+class OneHotTower final : public ItemTower {
+ public:
+  OneHotTower(const Param& W_ih0, float dropout, int64_t max_rows);
+  void gather(const int32_t* items, int64_t n, float* x, Rng& rng) override;
+  void scatter_grad(const int32_t* items, int64_t n, float* dx) override;
+  void apply(const SparseOptimizer& opt, int nt) override;
+
+ private:
+  Param table_;
+  float dropout_;
+  std::vector<float> mask_;  // [max_rows]
+  SparseGrad grads_;         // [max_rows, 3H0]
+};
+
+// Modes 1 and 2: rows of a table [N, I]; shared != null: the table is W_y and
+// the gradients go to *shared (the head's rows), else to the tower's own.
+class TableTower final : public ItemTower {
+ public:
+  TableTower(const Param& table, float dropout, int64_t max_rows, SparseGrad* shared);
+  void gather(const int32_t* items, int64_t n, float* x, Rng& rng) override;
+  void scatter_grad(const int32_t* items, int64_t n, float* dx) override;
+  void apply(const SparseOptimizer& opt, int nt) override;
+
+ private:
+  Param table_;
+  float dropout_;
+  std::vector<float> mask_;  // [max_rows, I]
+  SparseGrad own_;           // [max_rows, I] when not shared
+  SparseGrad* grads_;
+};
+
+}  // namespace grurec

@@ -1,0 +1,108 @@
+#include "models/gru4rec.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "core/gru_stack.hpp"
+#include "core/head.hpp"
+#include "core/item_tower.hpp"
+#include "core/optim.hpp"
+#include "core/rng.hpp"
+#include "core/slots.hpp"
+
+namespace grurec {
+namespace {
+
+GruStackWeights stack_weights(const Net& net) {
+  GruStackWeights w;
+  w.layers = net.layers;
+  w.W_ih = net.W_ih;
+  w.W_hh = net.W_hh;
+  w.b = net.b;
+  w.b_hh = net.b_hh;
+  return w;
+}
+
+// The input mode's tower over the head's row set (mode 2 shares W_y).
+std::unique_ptr<ItemTower> make_tower(Net& net, const TrainConfig& cfg, int64_t Bmax,
+                                      SampledHead& head) {
+  if (cfg.mode == 0) return std::make_unique<OneHotTower>(net.W_ih[0], cfg.dropout_embed, Bmax);
+  if (cfg.mode == 1) return std::make_unique<TableTower>(net.emb, cfg.dropout_embed, Bmax, nullptr);
+  return std::make_unique<TableTower>(net.W_y, cfg.dropout_embed, Bmax, &head.rows());
+}
+
+class Gru4RecStream final : public Stream {
+ public:
+  Gru4RecStream(Net& net, const TrainConfig& cfg, const int64_t* offsets, int64_t n_sessions,
+                const int32_t* items, const NegativeSampler& sampler, int64_t first,
+                int64_t stride, uint64_t seed, int kt)
+      : kt_(kt), rng_(seed), opt_(cfg.lr, cfg.momentum, cfg.eps, cfg.nesterov) {
+    const int64_t n_mine = first < n_sessions ? (n_sessions - first + stride - 1) / stride : 0;
+    const int64_t Bmax = std::min<int64_t>(cfg.batch_size, n_mine);
+    if (Bmax <= 0) return;
+    slots_.init(offsets, items, first, stride, n_mine, Bmax, 1);
+    head_.init(net.W_y, net.b_y, sampler,
+               HeadConfig{cfg.loss, cfg.elu, cfg.bpreg, cfg.n_sample, cfg.batch_size}, Bmax, Bmax);
+    tower_ = make_tower(net, cfg, Bmax, head_);
+    enc_ = std::make_unique<GruStack>(stack_weights(net), tower_->dim(), tower_->projected(),
+                                      cfg.dropout_hidden, Bmax);
+    x_.resize(Bmax * tower_->dim());
+    dx_.resize(Bmax * tower_->dim());
+    dq_.resize(Bmax * net.W_y.cols);
+  }
+
+  int64_t batch() const override { return slots_.batch(); }
+
+  // The draws keep GRU4Rec's order: negatives, the embedding dropout mask,
+  // then the hidden masks layer by layer.
+  bool step() override {
+    const Window& w = slots_.window();
+    const int64_t B = w.B;
+    head_.draw(w.target, B, rng_);
+    tower_->gather(w.in, B, x_.data(), rng_);
+    const float* q = enc_->forward(w, x_.data(), rng_, kt_);
+    if (head_.degenerate()) {
+      head_.clear();
+      next();
+      return true;
+    }
+    const double total = head_.loss(q, kt_);
+    if (!std::isfinite(total)) return false;
+    head_.backward(q, dq_.data(), kt_);
+    enc_->backward(w, dq_.data(), dx_.data(), kt_);
+    tower_->scatter_grad(w.in, B, dx_.data());
+    enc_->apply(opt_, kt_);
+    head_.apply(opt_, kt_);
+    tower_->apply(opt_, kt_);
+    loss_sum += total;
+    next();
+    return true;
+  }
+
+ private:
+  void next() { enc_->carry(slots_.advance()); }
+
+  int kt_;
+  Rng rng_;
+  SparseOptimizer opt_;
+  SlotScheduler slots_;
+  SampledHead head_;
+  std::unique_ptr<ItemTower> tower_;
+  std::unique_ptr<GruStack> enc_;
+  std::vector<float> x_, dx_;  // [Bmax, I]: gathered rows, their gradient
+  std::vector<float> dq_;      // [Bmax, H_L]
+};
+
+}  // namespace
+
+std::unique_ptr<Stream> make_gru4rec_stream(Net& net, const TrainConfig& cfg,
+                                            const int64_t* offsets, int64_t n_sessions,
+                                            const int32_t* items,
+                                            const NegativeSampler& sampler, int64_t first,
+                                            int64_t stride, uint64_t seed, int kt) {
+  return std::make_unique<Gru4RecStream>(net, cfg, offsets, n_sessions, items, sampler, first,
+                                         stride, seed, kt);
+}
+
+}  // namespace grurec
