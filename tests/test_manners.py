@@ -140,7 +140,9 @@ def test_popularity_models_have_no_similarity(name, events):
 
 def test_similar_items_bad_input(events):
     m = grurec.baselines.ItemKNN().fit(events)
-    with pytest.raises(ValueError, match="item: 'nope' is not in the model's vocabulary"):
+    with pytest.raises(ValueError, match="item: 123456789 is not in the model's vocabulary"):
+        m.similar_items(123456789)
+    with pytest.raises(TypeError, match="item: item id 'nope' is a string"):
         m.similar_items("nope")
     with pytest.raises(ValueError, match="k: must be >= 1"):
         m.similar_items(m.item_ids[0], k=0)
