@@ -68,7 +68,8 @@ print("kept epoch", model.best_epoch)
 pd.DataFrame(model.history)[["epoch", "loss", "mrr@20"]]"""),
     ("code", """grurec.evaluate(model, test, cutoffs=20)"""),
     ("md", """## Recommend, similar items, save"""),
-    ("code", """session = list(test_df[test_df.SessionId == test_df.SessionId.iloc[0]].ItemId)
+    ("code", """# Ids read from a text file are strings, verbatim (coerce_ids=True would convert 12 -> '12').
+session = [str(i) for i in test_df[test_df.SessionId == test_df.SessionId.iloc[0]].ItemId]
 ids, scores = model.recommend([session], k=5, exclude_seen=True)
 print("session", session, "-> next", ids[0])
 print("similar to", session[-1], "->", model.similar_items(session[-1], k=5)[0])
