@@ -9,6 +9,7 @@ import warnings as _warnings
 
 from . import _core, baselines
 from . import datasets, fitting, presets, splits  # noqa: F401  (grurec.datasets, ...)
+from . import distributed, tune  # noqa: F401  (Optuna / Dask are imported on first use)
 from .data import SessionData, sessions_from_frame, to_sessions
 from .evaluation import evaluate
 from .io import ModelFileError, load

@@ -7,6 +7,7 @@
     grurec evaluate MODEL TEST             full-ranking next-item metrics
     grurec recommend MODEL ITEM [ITEM...]  next items for one session
     grurec recommend MODEL --events FILE   next items for every session of a file
+    grurec tune TRAIN [--valid VALID]      hyperparameter search (Optuna; grurec[tune])
 
 EVENTS / TEST / FILE: CSV, TSV (optionally .gz) or parquet with columns
 SessionId, ItemId, Time (names set with --session-col, --item-col, --time-col;
@@ -479,6 +480,10 @@ def main(argv=None) -> int:
     r.add_argument("--exclude-seen", action="store_true")
     _columns(r)
     r.set_defaults(func=cmd_recommend)
+
+    from .tune import add_parser as _add_tune  # grurec tune (issue 20)
+
+    _add_tune(sub, _columns)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,

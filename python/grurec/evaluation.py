@@ -58,6 +58,19 @@ def evaluate(model, test, cutoffs=(1, 5, 10, 20), mode: str = "standard",
     unknown targets included), ``n_sessions``, ``n_unknown_targets``,
     ``n_items`` (items ranked among).
     """
+    acc, n_sessions = _evaluate_counts(model, test, cutoffs, mode, session_col, item_col,
+                                       time_col, candidates, chunk_events, num_threads,
+                                       show_progress)
+    out = acc.result()
+    out["n_sessions"] = n_sessions
+    return out
+
+
+def _evaluate_counts(model, test, cutoffs, mode, session_col, item_col, time_col, candidates,
+                     chunk_events, num_threads, show_progress=False):
+    """``evaluate``'s work: (the ``_Accumulator`` of integer counts, number of
+    sessions). Counts add up exactly, so ``grurec.distributed.evaluate`` sums
+    them over partitions and gets the single-process result bit for bit."""
     from .base import SessionRecommender, _check_int
     from .topk import _threads
 
@@ -107,9 +120,7 @@ def evaluate(model, test, cutoffs=(1, 5, 10, 20), mode: str = "standard",
             bar.update(int(sd.offsets[s1] - sd.offsets[s0]))
     if bar is not None:
         bar.close()
-    out = acc.result()
-    out["n_sessions"] = int(sd.n_sessions)
-    return out
+    return acc, int(sd.n_sessions)
 
 
 def _progress_bar(show, total: int, chunk: int, desc: str):
@@ -205,42 +216,54 @@ def _dense_ranks(model, off, items, targets, known, cand, K, mode, nt, block=Non
 
 
 class _Accumulator:
+    """Integer counts only, so that the metrics do not depend on how the test
+    events were chunked or partitioned: hits by (doubled) rank up to the
+    largest K (median ranks are multiples of 1/2), and per K how often each
+    item was listed. ``merge`` adds another accumulator's counts."""
+
     def __init__(self, cutoffs, n_items, rel_pop):
         self.cutoffs = cutoffs
         self.n_items = n_items
         self.rel_pop = rel_pop
         self.n = 0
         self.n_unknown = 0
-        self.hits = {k: 0.0 for k in cutoffs}
-        self.rr = {k: 0.0 for k in cutoffs}
-        self.dcg = {k: 0.0 for k in cutoffs}
-        self.seen = {k: np.zeros(n_items, bool) for k in cutoffs}
-        self.pop_sum = {k: 0.0 for k in cutoffs}
-        self.pop_n = {k: 0 for k in cutoffs}
+        self.hits2 = np.zeros(2 * max(cutoffs) + 1, np.int64)  # [2 * rank] -> targets
+        self.listed = {k: np.zeros(n_items, np.int64) for k in cutoffs}
 
     def add(self, ranks, known, top):
         self.n += len(ranks)
         self.n_unknown += int((~known).sum())
+        r2 = 2 * np.asarray(ranks, np.float64)
+        r2 = r2[r2 <= len(self.hits2) - 1].astype(np.int64)  # inf (misses) drop out
+        self.hits2 += np.bincount(r2, minlength=len(self.hits2))
         for k in self.cutoffs:
-            hit = ranks <= k
-            self.hits[k] += float(hit.sum())
-            self.rr[k] += float((1.0 / ranks[hit]).sum())
-            self.dcg[k] += float((1.0 / np.log2(ranks[hit] + 1.0)).sum())
-            lists = top[:, :k]
-            self.seen[k][lists.ravel()] = True
-            if self.rel_pop is not None:
-                self.pop_sum[k] += float(self.rel_pop[lists].sum())
-                self.pop_n[k] += lists.size
+            self.listed[k] += np.bincount(top[:, :k].ravel(), minlength=self.n_items)
+
+    def merge(self, other: "_Accumulator") -> "_Accumulator":
+        if other.cutoffs != self.cutoffs or other.n_items != self.n_items:
+            raise ValueError("cannot merge evaluations with different cutoffs or items")
+        self.n += other.n
+        self.n_unknown += other.n_unknown
+        self.hits2 += other.hits2
+        for k in self.cutoffs:
+            self.listed[k] += other.listed[k]
+        return self
 
     def result(self) -> dict:
         n = max(self.n, 1)
+        r = np.arange(len(self.hits2)) / 2.0  # the rank of each hits2 slot
         out = {}
         for k in self.cutoffs:
-            out[f"recall@{k}"] = self.hits[k] / n
-            out[f"mrr@{k}"] = self.rr[k] / n
-            out[f"ndcg@{k}"] = self.dcg[k] / n
-            out[f"coverage@{k}"] = float(self.seen[k].mean()) if self.n_items else 0.0
-            out[f"popularity@{k}"] = (self.pop_sum[k] / self.pop_n[k]) if self.pop_n[k] else None
+            h = self.hits2[1:2 * k + 1].astype(np.float64)
+            rk = r[1:2 * k + 1]
+            out[f"recall@{k}"] = float(h.sum()) / n
+            out[f"mrr@{k}"] = float((h / rk).sum()) / n
+            out[f"ndcg@{k}"] = float((h / np.log2(rk + 1.0)).sum()) / n
+            listed = self.listed[k]
+            out[f"coverage@{k}"] = float((listed > 0).mean()) if self.n_items else 0.0
+            n_listed = int(listed.sum())
+            out[f"popularity@{k}"] = (float(listed @ self.rel_pop) / n_listed
+                                      if self.rel_pop is not None and n_listed else None)
         out["n_events"] = int(self.n)
         out["n_unknown_targets"] = int(self.n_unknown)
         out["n_items"] = int(self.n_items)

@@ -182,6 +182,26 @@ class GRU4Rec(SessionRecommender):
 
         return cls(**dict(presets.get(name), **overrides))
 
+    @classmethod
+    def from_params(cls, params, **overrides) -> "GRU4Rec":
+        """A model from a dict of hyperparameters (``grurec.tune``'s
+        ``best_params``, a JSON file's contents) or a ``grurec.presets.Preset``
+        (its ``params``), any of them overridden by keyword. A name that is
+        not a GRU4Rec argument raises ValueError."""
+        import inspect
+        from collections.abc import Mapping
+
+        p = getattr(params, "params", params)
+        if not isinstance(p, Mapping):
+            raise TypeError(f"params: expected a dict or a Preset, got {type(params).__name__}")
+        p = dict(p, **overrides)
+        known = set(inspect.signature(cls.__init__).parameters) - {"self"}
+        unknown = sorted(k for k in p if k not in known)
+        if unknown:
+            raise ValueError(f"params: {unknown[0]!r} is not a {cls.__name__} hyperparameter; "
+                             f"known: {', '.join(sorted(known))}")
+        return cls(**p)
+
     # ------------------------------------------------------------------ setup
     def _check_params(self) -> None:
         """Convert every hyperparameter to its type and check its range; the

@@ -82,6 +82,8 @@ def _cut_value(cut, unit: str) -> float:
         ts = pd.Timestamp(cut)
     except (TypeError, ValueError) as e:
         raise ValueError(f"cut must be a number or a date/time, got {cut!r} ({e})") from None
+    if ts is pd.NaT:  # pd.Timestamp("") and "NaT" parse to NaT, which has no time
+        raise ValueError(f"cut must be a number or a date/time, got {cut!r} (no time)")
     if ts.tzinfo is None:
         ts = ts.tz_localize("UTC")
     return ts.timestamp() / _SECONDS[unit]
