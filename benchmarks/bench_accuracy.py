@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 import grurec
+from _machine import cpu_line  # (benchmarks/, the script's folder, is on sys.path)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "bench_accuracy.json"
@@ -127,7 +128,8 @@ def main(argv=None) -> int:
 
     keys = [k for k in runs[0] if k.startswith(("recall@", "mrr@"))]
     mean = {k: statistics.mean(r[k] for r in runs) for k in keys}
-    print(f"\n{args.data}, config {args.config} {parse_set(args.set) or ''}, "
+    print(f"\n{cpu_line()}")
+    print(f"{args.data}, config {args.config} {parse_set(args.set) or ''}, "
           f"{len(runs)} seed(s), {runs[0]['n_events']} test events, "
           f"{runs[0]['n_unknown_targets']} targets unseen in training (misses)")
     print(f"{'seed':>6}" + "".join(f"{k:>11}" for k in keys) + f"{'fit s':>8}")

@@ -36,6 +36,7 @@ import numpy as np
 
 import grurec
 from grurec import baselines as bl
+from _machine import cpu_line  # (benchmarks/, the script's folder, is on sys.path)
 
 from bench_accuracy import load  # the shared data sets, one table for all benchmarks
 
@@ -119,6 +120,7 @@ def main(argv=None) -> int:
     header = (f"{'data':<14} {'model':<9} {'items':>6} {'events':>7} {'unk.tgt':>7} "
               f"{'Recall@' + str(K):>9} {'MRR@' + str(K):>8} {'published P/MRR':>16} "
               f"{'fit s':>6} {'eval s':>7}")
+    print(cpu_line())
     print(header)
     print("-" * len(header))
     for data in args.data:

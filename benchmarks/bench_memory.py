@@ -34,6 +34,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from _machine import cpu_line  # (benchmarks/, the script's folder, is on sys.path)
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "bench_memory.json"
 KINDS = ("fit", "recommend", "live", "evaluate", "popularity")
@@ -219,6 +220,7 @@ def main(argv=None) -> int:
         "python": platform.python_version(), "results": rows,
     }
     print()
+    print(cpu_line())
     print(f"{'measurement':<12}{'items':>11}{'what':>30}{'model MB':>10}{'RSS before':>12}"
           f"{'peak extra MB':>15}{'dense MB':>12}{'seconds':>9}")
     for r in rows:

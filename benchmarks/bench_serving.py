@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 import grurec
+from _machine import cpu_line  # (benchmarks/, the script's folder, is on sys.path)
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "bench_serving.json"
 
@@ -162,7 +163,7 @@ def main(argv=None) -> int:
                 out["evaluate"].append(dict(items=N, **bench_eval(m, n_eval, t)))
         print(f"done N={N}", file=sys.stderr, flush=True)
 
-    print(f"grurec {grurec.__version__} ({out['simd']}); one layer, H=100, k=20\n")
+    print(f"grurec {grurec.__version__} ({out['simd']}); one layer, H=100, k=20; {cpu_line()}\n")
     print("Live session: click + recommend(20), 1 thread")
     print(f"{'items':>10}{'prepare_serving':>17}{'median us':>11}{'p90 us':>9}{'p99 us':>9}")
     for r in out["live"]:

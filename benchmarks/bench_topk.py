@@ -5,6 +5,10 @@ process, this times the k best items per query of ``queries[B, d] @ items[N, d].
 
 * ``grurec``: ``grurec.topk(queries, items, k, num_threads=...)`` (the public API,
   argument checks included);
+* ``grurec-ex``: the same with topk's many-query prefilters switched off (the
+  int16 one at the avx2 level, the bf16 one at avx512 with AVX512_BF16): every
+  pair scored in float32, to show what the prefilter gains. Its results must equal
+  ``grurec``'s bit for bit;
 * ``grurec+ix``: the same against a ``grurec.TopkIndex(items)`` built before timing
   (like faiss's index): calls of up to 8 queries per task read its int8 copy of the
   table and score canonically only what the bound cannot rule out; larger batches
@@ -91,6 +95,22 @@ def grurec_impl(items, k, threads):
     return lambda q: grurec.topk(q, items, k, num_threads=threads)
 
 
+def grurec_exact_impl(items, k, threads):
+    """grurec.topk with its many-query prefilters (int16 at avx2, bf16 at
+    avx512) switched off: every pair scored in float32. Same results."""
+    def run(q):
+        i16, bf16 = _core.topk_i16_enabled(), _core.topk_bf16_enabled()
+        _core.set_topk_i16(False)
+        _core.set_topk_bf16(False)
+        try:
+            return grurec.topk(q, items, k, num_threads=threads)
+        finally:
+            _core.set_topk_i16(i16)
+            _core.set_topk_bf16(bf16)
+
+    return run
+
+
 def grurec_index_impl(index, k, threads):
     return lambda q: grurec.topk(q, index, k, num_threads=threads)
 
@@ -140,7 +160,7 @@ def faiss_impl(index, k, threads):
     return run
 
 
-IMPLS = ("grurec", "grurec+ix", "numpy", "torch", "faiss")
+IMPLS = ("grurec", "grurec-ex", "grurec+ix", "numpy", "torch", "faiss")
 
 
 def available(impl: str) -> bool:
@@ -262,6 +282,7 @@ def run_here(args, cfg, progress) -> dict:
                     for B in args.batches:
                         q = queries[B]
                         fns = {"grurec": grurec_impl(items, args.k, n),
+                               "grurec-ex": grurec_exact_impl(items, args.k, n),
                                "grurec+ix": grurec_index_impl(gindex, args.k, n),
                                "numpy": numpy_impl(items, args.k, n)}
                         if torch is not None:
@@ -271,16 +292,17 @@ def run_here(args, cfg, progress) -> dict:
                         # check before timing (once per shape, at the first thread count;
                         # grurec's own result must not depend on the thread count)
                         got = fns["grurec"](q)
-                        got_ix = fns["grurec+ix"](q)
-                        if not (np.array_equal(got[0], got_ix[0])
-                                and np.array_equal(got[1].view(np.uint32),
-                                                   got_ix[1].view(np.uint32))):
-                            raise AssertionError(f"grurec+ix: N={N} d={d} B={B} differs from "
-                                                 f"grurec")
+                        for other in ("grurec+ix", "grurec-ex"):
+                            g2 = fns[other](q)
+                            if not (np.array_equal(got[0], g2[0])
+                                    and np.array_equal(got[1].view(np.uint32),
+                                                       g2[1].view(np.uint32))):
+                                raise AssertionError(f"{other}: N={N} d={d} B={B} differs from "
+                                                     f"grurec")
                         if B not in refs:
                             refs[B] = got
                             for name, fn in fns.items():
-                                if name not in ("grurec", "grurec+ix"):
+                                if name not in ("grurec", "grurec+ix", "grurec-ex"):
                                     progress(f"N={N} d={d} B={B}: checking {name}")
                                     tol = check_same_topk(name, q, items, refs[B], fn(q), args.k)
                                     checks.append(dict(N=N, d=d, B=B, impl=name, tol=tol))
@@ -485,7 +507,7 @@ def main(argv=None) -> int:
     result["targets"] = targets(result)
     if result["targets"]:
         print(f"\nTargets (N={fmt_n(TARGET['N'])}, d={TARGET['d']}, k=20, "
-              f"{TARGET['threads']} threads):")
+              f"{TARGET['threads']} threads; {m['cpu_model']}, level {m['simd_level']}):")
         for t in result["targets"]:
             print("  " + t)
     args.json.parent.mkdir(parents=True, exist_ok=True)

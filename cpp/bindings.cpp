@@ -6,6 +6,7 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <cctype>
 #include <initializer_list>
 #include <memory>
 #include <string>
@@ -670,21 +671,70 @@ float stream_max_native(py::handle x, int num_threads) {
   return grurec::stream_max(p, a.size(), nt);
 }
 
+// topk_<name>_available / topk_<name>_enabled / set_topk_<name> /
+// topk_<name>_stats for one of topk's many-query prefilters (GRUREC_TOPK_<NAME>=0
+// turns it off); its counters as pairs, exact, blocks_<name>, blocks_plain.
+void def_prefilter(py::module_& m, const std::string& name, const std::string& needs,
+                   bool (*available)(), bool (*enabled)(), void (*set)(bool),
+                   grurec::TopkPrefilterStats (*stats)(bool)) {
+  std::string up = name;
+  for (char& c : up) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  m.def(("topk_" + name + "_available").c_str(), available,
+        ("Whether this CPU and build have topk's " + name + " prefilter " + needs + ".").c_str());
+  m.def(("topk_" + name + "_enabled").c_str(), enabled,
+        ("Whether topk uses the " + name + " prefilter where it can (GRUREC_TOPK_" + up +
+         "=0 turns it off).").c_str());
+  m.def(("set_topk_" + name).c_str(), set, py::arg("on"),
+        ("Switch topk's " + name +
+         " prefilter on or off (tests; results are the same either way).").c_str());
+  const std::string bname = "blocks_" + name;
+  m.def(("topk_" + name + "_stats").c_str(), [stats, bname](bool reset) {
+    const grurec::TopkPrefilterStats st = stats(reset);
+    return counters({{"pairs", st.pairs}, {"exact", st.exact}, {bname.c_str(), st.blocks_used},
+                     {"blocks_plain", st.blocks_plain}});
+  }, py::arg("reset") = false,
+        ("Counters of the " + name + " prefilter since the last reset: pairs approximated, "
+         "pairs scored exactly after it, item blocks with and without it.").c_str());
+}
+
+// A prefilter probe's inputs, checked: queries[Q,D], items[N,D], bias[N] or None.
+struct ProbeArgs {
+  int64_t Q, N, D;
+  const float *q, *x, *b;
+  ProbeArgs(py::handle queries, py::handle items, py::handle bias)
+      : Q(dim("queries", queries, 2, 0)), N(dim("items", items, 2, 0)),
+        D(dim("queries", queries, 2, 1)),
+        q(checked("queries", queries, {Q, D}, false)),
+        x(checked("items", items, {N, D}, false)),
+        b(bias.is_none() ? nullptr : checked("bias", bias, {N}, false)) {}
+};
+
+// U[Q,N]: the int16 prefilter's upper bounds of every score (tests), or
+// None when it is not available.
+py::object topk_i16_probe(py::handle queries, py::handle items, py::handle bias) {
+  const ProbeArgs a(queries, items, bias);
+  py::array_t<float> U({a.Q, a.N});
+  float* pu = U.mutable_data();
+  bool ok;
+  {
+    py::gil_scoped_release nogil;
+    ok = grurec::i16_probe(pu, a.q, a.x, a.b, a.Q, a.N, a.D);
+  }
+  if (!ok) return py::none();
+  return U;
+}
+
 // U[Q,N], L[Q,N]: the bf16 prefilter's bounds on every score (tests), or
 // None when the prefilter is not available.
 py::object topk_bf16_probe(py::handle queries, py::handle items, py::handle bias) {
-  const int64_t Q = dim("queries", queries, 2, 0), D = dim("queries", queries, 2, 1);
-  const int64_t N = dim("items", items, 2, 0);
-  const float* pq = checked("queries", queries, {Q, D}, false);
-  const float* px = checked("items", items, {N, D}, false);
-  const float* pb = bias.is_none() ? nullptr : checked("bias", bias, {N}, false);
-  py::array_t<float> U({Q, N}), L({Q, N});
+  const ProbeArgs a(queries, items, bias);
+  py::array_t<float> U({a.Q, a.N}), L({a.Q, a.N});
   float* pu = U.mutable_data();
   float* pl = L.mutable_data();
   bool ok;
   {
     py::gil_scoped_release nogil;
-    ok = grurec::bf16_probe(pu, pl, pq, px, pb, Q, N, D);
+    ok = grurec::bf16_probe(pu, pl, a.q, a.x, a.b, a.Q, a.N, a.D);
   }
   if (!ok) return py::none();
   return py::make_tuple(U, L);
@@ -696,7 +746,7 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "grurec native core (C++ kernels, run-time SIMD dispatch, OpenMP)";
 
   m.def("simd_level", [] { return std::string(K().name); },
-        "The SIMD level the kernels run at: 'scalar', 'avx2' or 'avx512'.");
+        "The SIMD level the kernels run at: 'scalar', 'avx2', 'avx512' or 'neon'.");
   m.def("available_simd_levels", [] {
     int n = 0;
     const char* const* names = grurec::available_levels(&n);
@@ -814,22 +864,16 @@ PYBIND11_MODULE(_core, m) {
   m.def("rank_counts_dense", &rank_counts_dense_native, py::arg("scores"), py::arg("targets"),
         py::arg("greater"), py::arg("equal"), py::arg("num_threads") = 0,
         "rank_counts for a dense score block (rows x items).");
-  m.def("topk_bf16_available", &grurec::bf16_prefilter_available,
-        "Whether this CPU and build have topk's bf16 prefilter (AVX512_BF16).");
-  m.def("topk_bf16_enabled", &grurec::bf16_prefilter_enabled,
-        "Whether topk uses the bf16 prefilter where it can (GRUREC_TOPK_BF16=0 turns it off).");
-  m.def("set_topk_bf16", &grurec::bf16_prefilter_set, py::arg("on"),
-        "Switch topk's bf16 prefilter on or off (tests; results are the same either way).");
-  m.def("topk_bf16_stats", [](bool reset) {
-    const grurec::TopkBf16Stats st = grurec::bf16_stats(reset);
-    return counters({{"pairs", st.pairs}, {"exact", st.exact}, {"blocks_bf16", st.blocks_bf16},
-                     {"blocks_plain", st.blocks_plain}});
-  }, py::arg("reset") = false,
-        "Counters of the bf16 prefilter since the last reset: pairs approximated, pairs "
-        "scored exactly after it, item blocks with and without it.");
+  def_prefilter(m, "bf16", "(AVX512_BF16)", &grurec::bf16_prefilter_available,
+                &grurec::bf16_prefilter_enabled, &grurec::bf16_prefilter_set, &grurec::bf16_stats);
   m.def("topk_bf16_probe", &topk_bf16_probe, py::arg("queries"), py::arg("items"),
         py::arg("bias") = py::none(),
         "(U, L), the prefilter's bounds on every canonical avx512 score, or None.");
+  def_prefilter(m, "i16", "(AVX2 + FMA)", &grurec::i16_prefilter_available,
+                &grurec::i16_prefilter_enabled, &grurec::i16_prefilter_set, &grurec::i16_stats);
+  m.def("topk_i16_probe", &topk_i16_probe, py::arg("queries"), py::arg("items"),
+        py::arg("bias") = py::none(),
+        "U, the int16 prefilter's upper bounds of every canonical avx2 score, or None.");
   m.def("stream_max", &stream_max_native, py::arg("x"), py::arg("num_threads") = 0,
         "max of a float32 array read once by num_threads threads (memory-bandwidth probe).");
 }

@@ -3,6 +3,10 @@
 #include <atomic>
 #include <cstring>
 
+#if defined(GRUREC_HAVE_NEON_LEVEL) && defined(__linux__)
+#include <sys/auxv.h>
+#endif
+
 #include "kernels.hpp"
 
 namespace grurec {
@@ -10,6 +14,9 @@ namespace grurec {
 #ifndef GRUREC_HAVE_X86_LEVELS
 const Kernels* kernels_avx2() { return nullptr; }
 const Kernels* kernels_avx512() { return nullptr; }
+#endif
+#ifndef GRUREC_HAVE_NEON_LEVEL
+const Kernels* kernels_neon() { return nullptr; }
 #endif
 
 namespace {
@@ -32,14 +39,30 @@ bool cpu_has_avx512() {
 #endif
 }
 
+// AArch64 Advanced SIMD. Part of the base ISA, but asked of the OS all the
+// same (HWCAP_ASIMD on Linux), like the x86 levels; Apple's OSes always have it.
+bool cpu_has_neon() {
+#if defined(GRUREC_HAVE_NEON_LEVEL) && defined(__linux__)
+#ifndef HWCAP_ASIMD
+#define HWCAP_ASIMD (1 << 1)
+#endif
+  return (getauxval(AT_HWCAP) & HWCAP_ASIMD) != 0;
+#elif defined(GRUREC_HAVE_NEON_LEVEL)
+  return true;
+#else
+  return false;
+#endif
+}
+
 struct Levels {
-  const Kernels* table[3];
-  const char* names[4];
+  const Kernels* table[4];
+  const char* names[5];
   int count = 0;
   Levels() {
     add(kernels_scalar(), true);
     add(kernels_avx2(), cpu_has_avx2());
     add(kernels_avx512(), cpu_has_avx512());
+    add(kernels_neon(), cpu_has_neon());
     names[count] = nullptr;
   }
   void add(const Kernels* k, bool ok) {

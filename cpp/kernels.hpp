@@ -1,5 +1,5 @@
 // The table of hot kernels. One table per SIMD level is compiled from
-// kernels_impl.hpp (scalar, AVX2+FMA, AVX-512F); dispatch.cpp picks one at
+// kernels_impl.hpp (scalar, AVX2+FMA, AVX-512F; AArch64: NEON); dispatch.cpp picks one at
 // import. Kernels never throw and never allocate unboundedly; arguments are
 // validated before they are called (bindings.cpp / Python).
 //
@@ -12,7 +12,7 @@
 namespace grurec {
 
 struct Kernels {
-  const char* name;  // "scalar", "avx2" or "avx512"
+  const char* name;  // "scalar", "avx2", "avx512" or "neon"
 
   // C[M,N] = alpha * A[M,K] @ B[K,N] + beta * C.  Element (i,k) of A is
   // A[i*rsa + k*csa] (so a transposed operand is just swapped strides); C is
@@ -88,6 +88,7 @@ enum LossKind { kCrossEntropy = 0, kBprMax = 1, kTop1Max = 2 };
 const Kernels* kernels_scalar();
 const Kernels* kernels_avx2();    // nullptr when not compiled in
 const Kernels* kernels_avx512();  // nullptr when not compiled in
+const Kernels* kernels_neon();    // nullptr when not compiled in (x86)
 
 // The active table (chosen at first use: the widest the CPU supports, capped
 // by the GRUREC_SIMD environment variable).

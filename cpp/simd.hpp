@@ -1,7 +1,7 @@
 // Vector traits for one SIMD level. This header is included by exactly one
 // translation unit per level (kernels_scalar.cpp, kernels_avx2.cpp,
-// kernels_avx512.cpp), each compiled with its own -m flags, with
-// GRUREC_LEVEL_{SCALAR,AVX2,AVX512} and GRUREC_NS defined. Everything here is
+// kernels_avx512.cpp, kernels_neon.cpp), each compiled with its own -m flags,
+// with GRUREC_LEVEL_{SCALAR,AVX2,AVX512,NEON} and GRUREC_NS defined. Everything here is
 // generic over `V`, so the same kernel source serves every level.
 //
 // Everything lives in an anonymous namespace inside GRUREC_NS: code compiled
@@ -25,6 +25,9 @@
 
 #if defined(GRUREC_LEVEL_AVX2) || defined(GRUREC_LEVEL_AVX512)
 #include <immintrin.h>
+#endif
+#if defined(GRUREC_LEVEL_NEON)
+#include <arm_neon.h>
 #endif
 
 namespace GRUREC_NS {
@@ -116,6 +119,46 @@ struct V {
     return _mm_cvtss_f32(s);
   }
 };
+#elif defined(GRUREC_LEVEL_NEON)
+// AArch64 Advanced SIMD (NEON is part of the AArch64 base ISA; the level is
+// still picked at run time from HWCAP_ASIMD). min/max are compare + select,
+// not vminq/vmaxq: like x86 minps/maxps and the scalar `a < b ? a : b` they
+// return the second operand when either is NaN, so every level clamps a NaN
+// the same way (vexp's clamp, the losses' masking).
+struct V {
+  using reg = float32x4_t;
+  static constexpr int W = 4;
+  static inline reg zero() { return vdupq_n_f32(0.0f); }
+  static inline reg set1(float x) { return vdupq_n_f32(x); }
+  static inline reg load(const float* p) { return vld1q_f32(p); }
+  static inline void store(float* p, reg a) { vst1q_f32(p, a); }
+  static inline reg add(reg a, reg b) { return vaddq_f32(a, b); }
+  static inline reg sub(reg a, reg b) { return vsubq_f32(a, b); }
+  static inline reg mul(reg a, reg b) { return vmulq_f32(a, b); }
+  static inline reg div(reg a, reg b) { return vdivq_f32(a, b); }
+  static inline reg fmadd(reg a, reg b, reg c) { return vfmaq_f32(c, a, b); }
+  static inline reg min(reg a, reg b) { return vbslq_f32(vcltq_f32(a, b), a, b); }
+  static inline reg max(reg a, reg b) { return vbslq_f32(vcgtq_f32(a, b), a, b); }
+  static inline reg sqrt(reg a) { return vsqrtq_f32(a); }
+  static inline reg pos_step(reg a) {
+    return vreinterpretq_f32_u32(
+        vandq_u32(vcgtq_f32(a, zero()), vreinterpretq_u32_f32(set1(1.0f))));
+  }
+  static inline float hmax(reg a) {  // lanes (0, 2), (1, 3), then 0, 1: the x86 order
+    const reg m = max(a, vextq_f32(a, a, 2));
+    return vgetq_lane_f32(max(m, vextq_f32(m, m, 1)), 0);
+  }
+  static inline reg round(reg a) { return vrndnq_f32(a); }  // ties to even, like x86
+  static inline reg pow2n(reg n) {
+    int32x4_t i = vcvtnq_s32_f32(n);
+    i = vshlq_n_s32(vaddq_s32(i, vdupq_n_s32(127)), 23);
+    return vreinterpretq_f32_s32(i);
+  }
+  static inline float hsum(reg a) {  // (a0 + a2) + (a1 + a3), like the x86 trees
+    const float32x2_t s = vadd_f32(vget_low_f32(a), vget_high_f32(a));
+    return vget_lane_f32(s, 0) + vget_lane_f32(s, 1);
+  }
+};
 #else  // scalar: portable C++, one lane
 struct V {
   using reg = float;
@@ -171,6 +214,27 @@ static inline void transpose8(const float* src, int64_t ss, float* dst, int64_t 
   _mm256_storeu_ps(dst + 5 * ds, _mm256_permute2f128_ps(u1, u5, 0x31));
   _mm256_storeu_ps(dst + 6 * ds, _mm256_permute2f128_ps(u2, u6, 0x31));
   _mm256_storeu_ps(dst + 7 * ds, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+#elif defined(GRUREC_LEVEL_NEON)
+constexpr bool kHasT8 = true;
+// One 4 x 4 block: rows src + r * ss (r < 4) to columns dst + c * ds.
+static inline void transpose4(const float* src, int64_t ss, float* dst, int64_t ds) {
+  const float32x4_t r0 = vld1q_f32(src), r1 = vld1q_f32(src + ss);
+  const float32x4_t r2 = vld1q_f32(src + 2 * ss), r3 = vld1q_f32(src + 3 * ss);
+  const float32x4_t t0 = vtrn1q_f32(r0, r1), t1 = vtrn2q_f32(r0, r1);
+  const float32x4_t t2 = vtrn1q_f32(r2, r3), t3 = vtrn2q_f32(r2, r3);
+  const float64x2_t d0 = vreinterpretq_f64_f32(t0), d1 = vreinterpretq_f64_f32(t1);
+  const float64x2_t d2 = vreinterpretq_f64_f32(t2), d3 = vreinterpretq_f64_f32(t3);
+  vst1q_f32(dst, vreinterpretq_f32_f64(vtrn1q_f64(d0, d2)));
+  vst1q_f32(dst + ds, vreinterpretq_f32_f64(vtrn1q_f64(d1, d3)));
+  vst1q_f32(dst + 2 * ds, vreinterpretq_f32_f64(vtrn2q_f64(d0, d2)));
+  vst1q_f32(dst + 3 * ds, vreinterpretq_f32_f64(vtrn2q_f64(d1, d3)));
+}
+static inline void transpose8(const float* src, int64_t ss, float* dst, int64_t ds) {
+  transpose4(src, ss, dst, ds);
+  transpose4(src + 4, ss, dst + 4 * ds, ds);
+  transpose4(src + 4 * ss, ss, dst + 4, ds);
+  transpose4(src + 4 * ss + 4, ss, dst + 4 * ds + 4, ds);
 }
 #else
 constexpr bool kHasT8 = false;

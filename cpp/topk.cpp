@@ -27,11 +27,17 @@ namespace grurec {
 const TopkKernels* topk_kernels_avx2() { return nullptr; }
 const TopkKernels* topk_kernels_avx512() { return nullptr; }
 #endif
+#ifndef GRUREC_HAVE_NEON_LEVEL
+const TopkKernels* topk_kernels_neon() { return nullptr; }
+#endif
 
 }  // namespace grurec
 
 #ifdef GRUREC_HAVE_BF16
 const grurec::TopkBf16* grurec_topk_bf16_table();  // topk_bf16.cpp
+#endif
+#ifdef GRUREC_HAVE_X86_LEVELS
+const grurec::TopkI16* grurec_topk_i16_table();  // topk_i16.cpp
 #endif
 
 namespace grurec {
@@ -50,18 +56,65 @@ const TopkBf16* topk_bf16_kernels() {
 #endif
 }
 
+const TopkI16* topk_i16_kernels() {
+#if defined(GRUREC_HAVE_X86_LEVELS) && (defined(__GNUC__) || defined(__clang__))
+  static const TopkI16* t = [] {
+    __builtin_cpu_init();
+    const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return ok ? grurec_topk_i16_table() : nullptr;
+  }();
+  return t;
+#else
+  return nullptr;
+#endif
+}
+
 namespace {
-// -1 until read: GRUREC_TOPK_BF16=0 in the environment turns the prefilter off.
-std::atomic<int> bf16_on{-1};
-// Counters for tests (bf16_stats): pairs approximated, pairs scored exactly
-// after the prefilter, item blocks run each way.
-std::atomic<int64_t> st_pairs{0}, st_exact{0}, st_blocks_bf16{0}, st_blocks_plain{0};
+// -1 until read: GRUREC_TOPK_BF16=0 / GRUREC_TOPK_I16=0 in the environment
+// turns the bf16 / int16 prefilter off.
+std::atomic<int> bf16_on{-1}, i16_on{-1};
+// Counters for tests (bf16_stats, i16_stats): pairs approximated, pairs
+// scored exactly after the prefilter, item blocks run each way.
+struct Counters {
+  std::atomic<int64_t> pairs{0}, exact{0}, used{0}, plain{0};
+  void add(int64_t p, int64_t e, int64_t u, int64_t n) {
+    pairs.fetch_add(p, std::memory_order_relaxed);
+    exact.fetch_add(e, std::memory_order_relaxed);
+    used.fetch_add(u, std::memory_order_relaxed);
+    plain.fetch_add(n, std::memory_order_relaxed);
+  }
+};
+Counters st_bf16, st_i16;
 // The same for the int8 prefilter.
 std::atomic<int64_t> st8_pairs{0}, st8_exact{0}, st8_blocks{0};
 
 // A counter's value, zeroed on the way when reset.
 int64_t read_counter(std::atomic<int64_t>& c, bool reset) {
   return reset ? c.exchange(0) : c.load();
+}
+
+// A prefilter's switch: on unless the environment variable `var` was "0"
+// at the first read.
+bool switch_on(std::atomic<int>& on, const char* var) {
+  int v = on.load(std::memory_order_relaxed);
+  if (v < 0) {
+    const char* e = std::getenv(var);
+    v = (e && std::strcmp(e, "0") == 0) ? 0 : 1;
+    int expect = -1;
+    on.compare_exchange_strong(expect, v);
+    v = on.load();
+  }
+  return v == 1;
+}
+
+// A prefilter's counters, zeroed on the way when reset.
+TopkPrefilterStats read_counters(Counters& c, bool reset) {
+  TopkPrefilterStats r;
+  r.pairs = read_counter(c.pairs, reset);
+  r.exact = read_counter(c.exact, reset);
+  r.blocks_used = read_counter(c.used, reset);
+  r.blocks_plain = read_counter(c.plain, reset);
+  return r;
 }
 }  // namespace
 
@@ -74,35 +127,21 @@ TopkInt8Stats int8_stats(bool reset) {
 }
 
 bool bf16_prefilter_available() { return topk_bf16_kernels() != nullptr; }
-
-bool bf16_prefilter_enabled() {
-  int v = bf16_on.load(std::memory_order_relaxed);
-  if (v < 0) {
-    const char* e = std::getenv("GRUREC_TOPK_BF16");
-    v = (e && std::strcmp(e, "0") == 0) ? 0 : 1;
-    int expect = -1;
-    bf16_on.compare_exchange_strong(expect, v);
-    v = bf16_on.load();
-  }
-  return v == 1;
-}
-
+bool bf16_prefilter_enabled() { return switch_on(bf16_on, "GRUREC_TOPK_BF16"); }
 void bf16_prefilter_set(bool on) { bf16_on.store(on ? 1 : 0); }
+TopkBf16Stats bf16_stats(bool reset) { return read_counters(st_bf16, reset); }
 
-TopkBf16Stats bf16_stats(bool reset) {
-  TopkBf16Stats r;
-  r.pairs = read_counter(st_pairs, reset);
-  r.exact = read_counter(st_exact, reset);
-  r.blocks_bf16 = read_counter(st_blocks_bf16, reset);
-  r.blocks_plain = read_counter(st_blocks_plain, reset);
-  return r;
-}
+bool i16_prefilter_available() { return topk_i16_kernels() != nullptr; }
+bool i16_prefilter_enabled() { return switch_on(i16_on, "GRUREC_TOPK_I16"); }
+void i16_prefilter_set(bool on) { i16_on.store(on ? 1 : 0); }
+TopkI16Stats i16_stats(bool reset) { return read_counters(st_i16, reset); }
 
 const TopkKernels& TK() {
   const char* name = K().name;
   const TopkKernels* t = nullptr;
   if (std::strcmp(name, "avx512") == 0) t = topk_kernels_avx512();
   if (std::strcmp(name, "avx2") == 0) t = topk_kernels_avx2();
+  if (std::strcmp(name, "neon") == 0) t = topk_kernels_neon();
   if (!t) t = topk_kernels_scalar();
   return *t;
 }
@@ -192,19 +231,101 @@ Bf16Bound bf16_bound(int64_t D) {
   return b;
 }
 
+// A row's max |v|, its sum of squares (double) and whether every value is finite.
+struct RowStats {
+  double m = 0.0, ss = 0.0;
+  bool finite = true;
+};
+RowStats row_stats(const float* v, int64_t D) {
+  RowStats r;
+  for (int64_t k = 0; k < D; ++k) {
+    const double x = v[k];
+    if (!std::isfinite(x)) r.finite = false;
+    r.m = std::max(r.m, std::fabs(x));
+    r.ss += x * x;
+  }
+  return r;
+}
+
+// Queries per task from which the int16 prefilter is used (avx2 level).
+// Not tuned by measurement yet (no quiet AVX2-only machine): the scan packs
+// every item once per task, which two groups of 8 query lanes amortize.
+constexpr int64_t kI16MinQueries = 16;
+// Dimensions it takes: Qm (below) stays >= 2064 up to here.
+constexpr int64_t kI16MaxD = 4096;
+
+// The coefficients of the int16 prefilter's E, F and eb (topk_kernels.hpp).
+I16Consts i16_consts(int64_t D) {
+  const double d = static_cast<double>(D), sd = std::sqrt(d);
+  const double rho = 1.0 / ((1.0 - kU) * (1.0 - kU) * (1.0 - gamma_n(d + 5)));
+  const double rel = 1.25, abs_ = 2.0, div = 1.0 - 5.1 * kU, div_b = 1.0 - 6.2 * kU;
+  I16Consts c;
+  c.s127 = round_up(1.0 / (127.0 * (1.0 - kU)));
+  c.ke = round_up(rel * (1.0 + kU) * rho * (1.0 + 5.2 * kU) / div);
+  c.kx = round_up(rel * rho * (gamma_n(d + 4) + 5.2 * kU) / div);
+  c.k0 = round_up(abs_ * 2.1 * sd * kT / div);
+  c.kfe = round_up(rel * (1.0 + kU) * rho * (1.0 + 5.2 * kU) / div);
+  c.kfx = round_up(rel * rho * (1.0 + 5.2 * kU) / div);
+  c.kf0 = round_up(abs_ * 1.1 * sd * kT / div);
+  c.kb = round_up(rel * 6.2 * kU / div_b);
+  c.ax = round_up(abs_ * sd * kT * rho / div_b);
+  c.a0 = round_up(abs_ * (d + 20.0) * kT / div_b);
+  return c;
+}
+
+// The largest |q16| for D dimensions: 127 Qm (2 D2) < 2^31.
+int64_t i16_qmax(int64_t D) {
+  const int64_t D2 = (D + 1) / 2;
+  return std::min<int64_t>(32767, (int64_t{2147483647}) / (254 * std::max<int64_t>(D2, 1)));
+}
+
+// Packs nq query rows (Qp, stride ldq) for the int16 scan: qv[k * QL + r]
+// and qf[0 .. 3 QL) = sq, nq, neq (topk_kernels.hpp); th is the caller's.
+// Lanes past nq are zero.
+void i16_pack_queries(int64_t nq, int64_t D, const float* Qp, int64_t ldq, int64_t QL,
+                      uint32_t* qv, float* qf) {
+  const int64_t D2 = (D + 1) / 2;
+  const double Qm = static_cast<double>(i16_qmax(D));
+  std::fill(qv, qv + D2 * QL, 0u);
+  std::fill(qf, qf + 3 * QL, 0.0f);
+  for (int64_t r = 0; r < nq; ++r) {
+    const float* q = Qp + r * ldq;
+    const RowStats rs = row_stats(q, D);
+    const double m = rs.m, ss = rs.ss;
+    const bool finite = rs.finite;
+    const double nrm = std::sqrt(ss) * double_slack(D);
+    if (!finite || !(nrm < std::ldexp(1.0, 63))) {
+      qf[QL + r] = kInf;  // U = inf: every pair is scored exactly
+      continue;
+    }
+    float sq = 0.0f;
+    double es = ss;
+    if (m >= std::ldexp(1.0, -100)) {
+      sq = round_up(m / Qm);
+      es = 0.0;
+      for (int64_t k = 0; k < D; ++k) {
+        const double q16 = std::nearbyint(static_cast<double>(q[k]) / sq);  // |q16| <= Qm
+        const double e = static_cast<double>(q[k]) - static_cast<double>(sq) * q16;
+        es += e * e;
+        const uint32_t h = static_cast<uint16_t>(static_cast<int16_t>(q16));
+        uint32_t& w = qv[(k / 2) * QL + r];
+        w |= (k % 2) ? (h << 16) : h;
+      }
+    }
+    qf[r] = sq;
+    qf[QL + r] = std::max(round_up(nrm), static_cast<float>(kT));
+    qf[2 * QL + r] = std::max(round_up(std::sqrt(es) * double_slack(D)), static_cast<float>(kT));
+  }
+}
+
 // The int8 table (topk_kernels.hpp, "the int8 prefilter", for the bound).
 // Per item: the scale, the int8 row, and E and bp in double, rounded up.
 void int8_item(const float* x, float b, bool has_bias, int64_t D, int8_t* x8, int64_t stride,
                float* sc, float* E, float* bp) {
   const double d = static_cast<double>(D), sd = std::sqrt(d);
-  double m = 0.0, ss = 0.0;
-  bool finite = true;
-  for (int64_t k = 0; k < D; ++k) {
-    const double v = x[k];
-    if (!std::isfinite(v)) finite = false;
-    m = std::max(m, std::fabs(v));
-    ss += v * v;
-  }
+  const RowStats rs = row_stats(x, D);
+  const double m = rs.m, ss = rs.ss;
+  const bool finite = rs.finite;
   const double nx = std::sqrt(ss) * double_slack(D);
   float s = 0.0f;
   double es = 0.0;
@@ -272,6 +393,8 @@ struct Plan {
   int64_t panel;  // queries per block of the many-query kernel
   int64_t max_threads;  // at most one thread per ~256K multiply-adds (a fork costs ~10 us)
   const TopkBf16* bf16;  // the prefilter's table, or null when it is not used
+  const TopkI16* i16;    // the int16 prefilter's table, or null
+  int64_t QL16;          // query lanes of a task for it (QB rounded up to 8)
   int64_t D2;   // bf16 pairs per row (prefilter)
   int64_t QL;   // query lanes of a task (QB rounded up to 16; prefilter)
   int64_t work() const { return (Qs + panel + 16) * dp; }
@@ -320,8 +443,15 @@ Plan make_plan(int64_t Q, int64_t N, int64_t D, int64_t K, int T, const TopkKern
   if (std::strcmp(tk.name, "avx512") == 0 && D >= 1 && D <= kBf16MaxD &&
       std::min(p.QB, Q) >= kBf16MinQueries && bf16_prefilter_enabled())
     p.bf16 = topk_bf16_kernels();
+  // The int16 prefilter: at the avx2 level (its canonical dot is that
+  // level's), for top-k without rank counts (topk() checks that).
+  p.i16 = nullptr;
+  if (std::strcmp(tk.name, "avx2") == 0 && D >= 1 && D <= kI16MaxD &&
+      std::min(p.QB, Q) >= kI16MinQueries && i16_prefilter_enabled())
+    p.i16 = topk_i16_kernels();
   p.D2 = (D + 1) / 2;
   p.QL = ceil_div(p.QB, 16) * 16;
+  p.QL16 = ceil_div(p.QB, 8) * 8;
   return p;
 }
 
@@ -430,6 +560,12 @@ struct Scratch {
   // query its norm and threshold
   std::vector<uint16_t> m8;
   std::vector<float> q8;     // [2, QB]: nqf, th
+  // int16 prefilter (plan.i16 only)
+  std::vector<uint32_t> q16v;  // [D2, QL16] int16 query pairs
+  std::vector<float> q16f;     // [4, QL16] sq, nq, neq, th
+  std::vector<uint8_t> top8;   // [strip, QL16 / 8] survivor lanes of a strip
+  std::vector<uint32_t> x16;   // [strip, D2] int16 items of a strip
+  std::vector<float> iv16;     // [4, strip] sx, E, F, bp
   void size(const Plan& p) {
     if (!qp.empty()) return;
     qp.assign(p.QB * p.dp, 0.0f);
@@ -453,6 +589,13 @@ struct Scratch {
       iv.resize(3 * p.bf16->strip);
       rq.resize(p.QL);
       rv.resize(p.QL);
+    }
+    if (p.i16) {
+      q16v.resize(p.D2 * p.QL16);
+      q16f.resize(4 * p.QL16);
+      top8.resize(p.i16->strip * p.QL16 / 8);
+      x16.resize(p.i16->strip * p.D2);
+      iv16.resize(4 * p.i16->strip);
     }
     if (p.QB <= kInt8MaxQueries) {
       m8.resize((p.Nb / 16 + 2) * p.QB);
@@ -575,7 +718,9 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
   // list, stays the task's own: the lists and the merge are as before.)
   const bool plan_i8 = i8 != nullptr && !counts && plan.QB <= kInt8MaxQueries;
   std::unique_ptr<std::atomic<float>[]> shared;
-  if ((plan.bf16 || plan_i8) && P > 1) {
+  const bool plan_i16 = plan.i16 != nullptr && !counts;
+  const I16Consts c16 = plan_i16 ? i16_consts(D) : I16Consts{};
+  if ((plan.bf16 || plan_i8 || plan_i16) && P > 1) {
     try {
       shared.reset(new std::atomic<float>[Q]);
     } catch (...) {
@@ -699,6 +844,15 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
       n_pairs += nQ * nb;
       return exact;
     };
+    // The canonical score of query q (of the task) and item i, for a pair a
+    // prefilter let through; a non-finite one is reported.
+    auto exact_score = [&](int64_t q, int64_t i) {
+      float v = 0.0f;
+      tk.dots(1, 1, D, s.qp.data() + q * plan.dp, plan.dp, items + i * D, &v, 1, s.work.data());
+      if (bias) v = v + bias[i];
+      if (!std::isfinite(v)) my_bad = true;
+      return v;
+    };
     // The int8 prefilter (topk_kernels.hpp): per query its norm and the
     // scan's threshold, the higher of its own K-th best and just below the
     // shared one.
@@ -731,19 +885,55 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
         for (int64_t q = 0; q < nQ; ++q) {
           for (uint32_t mk = s.m8[g * nQ + q] & range; mk; mk &= mk - 1) {
             const int64_t i = base + __builtin_ctz(mk);
-            float v = 0.0f;
-            tk.dots(1, 1, D, s.qp.data() + q * plan.dp, plan.dp, items + i * D, &v, 1,
-                    s.work.data());
             ++exact;
-            if (bias) v = v + bias[i];
-            if (!std::isfinite(v)) my_bad = true;
-            offer_to(q, v, i);
+            offer_to(q, exact_score(q, i), i);
           }
         }
       }
       n8_exact += exact;
       n8_pairs += nQ * nb;
       ++n8_blocks;
+    };
+
+    // The int16 prefilter (topk_kernels.hpp): the task's queries packed
+    // once; per strip of items, their int16 rows and bounds, the scan, and
+    // the canonical score of every surviving pair, offered in increasing
+    // item order per query. th (qf16[3 QL16 + q]) follows th_i8.
+    // The scan's lane stride is this task's own (the last query block may be
+    // shorter than QB): QLt = nQ rounded up to 8, Z8 groups of 8.
+    const bool use_i16 = plan_i16 && nQ >= kI16MinQueries;
+    const int64_t Z8 = ceil_div(nQ, 8), QLt = Z8 * 8;
+    int64_t n16_pairs = 0, n16_exact = 0, n16_blocks = 0, n16_plain = 0;
+    if (use_i16)
+      i16_pack_queries(nQ, D, s.qp.data(), plan.dp, QLt, s.q16v.data(), s.q16f.data());
+    auto i16_block = [&](int64_t i0, int64_t nb) {
+      const TopkI16& k16 = *plan.i16;
+      const int64_t S = k16.strip;
+      float* const th16 = s.q16f.data() + 3 * QLt;
+      for (int64_t q = 0; q < nQ; ++q) th16[q] = th_i8(q);
+      int64_t exact = 0;
+      for (int64_t j0 = 0; j0 < nb; j0 += S) {
+        const int64_t ni = std::min(S, nb - j0), i1 = i0 + j0;
+        k16.pack_items(ni, D, items + i1 * D, bias ? bias + i1 : nullptr, c16, s.x16.data(),
+                       s.iv16.data());
+        const uint32_t any = k16.scan(nQ, plan.D2, s.q16v.data(), s.q16f.data(), s.x16.data(),
+                                      s.iv16.data(), ni, s.top8.data());
+        for (uint32_t jm = any; jm; jm &= jm - 1) {
+          const int64_t j = __builtin_ctz(jm), i = i1 + j;
+          for (int64_t z = 0; z < Z8; ++z) {
+            uint32_t m = s.top8[j * Z8 + z];
+            if (8 * z + 8 > nQ) m &= (1u << (nQ - 8 * z)) - 1u;  // padded lanes
+            for (; m; m &= m - 1) {
+              const int64_t q = 8 * z + __builtin_ctz(m);
+              ++exact;
+              if (offer_to(q, exact_score(q, i), i)) th16[q] = th_i8(q);
+            }
+          }
+        }
+      }
+      n16_exact += exact;
+      n16_pairs += nQ * nb;
+      return exact;
     };
 
     // Blocks to run without the prefilter after one where it passed too
@@ -770,19 +960,21 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
         i8_block(i0, nb);
         continue;
       }
-      if (use_bf16) {
+      // (use_i16 and use_bf16 never hold together: they are different levels)
+      if (use_i16 || use_bf16) {
         if (thresholds_ready() && pause == 0) {
-          if (bf16_block(i0, nb) > nQ * nb / kBf16MaxExact) {
+          const int64_t exact = use_i16 ? i16_block(i0, nb) : bf16_block(i0, nb);
+          if (exact > nQ * nb / kBf16MaxExact) {
             pause = next_pause;
             next_pause = std::min<int64_t>(2 * next_pause, 64);
           } else {
             next_pause = 2;
           }
-          ++n_bf16;
+          ++(use_i16 ? n16_blocks : n_bf16);
           continue;
         }
         if (pause > 0) --pause;
-        ++n_plain;
+        ++(use_i16 ? n16_plain : n_plain);
       }
       for (int64_t s0 = 0; s0 < nQ; s0 += plan.Qs) {
         const int64_t ns = std::min(plan.Qs, nQ - s0);
@@ -812,12 +1004,8 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
       st8_exact.fetch_add(n8_exact, std::memory_order_relaxed);
       st8_blocks.fetch_add(n8_blocks, std::memory_order_relaxed);
     }
-    if (use_bf16) {
-      st_pairs.fetch_add(n_pairs, std::memory_order_relaxed);
-      st_exact.fetch_add(n_exact, std::memory_order_relaxed);
-      st_blocks_bf16.fetch_add(n_bf16, std::memory_order_relaxed);
-      st_blocks_plain.fetch_add(n_plain, std::memory_order_relaxed);
-    }
+    if (use_i16) st_i16.add(n16_pairs, n16_exact, n16_blocks, n16_plain);
+    if (use_bf16) st_bf16.add(n_pairs, n_exact, n_bf16, n_plain);
     if (counts) {
       for (int64_t q = 0; q < nQ; ++q) {
         part_cnt[(p * Q + qa + q) * 2] = s.cnt[2 * q];
@@ -969,6 +1157,27 @@ bool bf16_probe(float* U, float* L, const float* queries, const float* items, co
         U[q * N + j0 + j] = above(u[q * S + j] + aq[q]);
         L[q * N + j0 + j] = below(l[q * S + j] - aq[q]);
       }
+  }
+  return true;
+}
+
+bool i16_probe(float* U, const float* queries, const float* items, const float* bias, int64_t Q,
+               int64_t N, int64_t D) {
+  const TopkI16* k16 = topk_i16_kernels();
+  if (!k16 || D < 1 || D > kI16MaxD || Q < 1) return false;
+  const I16Consts c = i16_consts(D);
+  const int64_t dp = ceil_div(D, 8) * 8, D2 = (D + 1) / 2, S = k16->strip;
+  const int64_t QL = ceil_div(Q, 8) * 8;
+  std::vector<float> qp(Q * dp), qf(4 * QL), u(Q * S), iv(4 * S);
+  std::vector<uint32_t> qv(D2 * QL), xb(S * D2);
+  pad_queries(qp.data(), queries, 0, Q, D, dp);
+  i16_pack_queries(Q, D, qp.data(), dp, QL, qv.data(), qf.data());
+  for (int64_t j0 = 0; j0 < N; j0 += S) {
+    const int64_t ni = std::min(S, N - j0);
+    k16->pack_items(ni, D, items + j0 * D, bias ? bias + j0 : nullptr, c, xb.data(), iv.data());
+    k16->bounds(Q, D2, qv.data(), qf.data(), xb.data(), iv.data(), ni, u.data(), S);
+    for (int64_t q = 0; q < Q; ++q)
+      for (int64_t j = 0; j < ni; ++j) U[q * N + j0 + j] = u[q * S + j];
   }
   return true;
 }

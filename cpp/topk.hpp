@@ -134,10 +134,26 @@ void bf16_prefilter_set(bool on);
 // approximately, pairs it passed on to the exact score, item blocks scored
 // with it and without it (a task's first block, before its thresholds are
 // finite) in tasks that used it.
-struct TopkBf16Stats {
-  int64_t pairs = 0, exact = 0, blocks_bf16 = 0, blocks_plain = 0;
+struct TopkPrefilterStats {
+  int64_t pairs = 0, exact = 0, blocks_used = 0, blocks_plain = 0;
 };
+using TopkBf16Stats = TopkPrefilterStats;  // blocks_used: blocks scored with bf16
 TopkBf16Stats bf16_stats(bool reset);
+
+// --- the int16 prefilter (topk_kernels.hpp, topk_i16.cpp) ------------------
+// topk runs it at the avx2 level for top-k tasks of at least 16 queries
+// without rank-count targets; it changes the work, never the results.
+bool i16_prefilter_available();
+// On unless GRUREC_TOPK_I16=0 was in the environment at the first call.
+bool i16_prefilter_enabled();
+void i16_prefilter_set(bool on);
+using TopkI16Stats = TopkPrefilterStats;  // (topk_i16_stats: "blocks_i16")
+TopkI16Stats i16_stats(bool reset);
+// U[Q,N]: the int16 prefilter's upper bound of every score (dot + bias),
+// for tests. False (nothing written) when it is not available or D is out
+// of its range.
+bool i16_probe(float* U, const float* queries, const float* items, const float* bias, int64_t Q,
+               int64_t N, int64_t D);
 
 // The prefilter's bounds for every pair, for tests: U[Q,N] and L[Q,N] with
 // L <= score <= U for the canonical avx512 score (dot + bias). False (nothing

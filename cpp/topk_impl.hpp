@@ -26,6 +26,10 @@
 // level has the same lanes and tree but multiplies and adds separately (the
 // x86-64 baseline has no FMA), so its last bits differ.
 //
+// * neon: the avx2 blocking in two q registers per 8-lane accumulator
+//   (many queries: 4 items x 2 queries; one query: 4 items), so neon's
+//   scores equal avx2's bit for bit as well.
+//
 // Like kernels_impl.hpp this file uses no std:: templates: everything here is
 // compiled with the level's -m flags inside an anonymous namespace.
 #pragma once
@@ -45,6 +49,12 @@ constexpr int64_t kPrefetch = 2048;  // one-query prefetch: bytes past the block
 constexpr int64_t kPanelAhead = 4;   // many-query micro-blocks prefetched ahead
 
 inline int64_t lmin(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// r[a] = base + min(a, n - 1) * ld for a < m: the rows of a register block,
+// rows past the n real ones repeating the last (their results are dropped).
+inline void block_rows(const float* base, int64_t n, int64_t ld, int m, const float** r) {
+  for (int a = 0; a < m; ++a) r[a] = base + (a < n ? a : n - 1) * ld;
+}
 
 #if defined(GRUREC_LEVEL_AVX512) || defined(GRUREC_LEVEL_AVX2)
 // Lanes < c of 8 set (c may be <= 0 or >= 8).
@@ -135,7 +145,7 @@ inline int64_t panel_floats(int64_t D) { return PANEL * L * ((D + L - 1) / L); }
 void panel_micro(int64_t D, const float* Pk, const float* X, int64_t ni, int64_t nq, float* T,
                  int64_t ldt) {
   const float* xr[MI];
-  for (int a = 0; a < MI; ++a) xr[a] = X + (a < ni ? a : ni - 1) * D;
+  block_rows(X, ni, D, MI, xr);
   __m512 acc[MI][MG];
 #pragma GCC unroll 16
   for (int a = 0; a < MI; ++a)
@@ -278,9 +288,9 @@ inline int64_t panel_floats(int64_t) { return 0; }  // rows are used as they are
 void panel_micro(int64_t D, const float* Qp, int64_t ldq, const float* X, int64_t ni,
                  int64_t nq, float* T, int64_t ldt) {
   const float* xr[MI];
-  for (int a = 0; a < MI; ++a) xr[a] = X + (a < ni ? a : ni - 1) * D;
+  block_rows(X, ni, D, MI, xr);
   const float* qr[MQ];
-  for (int b = 0; b < MQ; ++b) qr[b] = Qp + (b < nq ? b : nq - 1) * ldq;
+  block_rows(Qp, nq, ldq, MQ, qr);
   __m256 acc[MI][MQ];
 #pragma GCC unroll 8
   for (int a = 0; a < MI; ++a)
@@ -347,6 +357,97 @@ void one_micro(int64_t D, const float* q, const float* X, float* T, uintptr_t pf
   const __m256 v[8] = {acc[0], acc[4], acc[1], acc[5], acc[2], acc[6], acc[3], acc[7]};
   _mm256_storeu_ps(T, reduce8(v));
 }
+#elif defined(GRUREC_LEVEL_NEON)
+// The canonical 8-lane accumulator is two q registers (lanes 0-3, 4-7);
+// vfmaq_f32 is a fused multiply-add like vfmadd, so every pair gets exactly
+// the avx2 / avx512 arithmetic and the three levels agree bit for bit.
+constexpr int MI = 4;     // items per many-query block
+constexpr int PANEL = 2;  // queries per many-query block
+
+inline V::reg ld_tail(const float* p, int64_t c) {  // lanes at or past c zero (c may be <= 0)
+  float t[4] = {};
+  for (int64_t i = 0; i < c && i < 4; ++i) t[i] = p[i];
+  return vld1q_f32(t);
+}
+inline uint32_t bits4(uint32x4_t m) {
+  const uint32x4_t w = {1u, 2u, 4u, 8u};
+  return vaddvq_u32(vandq_u32(m, w));
+}
+inline uint32_t gt_mask(V::reg a, V::reg b) { return bits4(vcgtq_f32(a, b)); }
+inline uint32_t eq_mask(V::reg a, V::reg b) { return bits4(vceqq_f32(a, b)); }
+
+// Lane a of the result = the canonical tree of item a's 8 lanes (lo[a] |
+// hi[a]): lanes l + l+4, then l + l+2, then lane 0 + lane 1.
+inline float32x4_t reduce4(const float32x4_t* lo, const float32x4_t* hi) {
+  float32x4_t s[4];
+  for (int a = 0; a < 4; ++a) s[a] = vaddq_f32(lo[a], hi[a]);
+  const float32x4_t x = vaddq_f32(vcombine_f32(vget_low_f32(s[0]), vget_low_f32(s[1])),
+                                  vcombine_f32(vget_high_f32(s[0]), vget_high_f32(s[1])));
+  const float32x4_t y = vaddq_f32(vcombine_f32(vget_low_f32(s[2]), vget_low_f32(s[3])),
+                                  vcombine_f32(vget_high_f32(s[2]), vget_high_f32(s[3])));
+  return vpaddq_f32(x, y);
+}
+
+// T[b*ldt + a] for MI items x NQ query rows (Qp, stride ldq, zero past D to
+// the next multiple of 8); rows past ni / nq repeat the last and are dropped.
+template <int NQ>
+void panel_micro(int64_t D, const float* Qp, int64_t ldq, const float* X, int64_t ni,
+                 int64_t nq, float* T, int64_t ldt) {
+  const float* xr[MI];
+  block_rows(X, ni, D, MI, xr);
+  const float* qr[NQ];
+  block_rows(Qp, nq, ldq, NQ, qr);
+  float32x4_t lo[NQ][MI], hi[NQ][MI];
+  for (int b = 0; b < NQ; ++b)
+    for (int a = 0; a < MI; ++a) lo[b][a] = hi[b][a] = vdupq_n_f32(0.0f);
+  int64_t p = 0;
+  for (; p + L <= D; p += L) {
+    float32x4_t ql[NQ], qh[NQ];
+#pragma GCC unroll 4
+    for (int b = 0; b < NQ; ++b) {
+      ql[b] = vld1q_f32(qr[b] + p);
+      qh[b] = vld1q_f32(qr[b] + p + 4);
+    }
+#pragma GCC unroll 4
+    for (int a = 0; a < MI; ++a) {
+      const float32x4_t xl = vld1q_f32(xr[a] + p), xh = vld1q_f32(xr[a] + p + 4);
+#pragma GCC unroll 4
+      for (int b = 0; b < NQ; ++b) {
+        lo[b][a] = vfmaq_f32(lo[b][a], ql[b], xl);
+        hi[b][a] = vfmaq_f32(hi[b][a], qh[b], xh);
+      }
+    }
+  }
+  if (p < D) {  // elements past D count as 0 (fma(0, 0, p) like the x86 masked loads)
+    const int64_t c = D - p;
+    for (int a = 0; a < MI; ++a) {
+      const float32x4_t xl = ld_tail(xr[a] + p, c), xh = ld_tail(xr[a] + p + 4, c - 4);
+      for (int b = 0; b < NQ; ++b) {
+        lo[b][a] = vfmaq_f32(lo[b][a], vld1q_f32(qr[b] + p), xl);
+        hi[b][a] = vfmaq_f32(hi[b][a], vld1q_f32(qr[b] + p + 4), xh);
+      }
+    }
+  }
+  for (int b = 0; b < NQ && b < nq; ++b) {
+    float out[4];
+    vst1q_f32(out, reduce4(lo[b], hi[b]));
+    for (int64_t a = 0; a < ni; ++a) T[b * ldt + a] = out[a];
+  }
+}
+
+void dots(int64_t nq, int64_t nx, int64_t D, const float* Qp, int64_t ldq, const float* X,
+          float* T, int64_t ldt, float*) {
+  const int64_t mb_bytes = MI * D * 4;
+  for (int64_t i = 0; i < nx; i += MI) {
+    const int64_t ni = lmin(MI, nx - i);
+    const char* ahead = reinterpret_cast<const char*>(X + i * D) + kPanelAhead * mb_bytes;
+    for (int64_t o = 0; o < mb_bytes; o += 64) __builtin_prefetch(ahead + o, 0, 3);
+    int64_t b = 0;
+    for (; b + PANEL <= nq; b += PANEL)
+      panel_micro<PANEL>(D, Qp + b * ldq, ldq, X + i * D, ni, PANEL, T + b * ldt + i, ldt);
+    if (b < nq) panel_micro<1>(D, Qp + b * ldq, ldq, X + i * D, ni, 1, T + b * ldt + i, ldt);
+  }
+}
 #endif
 
 #if defined(GRUREC_LEVEL_AVX512) || defined(GRUREC_LEVEL_AVX2)
@@ -406,6 +507,8 @@ void dots(int64_t nq, int64_t nx, int64_t D, const float* Qp, int64_t ldq, const
   }
 }
 
+#elif defined(GRUREC_LEVEL_NEON)
+// (dots, ld_tail and the masks are above)
 #else  // scalar: the same 8 lanes and tree, multiply and add separately
 constexpr int PANEL = 4;
 inline V::reg ld_tail(const float* p, int64_t) { return *p; }
@@ -600,6 +703,45 @@ inline void scan8_group(int64_t D, const int8_t* xg, const float* q0, int64_t ld
   }
 }
 
+#elif defined(GRUREC_LEVEL_NEON)
+// 16 items in four q registers, NR queries at a time; each int8 row of the
+// group is widened once and used by all of them.
+template <int NR>
+inline void scan8_group(int64_t D, const int8_t* xg, const float* q0, int64_t ldq,
+                        const float* sc, const float* E, const float* bp, const float* nqf,
+                        const float* th, uint16_t* m) {
+  float32x4_t acc[NR][4];
+  for (int j = 0; j < NR; ++j)
+    for (int k = 0; k < 4; ++k) acc[j][k] = vdupq_n_f32(0.0f);
+  for (int64_t d = 0; d < D; ++d) {
+    const int8x16_t raw = vld1q_s8(xg + d * 16);
+    const int16x8_t w0 = vmovl_s8(vget_low_s8(raw)), w1 = vmovl_high_s8(raw);
+    const float32x4_t x[4] = {vcvtq_f32_s32(vmovl_s16(vget_low_s16(w0))),
+                              vcvtq_f32_s32(vmovl_high_s16(w0)),
+                              vcvtq_f32_s32(vmovl_s16(vget_low_s16(w1))),
+                              vcvtq_f32_s32(vmovl_high_s16(w1))};
+#pragma GCC unroll 4
+    for (int j = 0; j < NR; ++j) {
+      const float32x4_t qv = vdupq_n_f32(q0[j * ldq + d]);
+#pragma GCC unroll 4
+      for (int k = 0; k < 4; ++k) acc[j][k] = vfmaq_f32(acc[j][k], qv, x[k]);
+    }
+  }
+  for (int j = 0; j < NR; ++j) {
+    const float32x4_t nq = vdupq_n_f32(nqf[j]), t = vdupq_n_f32(th[j]);
+    uint32_t bits = 0;
+    for (int k = 0; k < 4; ++k) {
+      const float32x4_t t1 = vfmaq_f32(vld1q_f32(bp + 4 * k), vld1q_f32(sc + 4 * k), acc[j][k]);
+      const float32x4_t t2 = vfmaq_f32(t1, nq, vld1q_f32(E + 4 * k));
+      bits |= bits4(vmvnq_u32(vcltq_f32(t2, t))) << (4 * k);  // !(t2 < th): NaN kept
+    }
+    m[j] = static_cast<uint16_t>(bits);
+  }
+}
+
+#endif
+#if defined(GRUREC_LEVEL_AVX2) || defined(GRUREC_LEVEL_NEON)
+// Groups of 16 items, up to 4 queries at a time (scan8_group above).
 void scan8(int64_t ng, int64_t D, const int8_t* x8, const float* sc, const float* E,
            const float* bp, int64_t nq, const float* Qr, int64_t ldq, const float* nqf,
            const float* th, uint16_t* m) {
@@ -618,7 +760,7 @@ void scan8(int64_t ng, int64_t D, const int8_t* x8, const float* sc, const float
     }
   }
 }
-#else  // scalar: multiply and add rounded separately (the bound allows it)
+#elif !defined(GRUREC_LEVEL_AVX512)  // scalar: multiply and add rounded separately (the bound allows it)
 void scan8(int64_t ng, int64_t D, const int8_t* x8, const float* sc, const float* E,
            const float* bp, int64_t nq, const float* Qr, int64_t ldq, const float* nqf,
            const float* th, uint16_t* m) {

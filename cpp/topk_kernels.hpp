@@ -10,8 +10,8 @@
 //   dot = halving tree of the lanes: p_l + p_{l+4} (l < 4), then + the lane
 //         2 further, then lane 0 + lane 1;
 //   score = dot + bias[i]   (no addition without a bias).
-// The avx2 and avx512 levels compute exactly this (so they agree with each
-// other); the scalar level has the same lanes and tree but rounds the
+// The avx2, avx512 and neon levels compute exactly this (so they agree with
+// each other); the scalar level has the same lanes and tree but rounds the
 // product before the addition (the x86-64 baseline has no FMA). Every path
 // (one query or many, any block position, any thread count) computes the
 // level's score, so at one level a score is a function of the query row, the
@@ -24,7 +24,7 @@
 namespace grurec {
 
 struct TopkKernels {
-  const char* name;  // "scalar", "avx2" or "avx512"
+  const char* name;  // "scalar", "avx2", "avx512" or "neon"
   int pad;    // query rows passed to dots are zero-padded to a multiple of this
   int panel;  // queries per block of the many-query kernel
 
@@ -230,9 +230,85 @@ inline int64_t bf16_qv_size(int64_t nq, int64_t D2) {
 // The prefilter's table: null when not compiled in or the CPU lacks AVX512_BF16.
 const TopkBf16* topk_bf16_kernels();
 
+// --- the int16 prefilter (cpp/topk_i16.cpp) --------------------------------
+// The avx2 level's counterpart of the bf16 prefilter, for top-k tasks of
+// many queries without rank-count targets (those run as before). Every
+// (query, item) pair gets an integer approximation from vpmaddwd (16
+// multiply-adds per instruction, exact int32 sums) and a rigorous upper bound
+// U of its canonical score; only pairs with U >= the query's threshold are
+// scored canonically and offered, so results are identical bit for bit.
+// GRUREC_TOPK_I16=0 in the environment turns it off at load
+// (i16_prefilter_set switches it). No state outlives a call.
+//
+// Quantization. Query q (topk.cpp, in double): m = max |q_d|, sq = m / Qm
+// rounded up to float32, q16_d = round(q_d / sq) (|q16_d| <= Qm, an integer),
+// eq = q - sq q16, neq >= ||eq||, nq >= ||q|| (double sums, rounded up, at
+// least 2^-126 so no DAZ reads them as 0). Qm = min(32767, (2^31 - 1) /
+// (254 D2)), so |sum q16 x8| < 2^31. Item x (topk_i16.cpp, float32): mx =
+// max |x_d|, sx = fl(mx s127) >= mx / 127, x8_d = round(x_d / sx) clamped to
+// [-127, 127], e = x - sx x8 (one fused rounding per element), nx and en the
+// float32 norm bounds of x and of the computed e (fl(sqrt(fl(ss + (D+5)
+// 2^-125))) as for bf16: ||x|| <= rho nx). Rows with mx < 2^-100 keep sx = 0
+// (all of x in e); a non-finite row, or one with nx >= 2^63, gets E = F = bp
+// = inf, a query with a non-finite value or norm >= 2^63 gets nq = inf.
+//
+// The bound (u = 2^-24, T = 2^-126, g(n) = nu / (1 - nu), S = q.x exact, c
+// the canonical dot, I = sum q16_d x8_d exact, A = sq sx I):
+//   S - A = (q - eq).e + eq.x, so |S - A| <= nq ||e|| + neq (||x|| + ||e||);
+//   |c - S| <= g(D+4) ||q|| nx + (D+14) T + T sqrt(D)(||q|| + nx) (bf16 above);
+//   ||e|| <= (1 + u) rho en + sqrt(D) T (the rounding of e, flushed e_d);
+// The test: U = fl(nq E + fl(neq F + fl(fl(fl(I) sq) sx + bp))), five
+// roundings, each at most u of a partial sum of |A| + |bp| + neq F + nq E
+// (|A| <= (nq + neq)(||x|| + ||e||)), plus 5 T for underflow. So U >= c + b
+// when
+//   E (1 - 5.1u) >= ||e|| + g(D+4) ||x|| + T sqrt(D) + 5.2u (||x|| + ||e||),
+//   F (1 - 5.1u) >= (||x|| + ||e||)(1 + 5.2u),
+//   bp >= b + eb, eb (1 - 6.2u) >= 6.2u |b| + (D+20) T + T sqrt(D) ||x||
+// (6.2u: the chain and bp's own rounding). I16Consts holds the coefficients
+// of E = ke en + kx nx + k0, F = kfe en + kfx nx + kf0, eb = kb |b| + ax nx
+// + a0 with a safety factor (1.25 on relative terms, 2 on absolute ones,
+// which also covers the float32 roundings of E, F and eb), rounded up.
+// Decision, as for the int8 prefilter: skip a pair when U < th, th = the
+// query's running K-th best, or just below a higher one another task of the
+// same query reached (the score is then <= th: never offered, or < the
+// shared one: not in the answer). "U < th" is false for NaN, and U is inf or
+// NaN whenever a score could be non-finite.
+struct I16Consts {
+  float s127;  // >= 1 / (127 (1 - u)): sx = fl(mx s127) >= mx / 127
+  float ke, kx, k0, kfe, kfx, kf0;
+  float kb, ax, a0;
+};
+
+struct TopkI16 {
+  int strip;  // items per strip (32)
+
+  // A strip of ni <= strip items X[j*D .. j*D + D) (bias b[j] or null):
+  // xb[strip * D2] int16 pairs (dims 2k in the low half, 2k + 1 high, zero
+  // past D); iv[4 * strip] = per item sx, E, F, bp. Items past ni get zero
+  // rows and bp = -inf.
+  void (*pack_items)(int64_t ni, int64_t D, const float* X, const float* b, const I16Consts& c,
+                     uint32_t* xb, float* iv);
+
+  // nq queries as qv[k * QL + r] (int16 pair k of query r, QL = nq rounded
+  // up to 8, padded lanes zero) and qf[4 * QL] = per query sq, nq, neq, th;
+  // items j < ni of a packed strip: top[j * ZQ + z] (ZQ = QL / 8) bit l =
+  // !(U < th) for query 8 z + l (bits of padded lanes are meaningless).
+  // Returns the items j < ni with any bit set (bit j).
+  uint32_t (*scan)(int64_t nq, int64_t D2, const uint32_t* qv, const float* qf,
+                   const uint32_t* xb, const float* iv, int64_t ni, uint8_t* top);
+
+  // U itself for queries r < nq x items j < ni: U[r * ld + j] (tests).
+  void (*bounds)(int64_t nq, int64_t D2, const uint32_t* qv, const float* qf, const uint32_t* xb,
+                 const float* iv, int64_t ni, float* U, int64_t ld);
+};
+
+// The int16 prefilter's table: null when not compiled in or the CPU lacks AVX2/FMA.
+const TopkI16* topk_i16_kernels();
+
 const TopkKernels* topk_kernels_scalar();
 const TopkKernels* topk_kernels_avx2();    // nullptr when not compiled in
 const TopkKernels* topk_kernels_avx512();  // nullptr when not compiled in
+const TopkKernels* topk_kernels_neon();    // nullptr when not compiled in (x86)
 
 // The table of the level the kernel table K() runs at.
 const TopkKernels& TK();

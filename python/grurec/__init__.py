@@ -2,7 +2,8 @@
 
 The native core picks the widest SIMD level the CPU supports at import
 (``simd_level()``); the environment variable ``GRUREC_SIMD`` (``scalar``,
-``avx2`` or ``avx512``) caps it, which is how the tests cover every path.
+``avx2``, ``avx512``, or ``neon`` on ARM64) caps it, which is how the tests
+cover every path.
 """
 import os as _os
 import warnings as _warnings
@@ -42,11 +43,11 @@ __all__ = [
     "splits",
 ]
 
-_LEVELS = ("scalar", "avx2", "avx512")
+_LEVELS = ("scalar", "avx2", "avx512", "neon")
 
 
 def simd_level() -> str:
-    """The SIMD level the native kernels run at: 'scalar', 'avx2' or 'avx512'."""
+    """The SIMD level the native kernels run at: 'scalar', 'avx2', 'avx512' or 'neon'."""
     return _core.simd_level()
 
 
