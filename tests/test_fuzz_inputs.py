@@ -460,7 +460,7 @@ def cli_files(tmp_path_factory):
     m = grurec.GRU4Rec(layers=[4], batch_size=4, n_sample=4, n_epochs=1, num_threads=1,
                        random_state=0, show_progress=False).fit(df)
     m.save(d / "model.grurec")
-    grurec.GRU4Rec().save(d / "unfitted.grurec")
+    (d / "unfitted.grurec").write_bytes(grurec.GRU4Rec().to_bytes())
     (d / "garbage.grurec").write_bytes(b"\x80\x04garbage")
     (d / "bad.csv").write_text("SessionId,ItemId,Time\n1,2,soon\n1,3,4\n")
     return d

@@ -51,6 +51,7 @@ def _data():
 def weights_hash(case: str, data=None) -> str:
     m, l, u, c = case.split("-")
     params = dict(layers=[10, 8], batch_size=6, n_sample=16, sample_alpha=0.5,
+                  elu_param=0.0, bpreg=0.0, logq=0.0,  # the losses below set their own
                   dropout_p_embed=0.2, dropout_p_hidden=0.3, learning_rate=0.05,
                   n_epochs=1, num_threads=1, random_state=7, show_progress=False)
     params.update(MODES[m], **LOSSES[l], **MOMENTA[u], **CELLS[c])

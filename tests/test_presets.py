@@ -109,8 +109,18 @@ def test_cli_preset_with_explicit_options_overriding(tmp_path):
         "bpr-max", 80, 1.95, 0.5, 0.5)                     # from the preset
     assert (m.layers, m.n_epochs, m.n_sample, m.momentum) == ([8], 1, 16, 0.1)  # typed
     m = fit()                                               # no preset: the defaults
-    assert (m.loss, m.batch_size, m.bpreg, m.momentum) == ("cross-entropy", 32, 0.0, 0.0)
+    d = grurec.GRU4Rec()
+    assert (m.loss, m.batch_size, m.bpreg, m.momentum) == (d.loss, d.batch_size, d.bpreg,
+                                                           d.momentum)
     out = subprocess.run([sys.executable, "-m", "grurec", "train", str(tmp_path / "train.csv"),
                           "-o", str(tmp_path / "x"), "--preset", "nope"],
                          capture_output=True, text=True)
     assert out.returncode == 2 and "invalid choice: 'nope'" in out.stderr
+
+
+def test_defaults_are_the_chosen_official_file():
+    """GRU4Rec()'s defaults are retailrocket_bprmax_shared, the setting with the
+    best mean rank in benchmarks/choose_defaults.py (docs/own-data.md)."""
+    d = grurec.GRU4Rec().get_params()
+    for k, v in presets.get("retailrocket_bprmax_shared").items():
+        assert d[k] == v, k

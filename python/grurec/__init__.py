@@ -5,13 +5,11 @@ The native core picks the widest SIMD level the CPU supports at import
 ``avx2``, ``avx512``, or ``neon`` on ARM64) caps it, which is how the tests
 cover every path.
 """
-from __future__ import annotations
-
 import os as _os
 import warnings as _warnings
 
 from . import _core, baselines
-from . import datasets, presets, splits  # noqa: F401  (grurec.datasets, .presets, .splits)
+from . import datasets, fitting, presets, splits  # noqa: F401  (grurec.datasets, ...)
 from . import distributed, tune  # noqa: F401  (Optuna / Dask are imported on first use)
 from .data import SessionData, sessions_from_frame, to_sessions
 from .evaluation import evaluate
@@ -38,6 +36,11 @@ __all__ = [
     "gru_backward",
     "topk",
     "TopkIndex",
+    "baselines",
+    "datasets",
+    "fitting",
+    "presets",
+    "splits",
 ]
 
 _LEVELS = ("scalar", "avx2", "avx512", "neon")

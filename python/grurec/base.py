@@ -18,9 +18,10 @@ file's class by the name it records, without importing the model modules.
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import math
-from typing import Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -61,6 +62,10 @@ def model_classes() -> dict:
 # catalogue size (512 rows x 1M items would be 2 GB).
 _RECOMMEND_CHUNK = 512
 _CHUNK_BYTES = 32 << 20
+
+
+# recommend() shows a progress bar (show_progress=None) past this many sessions.
+_PROGRESS_SESSIONS = 65536
 
 
 def _dense_chunk_rows(n_items: int) -> int:
@@ -135,6 +140,54 @@ class SessionRecommender:
         self.last_unknown_count = 0
         self._ids = _IdIndex()
 
+    # ------------------------------------------------ scikit-learn manners
+    @classmethod
+    def _param_names(cls) -> list:
+        """The hyperparameters: the keyword arguments of ``__init__``."""
+        names = []
+        for name, p in inspect.signature(cls.__init__).parameters.items():
+            if name == "self":
+                continue
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                raise TypeError(f"{cls.__name__}.__init__ takes *{name}: its hyperparameters "
+                                "must be named keyword arguments (get_params reads them)")
+            names.append(name)
+        return names
+
+    def get_params(self, deep: bool = True) -> dict:
+        """Hyperparameter name -> value (scikit-learn's estimator protocol:
+        ``sklearn.base.clone``, grid searches). ``deep`` is accepted for
+        compatibility; grurec models hold no nested estimators."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params):
+        """Set hyperparameters by name and check them (the error names the
+        hyperparameter; on an error none is changed). Takes effect at the
+        next ``fit``. Returns the model."""
+        valid = self._param_names()
+        for name in params:
+            if name not in valid:
+                raise ValueError(f"{name}: not a hyperparameter of {type(self).__name__}; "
+                                 f"valid: {', '.join(valid)}")
+        old = {name: getattr(self, name) for name in params}
+        for name, value in params.items():
+            setattr(self, name, value)
+        try:
+            self._check_params()
+        except Exception:
+            for name, value in old.items():
+                setattr(self, name, value)
+            raise
+        return self
+
+    def __repr__(self) -> str:
+        # scikit-learn's style: the class and the hyperparameters that differ
+        # from their defaults, so the text rebuilds an equal (unfitted) model.
+        sig = inspect.signature(type(self).__init__).parameters
+        shown = [f"{name}={value!r}" for name, value in self.get_params().items()
+                 if not _same_value(value, sig[name].default)]
+        return f"{type(self).__name__}({', '.join(shown)})"
+
     # ------------------------------------------------------------------ fit
     def _check_params(self) -> None:
         pass
@@ -157,8 +210,13 @@ class SessionRecommender:
         self.__dict__.update(work.__dict__)
 
     def fit(self, data, session_col: str = "SessionId", item_col: str = "ItemId",
-            time_col: str = "Time"):
-        """Learn from an event table (pandas DataFrame) or a ``SessionData``."""
+            time_col: str = "Time", *, show_progress: Optional[bool] = None):
+        """Learn from an event table (pandas DataFrame) or a ``SessionData``.
+
+        ``show_progress`` is accepted so that every model takes the same call;
+        these models fit in one vectorised pass and show no bar."""
+        if show_progress is not None and not _is_bool(show_progress):
+            raise TypeError(f"show_progress: must be True, False or None, got {show_progress!r}")
         self._check_params()
         sd = data if isinstance(data, SessionData) else sessions_from_frame(
             data, session_col, item_col, time_col)
@@ -286,7 +344,8 @@ class SessionRecommender:
 
     def recommend(self, sessions, k: int = 20, exclude_seen: bool = False,
                   filter_items=None, unknown: str = "skip", *, session_col: str = "SessionId",
-                  item_col: str = "ItemId", time_col: str = "Time", coerce_ids: bool = False):
+                  item_col: str = "ItemId", time_col: str = "Time", coerce_ids: bool = False,
+                  show_progress: Optional[bool] = None):
         """Top-k next items for each session.
 
         sessions: a list of sequences of the user's item ids (oldest first),
@@ -310,19 +369,21 @@ class SessionRecommender:
             raises TypeError naming it, whatever ``unknown`` says; with
             ``coerce_ids=True`` it is converted where that is unambiguous
             ("12" -> 12, but "012" or "1.0" raise).
+        show_progress: a progress bar over the sessions (None: only for more
+            than ``_PROGRESS_SESSIONS`` sessions).
         Returns (ids, scores): arrays (n_sessions, k) of item ids (the dtype of
         ``item_ids``) and float32 scores, best first, ties by lower item index.
         """
         m = self._snapshot()  # one consistent model even if fit() runs meanwhile
         try:
             return m._recommend(sessions, k, exclude_seen, filter_items, unknown,
-                                session_col, item_col, time_col, coerce_ids)
+                                session_col, item_col, time_col, coerce_ids, show_progress)
         finally:
             self.last_session_ids = m.__dict__.get("last_session_ids")
             self.last_unknown_count = m.__dict__.get("last_unknown_count", 0)
 
     def _recommend(self, sessions, k, exclude_seen, filter_items, unknown, session_col,
-                   item_col, time_col, coerce_ids=False):
+                   item_col, time_col, coerce_ids=False, show_progress=None):
         self._check_fitted()
         if unknown not in ("skip", "error"):
             raise _bad("unknown", "must be 'skip' or 'error'", unknown)
@@ -392,8 +453,67 @@ class SessionRecommender:
         if k_eff < k:
             log.info("recommend: k=%d capped at %d (candidates left after exclusions)", k, k_eff)
 
-        top, scores = self._recommend_topk(rows, idx, n_sess, k_eff, exclude_seen, candidate)
+        from .evaluation import _progress_bar
+
+        bar = _progress_bar(show_progress, n_sess, _PROGRESS_SESSIONS, "recommend")
+        if bar is None:
+            top, scores = self._recommend_topk(rows, idx, n_sess, k_eff, exclude_seen, candidate)
+        else:  # in chunks of sessions, to move the bar
+            top = np.empty((n_sess, k_eff), np.int64)
+            scores = np.empty((n_sess, k_eff), np.float32)
+            starts = np.searchsorted(rows, np.arange(n_sess + 1))
+            step = _PROGRESS_SESSIONS // 4
+            for c0 in range(0, n_sess, step):
+                c1 = min(c0 + step, n_sess)
+                e0, e1 = starts[c0], starts[c1]
+                top[c0:c1], scores[c0:c1] = self._recommend_topk(
+                    rows[e0:e1] - c0, idx[e0:e1], c1 - c0, k_eff, exclude_seen, candidate)
+                bar.update(c1 - c0)
+            bar.close()
         return self.item_ids[top], scores
+
+    # --------------------------------------------------------- item space
+    # A model whose scores for the one-item session [i] say how related each
+    # item is to i (ItemKNN, VSKNN) sets this; similar_items then uses them.
+    _similar_from_scores = False
+
+    def item_vectors(self) -> np.ndarray:
+        """float32 (n_items, d): one vector per item, row i for ``item_ids[i]``
+        (a copy). Models without item vectors raise NotImplementedError."""
+        raise NotImplementedError(f"{type(self).__name__} has no item vectors")
+
+    def similar_items(self, item, k: int = 10):
+        """The ``k`` items most similar to ``item`` (one of the user's item
+        ids), best first, the item itself left out.
+
+        Models with ``item_vectors()`` rank by the cosine similarity of those
+        vectors; ItemKNN and VSKNN by their scores for the one-item session
+        ``[item]``. Popularity models raise NotImplementedError.
+        Returns (ids, scores): 1-D arrays of at most ``k`` (and at most
+        n_items - 1) item ids and float32 similarities.
+        """
+        k = _check_int("k", k, 1)
+        self._check_fitted()
+        try:
+            V = self.item_vectors()
+        except NotImplementedError:
+            if not self._similar_from_scores:
+                raise NotImplementedError(
+                    f"{type(self).__name__} has no item similarity (it ranks by "
+                    "popularity); use GRU4Rec, ItemKNN or VSKNN") from None
+            V = None
+        i = self._lookup([item], lambda j: "item")[0]
+        if i < 0:
+            raise ValueError(f"item: {item!r} is not in the model's vocabulary")
+        if V is not None:
+            norms = np.linalg.norm(V, axis=1)
+            sims = (V @ V[i]) / np.maximum(norms * norms[i], np.finfo(np.float32).tiny)
+            sims = sims.astype(np.float32)
+        else:
+            sims = self.score_prefixes([np.array([i], np.int64)])[0]
+        sims[i] = -np.inf
+        top = _topk(sims[None, :], min(k, self.n_items - 1))[0]
+        return self.item_ids[top], sims[top]
 
     def _recommend_topk(self, rows, idx, n_sess, k, exclude_seen, candidate):
         """Indices (n_sess, k) and float32 scores of the k best items per
@@ -420,6 +540,19 @@ class SessionRecommender:
             out_top[c0:c1] = top
             out_scores[c0:c1] = np.take_along_axis(scores, top, axis=1)
         return out_top, out_scores
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    """a == b for hyperparameter values (a list equals the tuple default it
+    came from); False where the comparison is not a plain bool."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return list(a) == list(b)
+    if type(a) is not type(b) and not (isinstance(a, (int, float)) and isinstance(b, (int, float))):
+        return False
+    try:
+        return bool(a == b)
+    except Exception:
+        return False
 
 
 class _IdIndex:

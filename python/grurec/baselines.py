@@ -140,7 +140,12 @@ class ItemKNN(SessionRecommender):
 
     Defaults n_sims=100, lmbd=20, alpha=0.5 are those of the GRU4Rec authors'
     Item-KNN baseline.
+
+    ``similar_items(i)`` lists i's stored neighbours by sim(i, j), then the
+    popularity fallback.
     """
+
+    _similar_from_scores = True
 
     def __init__(self, n_sims: Optional[int] = 100, lmbd: float = 20.0, alpha: float = 0.5):
         super().__init__()
@@ -273,7 +278,12 @@ class VSKNN(SessionRecommender):
 
     Defaults: k=100 neighbours, sample_size=1000, linear decay, cosine, no IDF
     (the ranges explored by Ludewig & Jannach 2018).
+
+    ``similar_items(i)`` ranks items by their score for the one-item session
+    ``[i]``: how often they occur in the most similar sessions holding i.
     """
+
+    _similar_from_scores = True
 
     def __init__(self, k: int = 100, sample_size: int = 1000, weighting: str = "linear",
                  similarity: str = "cosine", idf_weighting: bool = False):

@@ -393,7 +393,18 @@ def _read_file(path: str, names, roles, sep, where):
             from None
     for n, r in zip(names, roles):
         if n not in head.columns:
-            raise _missing(r, n, head.columns)
+            err = _missing(r, n, head.columns)
+            # One column whose name holds another separator: the wrong sep,
+            # not a wrong column name.
+            other = [c for c in ("\t", ";", ",", "|", " ")
+                     if c != sep and len(head.columns) == 1 and c in str(head.columns[0])]
+            if other:
+                raise ValueError(
+                    f"{r} column {n!r} not found: {path!r} read with sep={sep!r} has one "
+                    f"column {str(head.columns[0])!r}; its separator looks like "
+                    f"{other[0]!r}: pass sep={other[0]!r} (grurec.to_sessions(path, "
+                    f"sep={other[0]!r}); command line: --sep '{other[0]}')")
+            raise err
     usecols = list(dict.fromkeys(names))
     if where.text_ids == "infer":
         return pd.read_csv(path, sep=sep, usecols=usecols)

@@ -152,6 +152,11 @@ def _read_csv(path, **kw):
 def _unix_seconds(values) -> np.ndarray:
     import pandas as pd
 
+    values = pd.Series(values)
+    if values.dtype.kind in "iufb":
+        # Numbers in a date column: parsed as text, as pandas < 3 did (pandas 3
+        # deprecates parsing numbers with a format: a Pandas4Warning).
+        values = values.astype(str)
     ts = pd.to_datetime(values, utc=True, format="ISO8601")
     ns = ts.dt.tz_localize(None).to_numpy() if hasattr(ts, "dt") else ts.tz_localize(None).to_numpy()
     unit = np.datetime_data(ns.dtype)[0]

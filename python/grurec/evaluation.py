@@ -41,7 +41,8 @@ MODES = ("standard", "conservative", "median")
 
 def evaluate(model, test, cutoffs=(1, 5, 10, 20), mode: str = "standard",
              session_col: str = "SessionId", item_col: str = "ItemId", time_col: str = "Time",
-             candidates=None, chunk_events: int = 32768, num_threads: int | None = None) -> dict:
+             candidates=None, chunk_events: int = 32768, num_threads: int | None = None,
+             show_progress: bool | None = None) -> dict:
     """Full-ranking next-item evaluation of a fitted model on test sessions.
 
     test: anything ``grurec.to_sessions`` takes (DataFrame, Arrow table,
@@ -51,19 +52,22 @@ def evaluate(model, test, cutoffs=(1, 5, 10, 20), mode: str = "standard",
     candidates: optional item ids to rank among instead of all items
         (targets outside them count as misses).
     chunk_events: test events scored at a time (memory bound).
+    show_progress: a progress bar over the test events (None: only when
+        the test has more than one chunk of events).
     Returns a dict: the metrics for every K, ``n_events`` (predictions made,
     unknown targets included), ``n_sessions``, ``n_unknown_targets``,
     ``n_items`` (items ranked among).
     """
     acc, n_sessions = _evaluate_counts(model, test, cutoffs, mode, session_col, item_col,
-                                       time_col, candidates, chunk_events, num_threads)
+                                       time_col, candidates, chunk_events, num_threads,
+                                       show_progress)
     out = acc.result()
     out["n_sessions"] = n_sessions
     return out
 
 
 def _evaluate_counts(model, test, cutoffs, mode, session_col, item_col, time_col, candidates,
-                     chunk_events, num_threads):
+                     chunk_events, num_threads, show_progress=False):
     """``evaluate``'s work: (the ``_Accumulator`` of integer counts, number of
     sessions). Counts add up exactly, so ``grurec.distributed.evaluate`` sums
     them over partitions and gets the single-process result bit for bit."""
@@ -95,6 +99,7 @@ def _evaluate_counts(model, test, cutoffs, mode, session_col, item_col, time_col
     K = max(cutoffs)
 
     acc = _Accumulator(cutoffs, n_ranked, _popularity(model, cand))
+    bar = _progress_bar(show_progress, sd.n_events, chunk_events, "evaluate")
     for s0, s1 in _chunks(sd.offsets, int(chunk_events)):
         off = sd.offsets[s0:s1 + 1] - sd.offsets[s0]
         items = sd.items[sd.offsets[s0]:sd.offsets[s1]]
@@ -111,7 +116,25 @@ def _evaluate_counts(model, test, cutoffs, mode, session_col, item_col, time_col
         else:
             ranks, top = _dense_ranks(model, off, items, targets, known, cand, K, mode, nt)
         acc.add(ranks, known, top)
+        if bar is not None:
+            bar.update(int(sd.offsets[s1] - sd.offsets[s0]))
+    if bar is not None:
+        bar.close()
     return acc, int(sd.n_sessions)
+
+
+def _progress_bar(show, total: int, chunk: int, desc: str):
+    """A tqdm bar over ``total`` units, or None: ``show`` None means only when
+    the work takes more than one chunk."""
+    from .base import _is_bool
+
+    if show is not None and not _is_bool(show):
+        raise ValueError(f"show_progress: must be True, False or None, got {show!r}")
+    if not (show or (show is None and total > chunk)):
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=int(total), desc=desc, unit="ev", unit_scale=True, leave=False)
 
 
 def _check_cutoffs(cutoffs) -> tuple[int, ...]:

@@ -8,13 +8,16 @@ import logging
 import math
 import numbers
 import time
-from typing import Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 import numpy as np
 
 from . import _core
 from .base import SessionRecommender, register
 from .data import SessionData, drop_short_sessions, to_sessions
+
+if TYPE_CHECKING:  # for the annotations (and the API docs) only
+    from .session import LiveSession
 
 log = logging.getLogger("grurec")
 
@@ -70,7 +73,12 @@ class ModelFitError(RuntimeError):
 class GRU4Rec(SessionRecommender):
     """Session-based next-item recommender.
 
-    Hyperparameters keep the published names, so tuned settings carry over:
+    Hyperparameters keep the published names, so tuned settings carry over.
+    The defaults are the official parameter file ``retailrocket_bprmax_shared``
+    (``grurec.presets``): of the settings compared, it had the best mean rank
+    by validation MRR@20 over every session data set grurec carries
+    (``benchmarks/choose_defaults.py``; table in ``docs/own-data.md``).
+
 
     layers: hidden sizes of the stacked GRU layers, e.g. ``[100]``.
     loss: ``"cross-entropy"``, ``"bpr-max"`` or ``"top1-max"``.
@@ -109,20 +117,20 @@ class GRU4Rec(SessionRecommender):
 
     def __init__(
         self,
-        layers: Sequence[int] = (100,),
-        loss: str = "cross-entropy",
-        elu_param: float = 0.0,
-        bpreg: float = 0.0,
+        layers: Sequence[int] = (224,),
+        loss: str = "bpr-max",
+        elu_param: float = 0.5,
+        bpreg: float = 1.95,
         logq: float = 0.0,
-        batch_size: int = 32,
+        batch_size: int = 80,
         n_sample: int = 2048,
-        sample_alpha: float = 0.75,
+        sample_alpha: float = 0.4,
         embedding: int = 0,
         constrained_embedding: bool = True,
-        dropout_p_embed: float = 0.0,
-        dropout_p_hidden: float = 0.0,
-        learning_rate: float = 0.1,
-        momentum: float = 0.0,
+        dropout_p_embed: float = 0.5,
+        dropout_p_hidden: float = 0.05,
+        learning_rate: float = 0.05,
+        momentum: float = 0.4,
         n_epochs: int = 10,
         momentum_type: str = "heavy-ball",
         gru_cell: str = "reset-after",
@@ -160,6 +168,7 @@ class GRU4Rec(SessionRecommender):
         self._topk_index = None  # prepare_serving's TopkIndex of W_y, b_y
         self.epochs_trained = 0
         self.history: list[dict] = []
+        self.best_epoch: Optional[int] = None
         self.interrupted = False  # the last fit was cut short (on_interrupt="keep")
 
     @classmethod
@@ -204,7 +213,12 @@ class GRU4Rec(SessionRecommender):
         lay = self.layers
         lay = list(lay) if isinstance(lay, (list, tuple)) or (
             isinstance(lay, np.ndarray) and lay.ndim == 1) else [lay]
-        self.layers = [_as_int("layers", h, 1) for h in lay]
+        lay = [_as_int("layers", h, 1) for h in lay]
+        # A list that is already what it would become stays the same object
+        # (sklearn.base.clone checks that __init__ stores what it is given).
+        if not (type(self.layers) is list and self.layers == lay
+                and all(type(h) is int for h in self.layers)):
+            self.layers = lay
         for name in ("batch_size", "n_sample", "embedding", "n_epochs", "num_threads"):
             setattr(self, name, _as_int(name, getattr(self, name), 0))
         for name in ("elu_param", "bpreg", "logq", "sample_alpha", "momentum", "learning_rate",
@@ -313,7 +327,8 @@ class GRU4Rec(SessionRecommender):
     # -------------------------------------------------------------------- fit
     def fit(self, data, session_col: str = "SessionId", item_col: str = "ItemId",
             time_col: str = "Time", callback: Optional[Callable[[int, float], None]] = None,
-            *, on_interrupt: str = "raise"):
+            *, valid=None, patience: Optional[int] = None, metric: str = "mrr@20",
+            show_progress: Optional[bool] = None, on_interrupt: str = "raise"):
         """Train on events for ``n_epochs`` epochs.
 
         ``data``: anything ``grurec.data.to_sessions`` takes: a pandas or polars
@@ -331,13 +346,36 @@ class GRU4Rec(SessionRecommender):
         ``on_interrupt="raise"`` (the default) ``fit`` then raises
         ``KeyboardInterrupt`` and the model is left as it was before the call.
         With ``on_interrupt="keep"`` ("stop and keep") the partly trained
-        model is kept: ``fit`` returns normally with ``interrupted`` set to
-        True (and a warning logged); ``history[-1]`` is the cut-short epoch.
+        model is kept (with ``valid``: the best epoch's weights): ``fit``
+        returns normally with ``interrupted`` set to True (and a warning
+        logged); ``history[-1]`` is the cut-short epoch.
+
+        Validation and early stopping (more in ``grurec.fitting``):
+
+        valid: held-out sessions, evaluated after every epoch with
+            ``grurec.evaluate`` (full ranking): events in any form ``data``
+            takes (same columns), or a fraction in (0, 1): the sessions that
+            start in the last ``valid`` share of the training events (by
+            time) are held out, the earlier events of sessions that straddle
+            that time stay in training. The model ends with the weights of
+            the best epoch; ``history`` holds every epoch's ``metric`` and
+            ``best_epoch`` the epoch kept.
+        patience: stop after this many epochs without improvement (None:
+            train all ``n_epochs``); needs ``valid``.
+        metric: what "best" means: ``"mrr@K"``, ``"recall@K"`` or ``"ndcg@K"``.
+        show_progress: progress bars for this call (None: ``self.show_progress``).
         """
+        from .fitting import ValidationPlan
+
         if on_interrupt not in ("raise", "keep"):
             raise ValueError(f"on_interrupt: must be 'raise' or 'keep', got {on_interrupt!r}")
         self._check_params()
+        progress = self.show_progress if show_progress is None else _as_bool(
+            "show_progress", show_progress)
+        plan = ValidationPlan.create(valid, patience, metric)
         sd = to_sessions(data, session_col, item_col, time_col)  # private arrays
+        if plan is not None:
+            sd = plan.carve(sd, session_col, item_col, time_col)
         n_short = int((sd.lengths() < 2).sum())
         # Items seen only in single-event sessions are never trained: they
         # leave the vocabulary (recommend() then treats them as unknown).
@@ -348,15 +386,22 @@ class GRU4Rec(SessionRecommender):
             log.info("skipped %d sessions with a single event", n_short)
         work = self._snapshot()  # other threads keep using the old model meanwhile
         try:
-            finished = work._fit_sessions(sd, callback)
+            finished = work._fit_sessions(sd, callback, plan=plan, show_bar=progress)
         except KeyboardInterrupt:
-            # Ctrl-C in Python code (between epochs, in the callback): "keep"
-            # keeps the copy only if it is a whole model, never a half-built one.
-            if on_interrupt != "keep" or not work._whole():
+            # Ctrl-C in Python code (between epochs, in the callback, in the
+            # validation): "keep" keeps the copy only if it is a whole model
+            # (the best epoch's, with validation), never a half-built one.
+            if on_interrupt != "keep":
+                raise
+            if plan is not None:
+                plan.restore_best(work)
+            if not work._whole():
                 raise
             finished = False
             if work.history:
                 work.history[-1]["interrupted"] = True
+        if plan is not None:  # the best epoch's weights, also when interrupted
+            plan.restore_best(work)
         if not finished:
             if on_interrupt == "keep" and not work._whole():
                 raise ModelFitError("training was interrupted and the weights it leaves are "
@@ -371,9 +416,13 @@ class GRU4Rec(SessionRecommender):
         self._publish(work)  # the one step that makes the new model this one
         return self
 
-    def _fit_sessions(self, sd: SessionData, callback) -> bool:
+    def _fit_sessions(self, sd: SessionData, callback, plan=None,
+                      show_bar: Optional[bool] = None) -> bool:
         """Train ``self`` (a private copy, see ``fit``) from scratch; False
-        when Ctrl-C cut training short."""
+        when Ctrl-C cut training short. ``plan``: a ``grurec.fitting``
+        validation plan, run after every epoch (it may stop training)."""
+        if show_bar is None:
+            show_bar = self.show_progress
         self.item_ids = np.asarray(sd.item_ids)
         n_items = len(sd.item_ids)
         rng = np.random.default_rng(self.random_state)
@@ -382,6 +431,7 @@ class GRU4Rec(SessionRecommender):
         pop = self.popularity.astype(np.float32)
         self.epochs_trained = 0
         self.history = []
+        self.best_epoch = None
         L = len(self.layers)
         args = (
             [self._triple(f"W_ih{l}") for l in range(L)],
@@ -405,7 +455,7 @@ class GRU4Rec(SessionRecommender):
                 if self.parallel == "hogwild" else 1,
             )
             bar = None
-            if self.show_progress:
+            if show_bar:
                 from tqdm.auto import tqdm
 
                 bar = tqdm(total=n_train_events, desc=f"epoch {epoch + 1}/{self.n_epochs}",
@@ -415,7 +465,11 @@ class GRU4Rec(SessionRecommender):
             def progress(events, loss_sum, batches):
                 if bar is not None:
                     bar.update(events - seen[0])
-                    bar.set_postfix(loss=f"{loss_sum / max(events, 1):.4f}", refresh=False)
+                    # A sum of 0 is a frame without a loss reading (the native
+                    # loop sends 0 while it waits for other workers): keep the
+                    # last one shown rather than flash loss=0.0000.
+                    if loss_sum > 0:
+                        bar.set_postfix(loss=f"{loss_sum / max(events, 1):.4f}", refresh=False)
                 seen[0] = events
                 return True
 
@@ -448,8 +502,11 @@ class GRU4Rec(SessionRecommender):
                                      seconds=dt, events_per_s=r["events"] / dt if dt else 0.0))
             self.epochs_trained += 1
             log.info("epoch %d: loss %.4f, %.0f events/s", epoch + 1, loss, r["events"] / dt)
+            stop = plan is not None and plan.after_epoch(self)
             if callback is not None:
                 callback(epoch + 1, loss)
+            if stop:
+                break
         return True
 
     # -------------------------------------------------------------- inference
@@ -545,6 +602,14 @@ class GRU4Rec(SessionRecommender):
         return _topk_csr(h, self.params["W_y"], self.params["b_y"], k, ex_off, ex_idx, allowed,
                          self.num_threads, index=self._topk_index)
 
+    def item_vectors(self) -> np.ndarray:
+        """float32 (n_items, H): the output item table ``W_y`` (a copy), row i
+        for ``item_ids[i]``; with ``constrained_embedding`` also the input
+        vectors. ``similar_items`` ranks by their cosine similarity. (The
+        per-item output bias ``params["b_y"]`` is not part of them.)"""
+        self._check_fitted()
+        return self.params["W_y"].copy()
+
     def prepare_serving(self, num_threads: int = 0) -> "GRU4Rec":
         """Prepare the output item table for fast top-k: ``recommend`` and live
         sessions then score against a ``grurec.TopkIndex`` of it, whose int8
@@ -574,11 +639,13 @@ class GRU4Rec(SessionRecommender):
         """Write the model to one file, atomically (see ``grurec.io``).
 
         ``optimizer=True`` also stores the optimizer state (only needed to
-        continue training). Item ids must be integers or strings."""
+        continue training). Item ids must be integers or strings. An
+        unfitted model is refused (RuntimeError); ``to_bytes`` still writes
+        one (pickling and copying need that)."""
         from .io import save
 
-        if self.params:
-            self._check_weights_match()
+        self._check_fitted()
+        self._check_weights_match()
         save(self, path, optimizer=optimizer)
 
     def to_bytes(self, *, optimizer: bool = False) -> bytes:

@@ -14,9 +14,10 @@ the reset-after cell (cuDNN / ``torch.nn.GRU``): ``p = h_{t-1} W_hh + b_hh``,
 ``r, z = sigmoid(x W_{r,z} + b_{r,z} + p_{r,z})``, ``n_t = tanh(x_t W_n + b_n +
 r_t * p_n)``, the same ``h_t``.
 """
-from __future__ import annotations
-
-from typing import NamedTuple
+# No ``from __future__ import annotations`` here: the NamedTuples' generated
+# __init__ would carry string annotations ('np.ndarray') that no namespace
+# resolves (the API reference build fails on them).
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -37,7 +38,7 @@ class GRUGrads(NamedTuple):
     dW_ih: np.ndarray  # (I, 3H)
     dW_hh: np.ndarray  # (H, 3H)
     db: np.ndarray  # (3H,)
-    db_hh: "np.ndarray | None" = None  # (3H,), reset-after only
+    db_hh: Optional[np.ndarray] = None  # (3H,), reset-after only
 
 
 def _f32(name: str, a, ndim: int) -> np.ndarray:
