@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 import grurec
-from _machine import cpu_line  # (benchmarks/, the script's folder, is on sys.path)
+from _machine import cpu_line, cpu_model  # (benchmarks/, the script's folder, is on sys.path)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "bench_accuracy.json"
@@ -69,17 +69,6 @@ def parse_set(items: list[str]) -> dict:
         except json.JSONDecodeError:
             out[k] = v
     return out
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")),
-                        "unknown")
-    except OSError:
-        import platform
-
-        return platform.processor() or "unknown"
 
 
 def anchor_means(config: str):
@@ -141,7 +130,6 @@ def main(argv=None) -> int:
     if official:
         print(f"official GRU4Rec, same parameter file, mean of {official['n']} seeds: "
               f"recall@20 {official['recall@20']:.4f}  mrr@20 {official['mrr@20']:.4f}")
-    print(f"CPU: {cpu_model()}, SIMD {grurec.simd_level()}, threads {args.threads}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(dict(data=args.data, config=args.config, params=params,
                                          threads=args.threads, parallel=args.parallel,

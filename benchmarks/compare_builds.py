@@ -24,6 +24,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from _machine import cpu_model  # (benchmarks/, the script's folder, is on sys.path)
+
 HERE = Path(__file__).resolve().parent
 CONFIGS = {
     "rsc15": dict(loss="cross-entropy", layers=[100], batch_size=32, n_sample=2048,
@@ -48,15 +50,6 @@ h = m.history[0]
 print(json.dumps(dict(events_per_s=h["events"] / h["seconds"], simd=grurec.simd_level(),
                       version=grurec.__version__)))
 """
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")),
-                        "unknown")
-    except OSError:
-        return "unknown"
 
 
 def data_file(n_events: int, n_items: int) -> Path:
