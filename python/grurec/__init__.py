@@ -18,7 +18,7 @@ from .model import GRU4Rec, ModelFitError
 from .ops import gru_backward, gru_forward
 from .topk import TopkIndex, topk
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "GRU4Rec",
