@@ -21,6 +21,7 @@ from __future__ import annotations
 import inspect
 import logging
 import math
+import numbers
 from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
@@ -101,6 +102,44 @@ def _check_float(name: str, value, low: float, high: float = math.inf) -> float:
 
 def _is_bool(v) -> bool:
     return isinstance(v, (bool, np.bool_))
+
+
+# Integer hyperparameters are capped at the native code's int32 range.
+_INT_MAX = 2**31 - 1
+
+
+def _as_int(name: str, v, low: int) -> int:
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+        raise TypeError(f"{name}: must be an integer, got {v!r} ({type(v).__name__})")
+    if not isinstance(v, numbers.Integral):
+        f = float(v)
+        if not (math.isfinite(f) and f.is_integer()):
+            raise ValueError(f"{name}: must be a whole number, got {v!r}")
+        v = f
+    v = int(v)
+    if v < low:
+        raise ValueError(f"{name}: must be >= {low}, got {v}")
+    if v > _INT_MAX:
+        raise ValueError(f"{name}: must be <= {_INT_MAX}, got {v}")
+    return v
+
+
+def _as_float(name: str, v) -> float:
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+        raise TypeError(f"{name}: must be a number, got {v!r} ({type(v).__name__})")
+    return float(v)
+
+
+def _as_bool(name: str, v) -> bool:
+    if isinstance(v, (bool, np.bool_)) or (isinstance(v, numbers.Integral) and v in (0, 1)):
+        return bool(v)
+    raise TypeError(f"{name}: must be True or False, got {v!r} ({type(v).__name__})")
+
+
+def _all_finite(a: np.ndarray, chunk: int = 1 << 22) -> bool:
+    """np.isfinite(a).all() in chunks (no same-size mask for a big table)."""
+    flat = a.reshape(-1)
+    return all(np.isfinite(flat[i:i + chunk]).all() for i in range(0, flat.size, chunk))
 
 
 def _flatten(prefixes) -> tuple[np.ndarray, np.ndarray]:

@@ -55,6 +55,8 @@ from typing import Union
 
 import numpy as np
 
+from .base import _all_finite as all_finite
+
 log = logging.getLogger("grurec")
 
 MAGIC = b"\x89GRU\r\n\x1a\n"
@@ -613,7 +615,7 @@ def _model_from(meta, arrays, cls=None):
         if a.shape != tuple(shape) or a.dtype != np.float32:
             raise ModelFileError(f"invalid model file: weight {k!r} has shape {a.shape} "
                                  f"{a.dtype}, the hyperparameters need {tuple(shape)} float32")
-        if not _all_finite(a):
+        if not all_finite(a):
             raise ModelFileError(f"invalid model file: weight {k!r} holds NaN or infinite "
                                  "values (training never writes them)")
     model.params = {k: params[k] for k in want}
@@ -638,12 +640,6 @@ def _model_from(meta, arrays, cls=None):
     model._opt = opt
     model._vel = vel
     return model
-
-
-def _all_finite(a: np.ndarray, chunk: int = 1 << 22) -> bool:
-    """np.isfinite(a).all() in chunks, so a large table needs no same-size mask."""
-    flat = a.reshape(-1)
-    return all(np.isfinite(flat[i:i + chunk]).all() for i in range(0, flat.size, chunk))
 
 
 def from_bytes(data, cls=None):

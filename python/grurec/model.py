@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Callable, Optional, Sequence
 import numpy as np
 
 from . import _core
-from .base import SessionRecommender, register
+from .base import SessionRecommender, _all_finite, _as_bool, _as_float, _as_int, register
 from .data import SessionData, drop_short_sessions, to_sessions
 
 if TYPE_CHECKING:  # for the annotations (and the API docs) only
@@ -25,44 +25,6 @@ LOSSES = ("cross-entropy", "bpr-max", "top1-max")
 PARALLEL = ("hogwild", "sync")
 MOMENTUM_TYPES = ("heavy-ball", "nesterov")
 GRU_CELLS = ("reset-after", "reset-before")
-
-
-# Integer hyperparameters are capped at the native code's int32 range.
-_INT_MAX = 2**31 - 1
-
-
-def _as_int(name: str, v, low: int) -> int:
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
-        raise TypeError(f"{name}: must be an integer, got {v!r} ({type(v).__name__})")
-    if not isinstance(v, numbers.Integral):
-        f = float(v)
-        if not (math.isfinite(f) and f.is_integer()):
-            raise ValueError(f"{name}: must be a whole number, got {v!r}")
-        v = f
-    v = int(v)
-    if v < low:
-        raise ValueError(f"{name}: must be >= {low}, got {v}")
-    if v > _INT_MAX:
-        raise ValueError(f"{name}: must be <= {_INT_MAX}, got {v}")
-    return v
-
-
-def _as_float(name: str, v) -> float:
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
-        raise TypeError(f"{name}: must be a number, got {v!r} ({type(v).__name__})")
-    return float(v)
-
-
-def _as_bool(name: str, v) -> bool:
-    if isinstance(v, (bool, np.bool_)) or (isinstance(v, numbers.Integral) and v in (0, 1)):
-        return bool(v)
-    raise TypeError(f"{name}: must be True or False, got {v!r} ({type(v).__name__})")
-
-
-def _all_finite(a: np.ndarray, chunk: int = 1 << 22) -> bool:
-    """np.isfinite(a).all() in chunks (no same-size mask for a big table)."""
-    flat = a.reshape(-1)
-    return all(np.isfinite(flat[i:i + chunk]).all() for i in range(0, flat.size, chunk))
 
 
 class ModelFitError(RuntimeError):
