@@ -155,8 +155,11 @@ def kill_mid_trial(events_csv, url, name, study):
     a = worker(events_csv, url, name, 100, 1)
     tag = f"{socket.gethostname()}:{a.pid}"
     seen, t0 = False, time.time()
+    # Killed only once the trial has reported an epoch: its heartbeat thread,
+    # started before the objective, has then recorded a beat. A trial killed
+    # before its first beat has no heartbeat row, and Optuna never fails it.
     while not seen and time.time() - t0 < 120 and a.poll() is None:
-        seen = any(t.user_attrs.get("worker") == tag
+        seen = any(t.user_attrs.get("worker") == tag and t.intermediate_values
                    for t in study.get_trials(states=(TS.RUNNING,)))
         time.sleep(0.02)
     assert seen, "worker A never ran a trial"
