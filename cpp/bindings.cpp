@@ -274,6 +274,8 @@ py::dict train_epoch(py::list W_ih, py::list W_hh, py::list b, py::list b_hh, py
   c.num_threads = resolve_threads(cfg["num_threads"].cast<int>());
   c.workers = cfg.contains("workers") ? cfg["workers"].cast<int>() : 1;
   if (c.workers < 1) throw py::value_error("workers must be >= 1");
+  c.bptt = cfg.contains("bptt") ? cfg["bptt"].cast<int64_t>() : 1;
+  if (c.bptt < 1) throw py::value_error("bptt must be >= 1");
   const int64_t L = static_cast<int64_t>(W_hh.size());
   if (L < 1 || static_cast<int64_t>(W_ih.size()) != L || static_cast<int64_t>(b.size()) != L ||
       static_cast<int64_t>(b_hh.size()) != L)
@@ -410,7 +412,8 @@ grurec::Net net_from_params(py::dict p, const std::vector<int64_t>& layers, int 
 py::array_t<float> session_states(py::dict params, std::vector<int64_t> layers, int mode,
                                   py::array_t<int64_t, py::array::c_style> offsets,
                                   py::array_t<int32_t, py::array::c_style> items,
-                                  bool all_prefixes, int num_threads) {
+                                  bool all_prefixes, int num_threads, py::object h0,
+                                  bool all_layers) {
   grurec::Net net = net_from_params(params, layers, mode);
   if (offsets.ndim() != 1 || offsets.shape(0) < 1)
     throw py::value_error("offsets: expected a 1-D array of n_sessions + 1 values");
@@ -430,15 +433,21 @@ py::array_t<float> session_states(py::dict params, std::vector<int64_t> layers, 
       throw py::value_error("items: index " + std::to_string(pi[e]) + " at position " +
                             std::to_string(e) + " is outside [-1, " +
                             std::to_string(net.n_items) + ")");
+  if (all_layers && all_prefixes)
+    throw py::value_error("all_layers: only for the states after each session");
   const int64_t HL = layers.back();
+  int64_t Hsum = 0;
+  for (int64_t H : layers) Hsum += H;
+  const float* ph0 = h0.is_none() ? nullptr : checked("h0", h0, {S, Hsum}, false);
   const int64_t rows = all_prefixes ? E - S : S;
-  py::array_t<float> out({rows, HL});
+  py::array_t<float> out(std::vector<py::ssize_t>{rows, all_layers ? Hsum : HL});
   float* pout = out.mutable_data();
   const int nt = resolve_threads(num_threads);
   SigintGuard sigint;
   {
     py::gil_scoped_release nogil;
-    grurec::session_states(net, mode, po, S, pi, all_prefixes, pout, nt, sigint.flag());
+    grurec::session_states(net, mode, po, S, pi, all_prefixes, all_layers ? nullptr : pout, nt,
+                           sigint.flag(), ph0, all_layers ? pout : nullptr);
   }
   sigint.finish();
   return out;
@@ -798,8 +807,9 @@ PYBIND11_MODULE(_core, m) {
   }, py::arg("pop"), py::arg("alpha"), py::arg("n"), py::arg("seed"));
   m.def("session_states", &session_states, py::arg("params"), py::arg("layers"),
         py::arg("mode"), py::arg("offsets"), py::arg("items"), py::arg("all_prefixes"),
-        py::arg("num_threads") = 0,
-        "Last-layer GRU states after each session (or after every prefix); see cpp/infer.hpp.");
+        py::arg("num_threads") = 0, py::arg("h0") = py::none(), py::arg("all_layers") = false,
+        "Last-layer GRU states after each session (or after every prefix), or every layer's "
+        "(all_layers), optionally from initial states h0 [S, sum H]; see cpp/infer.hpp.");
   m.def("gru_forward", &gru_forward, py::arg("h_out"), py::arg("gates"), py::arg("rh"),
         py::arg("x"), py::arg("h0"), py::arg("W_ih"), py::arg("W_hh"), py::arg("b"),
         py::arg("b_hh") = py::none(), py::arg("num_threads") = 0);

@@ -14,14 +14,20 @@ constexpr int64_t kBlock = 256;  // sessions per block
 // One block of sessions [s0, s1), stepped event by event; the kernels run
 // single-threaded (threads split blocks).
 void run_block(const Net& net, int mode, const int64_t* offsets, int64_t s0, int64_t s1,
-               const int32_t* items, bool all_prefixes, float* out, const StopFlag* stop) {
+               const int32_t* items, bool all_prefixes, float* out, const float* h0,
+               float* out_all, const StopFlag* stop) {
   const int64_t L = static_cast<int64_t>(net.layers.size());
   const int64_t HL = net.layers.back(), nb = s1 - s0;
   const int64_t I0 = mode == 1 ? net.emb.cols : (mode == 2 ? HL : 0);
   std::vector<std::vector<float>> st(L), h(L), gates(L), rh(L), hp(L);
-  for (int64_t l = 0; l < L; ++l) {
+  int64_t Hsum = 0;  // width of a row of h0 / out_all: every layer's state
+  for (int64_t l = 0; l < L; ++l) Hsum += net.layers[l];
+  for (int64_t l = 0, off = 0; l < L; off += net.layers[l], ++l) {
     const int64_t H = net.layers[l];
     st[l].assign(nb * H, 0.0f);  // [nb, H] state of every session of the block
+    if (h0)
+      for (int64_t b = 0; b < nb; ++b)
+        std::memcpy(&st[l][b * H], h0 + (s0 + b) * Hsum + off, H * sizeof(float));
     h[l].resize(nb * H);         // [live, H] compacted step buffers
     gates[l].resize(nb * 3 * H);
     rh[l].resize(nb * H);
@@ -79,22 +85,27 @@ void run_block(const Net& net, int mode, const int64_t* offsets, int64_t s0, int
       }
     }
   }
-  if (!all_prefixes)
+  if (!all_prefixes && out)
     std::memcpy(out + s0 * HL, st[L - 1].data(), nb * HL * sizeof(float));
+  if (out_all)
+    for (int64_t l = 0, off = 0; l < L; off += net.layers[l], ++l)
+      for (int64_t b = 0; b < nb; ++b)
+        std::memcpy(out_all + (s0 + b) * Hsum + off, &st[l][b * net.layers[l]],
+                    net.layers[l] * sizeof(float));
 }
 
 }  // namespace
 
 void session_states(const Net& net, int mode, const int64_t* offsets, int64_t n_sessions,
                     const int32_t* items, bool all_prefixes, float* out, int num_threads,
-                    const StopFlag* stop) {
+                    const StopFlag* stop, const float* h0, float* out_all) {
   const int64_t nblocks = (n_sessions + kBlock - 1) / kBlock;
   const int nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(num_threads, nblocks)));
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)
   for (int64_t blk = 0; blk < nblocks; ++blk) {
     const int64_t s0 = blk * kBlock, s1 = std::min(n_sessions, s0 + kBlock);
     if (stop_requested(stop)) continue;
-    run_block(net, mode, offsets, s0, s1, items, all_prefixes, out, stop);
+    run_block(net, mode, offsets, s0, s1, items, all_prefixes, out, h0, out_all, stop);
   }
 }
 

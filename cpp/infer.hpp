@@ -26,8 +26,13 @@ namespace grurec {
 // one-step products over its live sessions.
 // stop (interrupt.hpp): polled every step of a block; once set, the call
 // returns early and out is incomplete.
+// h0 [S, sum H_l] (optional): every layer's initial state of each session
+// (layer 0's H_0 values first), instead of zero. out_all [S, sum H_l]
+// (optional): every layer's state after the session's last event, in that
+// layout (out may then be null unless all_prefixes).
 void session_states(const Net& net, int mode, const int64_t* offsets, int64_t n_sessions,
                     const int32_t* items, bool all_prefixes, float* out, int num_threads,
-                    const StopFlag* stop = nullptr);
+                    const StopFlag* stop = nullptr, const float* h0 = nullptr,
+                    float* out_all = nullptr);
 
 }  // namespace grurec

@@ -62,6 +62,9 @@ struct TrainConfig {
   // sessions, lock-free updates of the shared tables). 1 = one stream whose
   // kernels use num_threads threads. Capped at num_threads.
   int workers = 1;
+  // Truncated BPTT window (UserGRU's bptt): each mini-batch is T steps of
+  // every slot, gradients through all of them; 1 = GRU4Rec.
+  int64_t bptt = 1;
 };
 
 struct Net {

@@ -36,14 +36,13 @@ EpochStats run_epoch(const std::vector<std::unique_ptr<Stream>>& streams,
   auto body = [&](int64_t w) {
     Stream& s = *streams[w];
     while (s.batch() > 0 && stop.load(std::memory_order_relaxed) == EpochStats::kDone) {
-      const int64_t B = s.batch();
       if (!s.step()) {
         int expected = EpochStats::kDone;
         if (stop.compare_exchange_strong(expected, EpochStats::kNonFinite))
           bad_batch.store(batches.load());
         break;
       }
-      events.fetch_add(B, std::memory_order_relaxed);
+      events.fetch_add(s.last_events, std::memory_order_relaxed);
       batches.fetch_add(1, std::memory_order_relaxed);
       if (w == 0 && progress) {
         const auto now = std::chrono::steady_clock::now();

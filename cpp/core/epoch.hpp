@@ -29,12 +29,13 @@ using Progress = std::function<bool(int64_t, double, int64_t)>;
 class Stream {
  public:
   virtual ~Stream() = default;
-  // Events of the next mini-batch; 0 when the stream is done.
+  // Slots of the next mini-batch; 0 when the stream is done.
   virtual int64_t batch() const = 0;
   // Trains one mini-batch. False: its loss was not finite, nothing applied.
   // Never throws.
   virtual bool step() = 0;
   double loss_sum = 0.0;  // sum of the per-event losses so far
+  int64_t last_events = 0;  // (input, target) pairs the last step() trained
 };
 
 // How many streams an epoch over n_sequences runs (workers capped by the

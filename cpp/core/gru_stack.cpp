@@ -9,7 +9,7 @@
 namespace grurec {
 
 GruStack::GruStack(const GruStackWeights& w, int64_t I0, bool projected, float dropout_hidden,
-                   int64_t Bmax)
+                   int64_t Bmax, int64_t Tmax)
     : w_(w), I0_(I0), projected_(projected), dropout_(dropout_hidden) {
   L_ = static_cast<int64_t>(w.layers.size());
   state_.resize(L_);
@@ -23,15 +23,16 @@ GruStack::GruStack(const GruStackWeights& w, int64_t I0, bool projected, float d
   dW_hh_.resize(L_);
   db_.resize(L_);
   dbh_.resize(L_);
+  const int64_t R = Tmax * Bmax;
   for (int64_t l = 0; l < L_; ++l) {
     const int64_t H = w.layers[l];
     state_[l].assign(Bmax * H, 0.0f);
-    out_[l].resize(Bmax * H);
-    gates_[l].resize(Bmax * 3 * H);
-    rh_[l].resize(Bmax * H);
-    mask_h_[l].resize(Bmax * H);
-    y_[l].resize(Bmax * H);
-    if (l < L_ - 1) dy_[l].resize(Bmax * H);  // the top layer's is dq
+    out_[l].resize(R * H);
+    gates_[l].resize(R * 3 * H);
+    rh_[l].resize(R * H);
+    if (dropout_hidden > 0) mask_h_[l].resize(R * H);
+    y_[l].resize(R * H);
+    if (l < L_ - 1) dy_[l].resize(R * H);  // the top layer's is dq
     if (!(l == 0 && projected)) dW_ih_[l].resize(w.W_ih[l].rows * w.W_ih[l].cols);
     dW_hh_[l].resize(H * 3 * H);
     db_[l].resize(3 * H);
@@ -40,53 +41,73 @@ GruStack::GruStack(const GruStackWeights& w, int64_t I0, bool projected, float d
 }
 
 const float* GruStack::forward(const Window& win, const float* x, Rng& rng, int nt) {
-  const int64_t B = win.B;
+  const int64_t B = win.B, T = win.T;
+  T_ = T;
+  B_ = B;
   x_ = projected_ ? nullptr : x;
   if (projected_) {
-    // Layer 0's pre-activations: b + the tower's row (x W_ih0).
+    // Layer 0's pre-activations of every step: b + the tower's row (x W_ih0).
     const int64_t H3 = 3 * w_.layers[0];
     const float* b0 = w_.b[0].w;
-    for (int64_t b = 0; b < B; ++b) {
-      float* g = gates_[0].data() + b * H3;
-      const float* xb = x + b * H3;
-      for (int64_t j = 0; j < H3; ++j) g[j] = b0[j] + xb[j];
+    for (int64_t r = 0; r < T * B; ++r) {
+      float* g = gates_[0].data() + r * H3;
+      const float* xr = x + r * H3;
+      for (int64_t j = 0; j < H3; ++j) g[j] = b0[j] + xr[j];
     }
   }
-  for (int64_t l = 0; l < L_; ++l) {
-    const int64_t H = w_.layers[l];
-    const int64_t I = l == 0 ? (projected_ ? 0 : I0_) : w_.layers[l - 1];
-    const float* xl = l == 0 ? x_ : y_[l - 1].data();
-    gru_forward(out_[l].data(), gates_[l].data(), rh_[l].data(), xl, state_[l].data(),
-                w_.W_ih[l].w, w_.W_hh[l].w, w_.b[l].w, w_.b_hh[l].w, 1, B, I, H, nt);
-    if (dropout_ > 0) {
-      draw_mask(rng, dropout_, mask_h_[l].data(), B * H);
-      mul_into(out_[l].data(), mask_h_[l].data(), y_[l].data(), B * H);
-    } else {
-      std::memcpy(y_[l].data(), out_[l].data(), B * H * sizeof(float));
+  // Step by step (the next step starts from this step's dropped output),
+  // layer by layer within a step: the mask draws go step-major, layer-minor,
+  // which for T = 1 is GRU4Rec's order.
+  for (int64_t t = 0; t < T; ++t) {
+    for (int64_t l = 0; l < L_; ++l) {
+      const int64_t H = w_.layers[l];
+      const int64_t I = l == 0 ? (projected_ ? 0 : I0_) : w_.layers[l - 1];
+      const float* xl = l == 0 ? (x_ ? x_ + t * B * I : nullptr) : y_[l - 1].data() + t * B * I;
+      const float* h0 = t == 0 ? state_[l].data() : y_[l].data() + (t - 1) * B * H;
+      float* out = out_[l].data() + t * B * H;
+      gru_forward(out, gates_[l].data() + t * B * 3 * H, rh_[l].data() + t * B * H, xl, h0,
+                  w_.W_ih[l].w, w_.W_hh[l].w, w_.b[l].w, w_.b_hh[l].w, 1, B, I, H, nt);
+      float* y = y_[l].data() + t * B * H;
+      if (dropout_ > 0) {
+        float* m = mask_h_[l].data() + t * B * H;
+        draw_mask(rng, dropout_, m, B * H);
+        mul_into(out, m, y, B * H);
+      } else {
+        std::memcpy(y, out, B * H * sizeof(float));
+      }
     }
   }
   return y_[L_ - 1].data();
 }
 
 void GruStack::backward(const Window& win, float* dq, float* dx, int nt) {
-  const int64_t B = win.B;
+  const int64_t B = win.B, T = win.T;
   for (int64_t l = L_ - 1; l >= 0; --l) {
     const int64_t H = w_.layers[l];
     const bool proj = (l == 0 && projected_);
     const int64_t I = l == 0 ? (proj ? 0 : I0_) : w_.layers[l - 1];
+    // dy [T, B, H]: the gradient of this layer's dropped outputs y_t from
+    // above; the step after t adds its gradient w.r.t. y_t (its h0) here.
     float* dy = l == L_ - 1 ? dq : dy_[l].data();
-    if (dropout_ > 0) mul_into(dy, mask_h_[l].data(), dy, B * H);
     float* dxl = l > 0 ? dy_[l - 1].data() : (proj ? nullptr : dx);
-    if (dxl) std::fill(dxl, dxl + B * I, 0.0f);
+    if (dxl) std::fill(dxl, dxl + T * B * I, 0.0f);
     if (!proj) std::fill(dW_ih_[l].begin(), dW_ih_[l].end(), 0.0f);
     std::fill(dW_hh_[l].begin(), dW_hh_[l].end(), 0.0f);
     std::fill(db_[l].begin(), db_[l].end(), 0.0f);
     std::fill(dbh_[l].begin(), dbh_[l].end(), 0.0f);
-    const float* xl = l == 0 ? x_ : y_[l - 1].data();
-    gru_backward(dxl, nullptr, proj ? nullptr : dW_ih_[l].data(), dW_hh_[l].data(),
-                 db_[l].data(), w_.b_hh[l].w ? dbh_[l].data() : nullptr, proj ? dx : nullptr,
-                 dy, gates_[l].data(), rh_[l].data(), xl, state_[l].data(), out_[l].data(),
-                 proj ? nullptr : w_.W_ih[l].w, w_.W_hh[l].w, 1, B, I, H, nt);
+    for (int64_t t = T - 1; t >= 0; --t) {
+      float* d = dy + t * B * H;  // complete now: step t+1 has added its part
+      if (dropout_ > 0) mul_into(d, mask_h_[l].data() + t * B * H, d, B * H);
+      const float* xl = l == 0 ? (x_ ? x_ + t * B * I : nullptr) : y_[l - 1].data() + t * B * I;
+      const float* h0 = t == 0 ? state_[l].data() : y_[l].data() + (t - 1) * B * H;
+      // Truncated: no gradient into the carried state (t = 0).
+      float* dh0 = t == 0 ? nullptr : dy + (t - 1) * B * H;
+      gru_backward(dxl ? dxl + t * B * I : nullptr, dh0, proj ? nullptr : dW_ih_[l].data(),
+                   dW_hh_[l].data(), db_[l].data(), w_.b_hh[l].w ? dbh_[l].data() : nullptr,
+                   proj ? dx + t * B * 3 * H : nullptr, d, gates_[l].data() + t * B * 3 * H,
+                   rh_[l].data() + t * B * H, xl, h0, out_[l].data() + t * B * H,
+                   proj ? nullptr : w_.W_ih[l].w, w_.W_hh[l].w, 1, B, I, H, nt);
+    }
   }
 }
 
@@ -100,10 +121,11 @@ void GruStack::apply(const SparseOptimizer& opt, int /*nt*/) {
 }
 
 void GruStack::carry(const SlotUpdate& u) {
+  const int64_t last = T_ - 1, Bw = B_;  // the window's last step, its slot count
   for (int64_t l = 0; l < L_; ++l) {
-    std::swap(state_[l], y_[l]);
     const int64_t H = w_.layers[l];
     float* s = state_[l].data();
+    std::memcpy(s, y_[l].data() + last * Bw * H, Bw * H * sizeof(float));
     for (int64_t i = 0; i < u.n_moves; ++i)
       std::memcpy(s + u.to[i] * H, s + u.from[i] * H, H * sizeof(float));
     for (int64_t b = 0; b < u.B; ++b)

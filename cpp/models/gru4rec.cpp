@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "core/gru_stack.hpp"
@@ -41,27 +42,42 @@ class Gru4RecStream final : public Stream {
     const int64_t n_mine = first < n_sessions ? (n_sessions - first + stride - 1) / stride : 0;
     const int64_t Bmax = std::min<int64_t>(cfg.batch_size, n_mine);
     if (Bmax <= 0) return;
-    slots_.init(offsets, items, first, stride, n_mine, Bmax, 1);
+    T_ = std::max<int64_t>(1, cfg.bptt);
+    const int64_t R = T_ * Bmax;  // rows of a window
+    slots_.init(offsets, items, first, stride, n_mine, Bmax, T_);
+    // The loss of a window is its sum over positions / (batch_size T).
     head_.init(net.W_y, net.b_y, sampler,
-               HeadConfig{cfg.loss, cfg.elu, cfg.bpreg, cfg.n_sample, cfg.batch_size}, Bmax, Bmax);
-    tower_ = make_tower(net, cfg, Bmax, head_);
+               HeadConfig{cfg.loss, cfg.elu, cfg.bpreg, cfg.n_sample, cfg.batch_size * T_}, R,
+               R);
+    tower_ = make_tower(net, cfg, R, head_);
     enc_ = std::make_unique<GruStack>(stack_weights(net), tower_->dim(), tower_->projected(),
-                                      cfg.dropout_hidden, Bmax);
-    x_.resize(Bmax * tower_->dim());
-    dx_.resize(Bmax * tower_->dim());
-    dq_.resize(Bmax * net.W_y.cols);
+                                      cfg.dropout_hidden, Bmax, T_);
+    D_ = net.W_y.cols;
+    x_.resize(R * tower_->dim());
+    dx_.resize(R * tower_->dim());
+    dq_.resize(R * D_);
+    if (T_ > 1) {
+      pos_.resize(R);
+      in_c_.resize(R);
+      tg_c_.resize(R);
+      xc_.resize(R * tower_->dim());
+      qc_.resize(R * D_);
+      dqc_.resize(R * D_);
+    }
   }
 
   int64_t batch() const override { return slots_.batch(); }
 
   // The draws keep GRU4Rec's order: negatives, the embedding dropout mask,
-  // then the hidden masks layer by layer.
+  // then the hidden masks step by step, layer by layer.
   bool step() override {
     const Window& w = slots_.window();
+    if (T_ > 1) return step_window(w);
     const int64_t B = w.B;
     head_.draw(w.target, B, rng_);
     tower_->gather(w.in, B, x_.data(), rng_);
     const float* q = enc_->forward(w, x_.data(), rng_, kt_);
+    last_events = B;
     if (head_.degenerate()) {
       head_.clear();
       next();
@@ -81,6 +97,51 @@ class Gru4RecStream final : public Stream {
   }
 
  private:
+  // T > 1: the window's positions with an event (pos_, n of them) go through
+  // the tower and the head as one compact batch; padding rows get zero input
+  // and zero gradient.
+  bool step_window(const Window& w) {
+    const int64_t TB = w.T * w.B, I = tower_->dim(), D = D_;
+    int64_t n = 0;
+    for (int64_t r = 0; r < TB; ++r)
+      if (w.target[r] >= 0) {
+        pos_[n] = r;
+        in_c_[n] = w.in[r];
+        tg_c_[n] = w.target[r];
+        ++n;
+      }
+    head_.draw(tg_c_.data(), n, rng_);
+    tower_->gather(in_c_.data(), n, xc_.data(), rng_);
+    std::fill(x_.begin(), x_.begin() + TB * I, 0.0f);
+    for (int64_t i = 0; i < n; ++i)
+      std::memcpy(&x_[pos_[i] * I], &xc_[i * I], I * sizeof(float));
+    const float* q = enc_->forward(w, x_.data(), rng_, kt_);
+    last_events = n;
+    if (head_.degenerate()) {
+      head_.clear();
+      next();
+      return true;
+    }
+    for (int64_t i = 0; i < n; ++i)
+      std::memcpy(&qc_[i * D], q + pos_[i] * D, D * sizeof(float));
+    const double total = head_.loss(qc_.data(), kt_);
+    if (!std::isfinite(total)) return false;
+    head_.backward(qc_.data(), dqc_.data(), kt_);
+    std::fill(dq_.begin(), dq_.begin() + TB * D, 0.0f);
+    for (int64_t i = 0; i < n; ++i)
+      std::memcpy(&dq_[pos_[i] * D], &dqc_[i * D], D * sizeof(float));
+    enc_->backward(w, dq_.data(), dx_.data(), kt_);
+    for (int64_t i = 0; i < n; ++i)
+      std::memcpy(&xc_[i * I], &dx_[pos_[i] * I], I * sizeof(float));
+    tower_->scatter_grad(in_c_.data(), n, xc_.data());
+    enc_->apply(opt_, kt_);
+    head_.apply(opt_, kt_);
+    tower_->apply(opt_, kt_);
+    loss_sum += total;
+    next();
+    return true;
+  }
+
   void next() { enc_->carry(slots_.advance()); }
 
   int kt_;
@@ -90,8 +151,13 @@ class Gru4RecStream final : public Stream {
   SampledHead head_;
   std::unique_ptr<ItemTower> tower_;
   std::unique_ptr<GruStack> enc_;
-  std::vector<float> x_, dx_;  // [Bmax, I]: gathered rows, their gradient
-  std::vector<float> dq_;      // [Bmax, H_L]
+  std::vector<float> x_, dx_;  // [T, Bmax, I]: gathered rows, their gradient
+  std::vector<float> dq_;      // [T, Bmax, D]
+  int64_t T_ = 1, D_ = 0;
+  // T > 1: the positions with an event, their items, the compacted rows.
+  std::vector<int64_t> pos_;
+  std::vector<int32_t> in_c_, tg_c_;
+  std::vector<float> xc_, qc_, dqc_;
 };
 
 }  // namespace

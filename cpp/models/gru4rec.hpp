@@ -1,5 +1,6 @@
 // GRU4Rec as a composition of the core parts (train.hpp has the algorithm):
-// T = 1 windows of session-parallel slots, an id item tower by input mode,
+// windows of T = bptt steps of session-parallel slots (T = 1: GRU4Rec; T > 1:
+// UserGRU over user histories), an id item tower by input mode,
 // a GRU stack encoder, the sampled head and the sparse optimizer.
 #pragma once
 
