@@ -36,6 +36,8 @@ _FITTED: dict = {}
 class Contract:
     """Subclasses define ``make(**overrides)``: a fresh, unfitted model."""
 
+    seq_col = "SessionId"  # the column that groups events into sequences
+
     def make(self, **kw):
         raise NotImplementedError
 
@@ -108,7 +110,7 @@ class Contract:
                 fitted.recommend(sessions, k=k)
 
     def test_evaluate_gives_metrics_in_range(self, fitted, train):
-        res = grurec.evaluate(fitted, train.head(400), cutoffs=(5,))
+        res = grurec.evaluate(fitted, train.head(400), cutoffs=(5,), session_col=self.seq_col)
         assert 0 <= res["mrr@5"] <= res["recall@5"] <= 1
         assert res["n_events"] > 0
 
@@ -195,3 +197,24 @@ class TestItemKNN(Contract):
 class TestVSKNN(Contract):
     def make(self, **kw):
         return baselines.VSKNN(**kw)
+
+
+class TestUserGRU(Contract):
+    """Users in place of sessions: the same suite, on a user column."""
+
+    seq_col = "UserId"
+
+    @pytest.fixture
+    def train(self):
+        return generate_sessions(n_events=3000, n_items=120, mean_length=5, signal=0.8,
+                                 seed=11).rename(columns={"SessionId": "UserId"})
+
+    @pytest.fixture
+    def sessions(self, train):
+        ids = train.ItemId.unique()
+        return [list(ids[:3]), [ids[5]], list(ids[7:12]), [ids[2], ids[2], ids[9]]]
+
+    def make(self, **kw):
+        return grurec.UserGRU(**{**dict(layers=[16], batch_size=8, n_sample=16, n_epochs=2,
+                                        bptt=3, num_threads=1, random_state=0,
+                                        show_progress=False), **kw})

@@ -16,6 +16,8 @@ NON_DEFAULT = {  # a hyperparameter setting other than the defaults, per class
     "GRU4Rec": dict(layers=[8, 4], loss="top1-max", learning_rate=0.2, n_epochs=2,
                     random_state=3, show_progress=False, num_threads=1),
     "ItemKNN": dict(n_sims=7, lmbd=0.5, alpha=0.25),
+    "UserGRU": dict(layers=[8, 4], loss="top1-max", learning_rate=0.2, n_epochs=2, bptt=3,
+                    max_len=20, random_state=3, show_progress=False, num_threads=1),
     "VSKNN": dict(k=5, sample_size=50, weighting="div", similarity="dot", idf_weighting=True),
 }
 
@@ -27,10 +29,15 @@ def events():
 
 def small(name, **kw):
     cls = base.model_class(name)
-    if name == "GRU4Rec":
+    if name in ("GRU4Rec", "UserGRU"):
         kw = dict(dict(layers=[8], batch_size=8, n_sample=8, n_epochs=2, num_threads=1,
                        random_state=0, show_progress=False), **kw)
     return cls(**kw)
+
+
+def _as(name, events):
+    """Events as the model takes them: UserGRU groups by a user column."""
+    return events.rename(columns={"SessionId": "UserId"}) if name == "UserGRU" else events
 
 
 @pytest.mark.parametrize("name,cls", CLASSES, ids=[n for n, _ in CLASSES])
@@ -58,7 +65,7 @@ def test_init_stores_what_it_is_given(name, cls):
 def test_sklearn_clone(name, cls, events):
     sk = pytest.importorskip("sklearn.base", reason="scikit-learn not installed (.ci/run "
                              "installs it for the docs step and reruns this file)")
-    m = small(name, **NON_DEFAULT.get(name, {})).fit(events)
+    m = small(name, **NON_DEFAULT.get(name, {})).fit(_as(name, events))
     c = sk.clone(m)
     assert type(c) is cls and c is not m
     assert c.get_params() == m.get_params()
@@ -237,7 +244,7 @@ def test_progress_bar_never_shows_a_zero_loss(events, monkeypatch):
 
 @pytest.mark.parametrize("name,cls", CLASSES, ids=[n for n, _ in CLASSES])
 def test_every_model_takes_fit_show_progress(name, cls, events, capsys):
-    m = small(name).fit(events, show_progress=False)
+    m = small(name).fit(_as(name, events), show_progress=False)
     assert m.n_items > 0 and capsys.readouterr().err == ""
     with pytest.raises(TypeError, match="show_progress"):
-        small(name).fit(events, show_progress="quiet")
+        small(name).fit(_as(name, events), show_progress="quiet")

@@ -15,6 +15,7 @@ from .data import SessionData, sessions_from_frame, to_sessions
 from .evaluation import evaluate
 from .io import ModelFileError, load
 from .model import GRU4Rec, ModelFitError
+from .user_model import UserGRU
 from .ops import gru_backward, gru_forward
 from .topk import TopkIndex, topk
 
@@ -22,6 +23,7 @@ __version__ = "0.2.0"
 
 __all__ = [
     "GRU4Rec",
+    "UserGRU",
     "ModelFitError",
     "ModelFileError",
     "SessionData",

@@ -101,7 +101,7 @@ def _jsonable(v, name):
     raise TypeError(f"{name}: cannot store a value of type {type(v).__name__} in a model file")
 
 
-def _item_id_arrays(item_ids) -> tuple[dict, list]:
+def _item_id_arrays(item_ids, name: str = "item_ids") -> tuple[dict, list]:
     from .data import as_id_array
 
     try:
@@ -112,7 +112,7 @@ def _item_id_arrays(item_ids) -> tuple[dict, list]:
     if ids.ndim != 1:
         raise TypeError(f"cannot save the model: item ids must be 1-d, got shape {ids.shape}")
     if ids.dtype.kind in "iu":
-        return ({"kind": "int", "count": len(ids)}, [("item_ids", ids)])
+        return ({"kind": "int", "count": len(ids)}, [(name, ids)])
     try:
         enc = [s.encode("utf-8") for s in ids]
     except UnicodeEncodeError as e:
@@ -121,7 +121,7 @@ def _item_id_arrays(item_ids) -> tuple[dict, list]:
     np.cumsum([len(b) for b in enc], out=offsets[1:])
     utf8 = np.frombuffer(b"".join(enc), np.uint8)
     return ({"kind": "str", "count": len(ids)},
-            [("item_ids/offsets", offsets), ("item_ids/utf8", utf8)])
+            [(f"{name}/offsets", offsets), (f"{name}/utf8", utf8)])
 
 
 def _layout(model, optimizer: bool) -> tuple[bytes, list, int, int]:
@@ -141,6 +141,10 @@ def _layout(model, optimizer: bool) -> tuple[bytes, list, int, int]:
         if optimizer:
             arrays += [(f"opt/{k}", v) for k, v in getattr(model, "_opt", {}).items()]
             arrays += [(f"vel/{k}", v) for k, v in getattr(model, "_vel", {}).items()]
+        users = _user_arrays(model)
+        if users is not None:
+            users_meta, user_arrays = users
+            arrays += user_arrays
     entries, out, off = [], [], 0
     for name, a in arrays:
         a = np.asarray(a)
@@ -168,6 +172,8 @@ def _layout(model, optimizer: bool) -> tuple[bytes, list, int, int]:
         "item_ids": ids_meta,
         "arrays": entries,
     }
+    if fitted and users is not None:
+        meta["user_ids"] = users_meta
     js = json.dumps(meta, allow_nan=False, separators=(",", ":"), ensure_ascii=False).encode()
     if len(js) > _MAX_JSON:
         raise ValueError(f"model metadata too large ({len(js)} bytes)")
@@ -494,24 +500,24 @@ def _array(buf, e, data_start, data_len):
     return name, a
 
 
-def _item_ids(meta, arrays) -> np.ndarray:
-    spec = meta.get("item_ids")
+def _item_ids(meta, arrays, name: str = "item_ids", what: str = "item") -> np.ndarray:
+    spec = meta.get(name)
     if not isinstance(spec, dict):
-        raise ModelFileError("invalid model metadata: no item id map")
-    n = _int(spec.get("count"), "the item count")
+        raise ModelFileError(f"invalid model metadata: no {what} id map")
+    n = _int(spec.get("count"), f"the {what} count")
     if spec.get("kind") == "int":
-        ids = arrays.get("item_ids")
+        ids = arrays.get(name)
         if ids is None or ids.shape != (n,) or ids.dtype.kind not in "iu":
-            raise ModelFileError("invalid model file: the integer item ids are missing or "
+            raise ModelFileError(f"invalid model file: the integer {what} ids are missing or "
                                  "malformed")
     elif spec.get("kind") == "str":
-        off, utf8 = arrays.get("item_ids/offsets"), arrays.get("item_ids/utf8")
+        off, utf8 = arrays.get(f"{name}/offsets"), arrays.get(f"{name}/utf8")
         if (off is None or utf8 is None or off.shape != (n + 1,) or off.dtype != np.int64
                 or utf8.ndim != 1 or utf8.dtype != np.uint8):
-            raise ModelFileError("invalid model file: the string item ids are missing or "
+            raise ModelFileError(f"invalid model file: the string {what} ids are missing or "
                                  "malformed")
         if off[0] != 0 or off[-1] != len(utf8) or (np.diff(off) < 0).any():
-            raise ModelFileError("invalid model file: string item id offsets are inconsistent")
+            raise ModelFileError(f"invalid model file: string {what} id offsets are inconsistent")
         raw = utf8.tobytes()
         try:
             if n and utf8.max(initial=0) < 128:  # ASCII: decode once, slice by offset
@@ -523,15 +529,15 @@ def _item_ids(meta, arrays) -> np.ndarray:
                                 for a, b in zip(off[:-1].tolist(), off[1:].tolist())],
                                dtype=object)
         except UnicodeDecodeError as e:
-            raise ModelFileError(f"invalid model file: an item id is not UTF-8 ({e})") from None
+            raise ModelFileError(f"invalid model file: an {what} id is not UTF-8 ({e})") from None
         if ids.shape != (n,):  # np.array of an empty list
             ids = np.empty(n, dtype=object)
     else:
-        raise ModelFileError(f"invalid model metadata: item id kind {spec.get('kind')!r}")
+        raise ModelFileError(f"invalid model metadata: {what} id kind {spec.get('kind')!r}")
     import pandas as pd
 
     if not pd.Index(ids).is_unique:
-        raise ModelFileError("invalid model file: the item ids are not unique")
+        raise ModelFileError(f"invalid model file: the {what} ids are not unique")
     return ids
 
 
@@ -632,14 +638,73 @@ def _model_from(meta, arrays, cls=None):
             raise ModelFileError("invalid model file: 'popularity' must hold one non-negative "
                                  "int64 training count per item")
         model.popularity = pop
+    used = _load_users(model, meta, arrays, n_items)
     other = names - {f"params/{k}" for k in params} - {f"opt/{k}" for k in opt} \
         - {f"vel/{k}" for k in vel} - {"item_ids", "item_ids/offsets", "item_ids/utf8",
-                                       "popularity"}
+                                       "popularity"} - used
     if other:
         raise ModelFileError(f"invalid model file: unexpected arrays {sorted(other)}")
     model._opt = opt
     model._vel = vel
     return model
+
+
+_USER_ARRAYS = ("users/states", "users/seen_offsets", "users/seen_items")
+
+
+def _user_arrays(model):
+    """A UserGRU's stored users: (id map metadata, arrays), or None. The
+    items users saw after training (``update``) are merged into the CSR."""
+    st = getattr(model, "_users", None)
+    if st is None:
+        return None
+    with st.lock:
+        n = st.n
+        ids = st.ids[:n]
+        states = np.array(st.states[:n], np.float32)
+        seen = [np.unique(st.seen(r)) for r in range(n)]
+    offsets = np.zeros(n + 1, np.int64)
+    np.cumsum([len(x) for x in seen], out=offsets[1:])
+    items = np.concatenate(seen).astype(np.int64) if n else np.empty(0, np.int64)
+    try:
+        ids_meta, id_arrays = _item_id_arrays(np.asarray(ids) if n else np.empty(0, np.int64),
+                                              "user_ids")
+    except TypeError as e:
+        raise TypeError(str(e).replace("item", "user")) from None
+    return ids_meta, id_arrays + [("users/states", states), ("users/seen_offsets", offsets),
+                                  ("users/seen_items", items)]
+
+
+def _load_users(model, meta, arrays, n_items) -> set:
+    """Checks and installs a file's stored users (a model class with a user
+    store); returns the array names it used."""
+    present = [k for k in _USER_ARRAYS if k in arrays]
+    if not present and "user_ids" not in meta:
+        return set()
+    if not hasattr(model, "_users") or len(present) != len(_USER_ARRAYS):
+        raise ModelFileError("invalid model file: stored users are incomplete or belong to "
+                             "another model class")
+    from .user_model import _UserStore
+
+    ids = _item_ids(meta, arrays, "user_ids", "user")
+    n = len(ids)
+    states, off, items = (arrays[k] for k in _USER_ARRAYS)
+    width = sum(model.layers)
+    if states.shape != (n, width) or states.dtype != np.float32 or not all_finite(states):
+        raise ModelFileError(f"invalid model file: 'users/states' must be finite float32 "
+                             f"({n}, {width}), got {states.shape} {states.dtype}")
+    if (off.shape != (n + 1,) or off.dtype != np.int64 or off[0] != 0
+            or off[-1] != len(items) or (np.diff(off) < 0).any()):
+        raise ModelFileError("invalid model file: 'users/seen_offsets' do not index "
+                             "'users/seen_items'")
+    if items.dtype != np.int64 or items.ndim != 1 or (
+            len(items) and (items.min() < 0 or items.max() >= n_items)):
+        raise ModelFileError("invalid model file: 'users/seen_items' must hold item indices")
+    # Copies: the store grows and is written by update().
+    model._users = _UserStore(ids.tolist(), np.array(states), np.array(off), np.array(items))
+    names = set(_USER_ARRAYS)
+    names |= {"user_ids"} if "user_ids" in arrays else {"user_ids/offsets", "user_ids/utf8"}
+    return names
 
 
 def from_bytes(data, cls=None):

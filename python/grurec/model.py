@@ -283,6 +283,10 @@ class GRU4Rec(SessionRecommender):
         shapes["b_y"] = (n_items,)
         return shapes
 
+    def _train_window(self) -> int:
+        """Steps per back-propagation window: 1 for GRU4Rec (UserGRU: bptt)."""
+        return 1
+
     def _triple(self, name):
         return (self.params[name], self._opt[name], self._vel.get(name))
 
@@ -415,6 +419,7 @@ class GRU4Rec(SessionRecommender):
                 momentum_type=self.momentum_type, seed=int(rng.integers(0, 2**63)), num_threads=self.num_threads,
                 workers=(self.num_threads or _core.default_num_threads())
                 if self.parallel == "hogwild" else 1,
+                bptt=self._train_window(),
             )
             bar = None
             if show_bar:

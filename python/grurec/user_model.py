@@ -1,0 +1,351 @@
+"""UserGRU: a GRU over each known user's whole history (personalized
+recommendation, GRU-based collaborative filtering).
+
+Training is GRU4Rec's algorithm (``grurec.GRU4Rec``: session-parallel slots,
+sampled losses, dropout, Adagrad with momentum) on one sequence per user,
+with truncated back-propagation through time: each mini-batch is a window of
+``bptt`` steps of every slot, gradients flow through the whole window, the
+state carries across windows and resets between users, and every position
+of the window has a loss. ``bptt=1`` trains exactly as GRU4Rec (the same
+native trainer; ``docs/training.md``).
+
+After ``fit`` the model keeps every training user's hidden state (every
+layer's, users x sum(layers) float32) and the items they interacted with:
+``recommend(users=[...])`` continues from the stored state (one top-k, no
+replay), and ``update(user, items)`` advances a user's state by one GRU step
+per event (a new user starts from zero). The states travel in the model
+file. A user set too large to keep can instead be served from histories:
+``recommend([history, ...])`` replays each history from a zero state, exactly
+as the stored states were computed.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Optional, Sequence
+
+import numpy as np
+
+from . import _core
+from .base import _as_int, _bad, _check_int, register
+from .data import SessionData, to_sessions
+from .model import GRU4Rec, ModelFitError
+
+log = logging.getLogger("grurec")
+
+
+class _UserStore:
+    """Users' ids, every layer's state and the items each one has seen.
+
+    Rows grow by doubling, so a new user costs amortised O(1); a lock makes
+    ``update`` and reads consistent across threads. Snapshots of a model
+    share its store (a refit publishes a new one)."""
+
+    def __init__(self, ids, states: np.ndarray, seen_offsets: np.ndarray, seen_items: np.ndarray):
+        self.lock = threading.Lock()
+        ids = np.asarray(ids)
+        self.kind = "int" if ids.dtype.kind in "iu" or len(ids) == 0 else "str"
+        self.ids = [self.key(u) for u in ids.tolist()]
+        self.index = {u: r for r, u in enumerate(self.ids)}
+        if len(self.index) != len(self.ids):
+            raise ValueError("user ids must be unique")
+        self.n = len(self.ids)
+        self.states = states  # [capacity, sum H]
+        # Items seen: the training history as CSR, plus what update() added.
+        self.seen_offsets = seen_offsets
+        self.seen_items = seen_items
+        self.extra: dict[int, list[int]] = {}
+
+    def key(self, user, where: str = "user"):
+        """A user id as stored (Python int or str); the other kind raises."""
+        if isinstance(user, (int, np.integer)) and not isinstance(user, (bool, np.bool_)):
+            if self.kind == "int":
+                return int(user)
+        elif isinstance(user, (str, np.str_)):
+            if self.kind == "str":
+                return str(user)
+        else:
+            raise TypeError(f"{where}: a user id must be an integer or a string, got "
+                            f"{type(user).__name__} {user!r}")
+        want = "integers" if self.kind == "int" else "strings"
+        raise TypeError(f"{where}: {user!r} is a {type(user).__name__}, but the model's user "
+                        f"ids are {want}")
+
+    def row(self, user, create: bool) -> int:
+        r = self.index.get(user, -1)
+        if r < 0 and create:
+            r = self.n
+            if r == len(self.states):
+                grown = np.zeros((max(16, 2 * r), self.states.shape[1]), np.float32)
+                grown[:r] = self.states[:r]
+                self.states = grown
+            self.ids.append(user)
+            self.index[user] = r
+            self.n += 1
+        return r
+
+    def seen(self, r: int) -> np.ndarray:
+        base = (self.seen_items[self.seen_offsets[r]:self.seen_offsets[r + 1]]
+                if r + 1 < len(self.seen_offsets) else np.empty(0, np.int64))
+        extra = self.extra.get(r)
+        return base if not extra else np.concatenate([base, np.asarray(extra, np.int64)])
+
+
+@register
+class UserGRU(GRU4Rec):
+    """Personalized next-item recommender over each user's whole history.
+
+    Hyperparameters are GRU4Rec's (same names and meanings, see
+    ``grurec.GRU4Rec``) plus:
+
+    bptt: steps per truncated back-propagation window (1 = GRU4Rec's
+        one-step training).
+    max_len: if set, only each user's last ``max_len`` events train (the
+        stored states still come from the whole history).
+
+    ``fit(events, user_col="UserId", item_col="ItemId", time_col="Time")``
+    takes every input ``grurec.to_sessions`` takes. Users with one event
+    have nothing to train on but keep a state.
+    """
+
+    def __init__(
+        self,
+        layers: Sequence[int] = (224,),
+        loss: str = "bpr-max",
+        elu_param: float = 0.5,
+        bpreg: float = 1.95,
+        logq: float = 0.0,
+        batch_size: int = 80,
+        n_sample: int = 2048,
+        sample_alpha: float = 0.4,
+        embedding: int = 0,
+        constrained_embedding: bool = True,
+        dropout_p_embed: float = 0.5,
+        dropout_p_hidden: float = 0.05,
+        learning_rate: float = 0.05,
+        momentum: float = 0.4,
+        n_epochs: int = 10,
+        momentum_type: str = "heavy-ball",
+        gru_cell: str = "reset-after",
+        num_threads: int = 0,
+        random_state: Optional[int] = None,
+        show_progress: bool = True,
+        parallel: str = "hogwild",
+        bptt: int = 8,
+        max_len: Optional[int] = None,
+    ):
+        self.bptt = bptt
+        self.max_len = max_len
+        super().__init__(
+            layers=layers, loss=loss, elu_param=elu_param, bpreg=bpreg, logq=logq,
+            batch_size=batch_size, n_sample=n_sample, sample_alpha=sample_alpha,
+            embedding=embedding, constrained_embedding=constrained_embedding,
+            dropout_p_embed=dropout_p_embed, dropout_p_hidden=dropout_p_hidden,
+            learning_rate=learning_rate, momentum=momentum, n_epochs=n_epochs,
+            momentum_type=momentum_type, gru_cell=gru_cell, num_threads=num_threads,
+            random_state=random_state, show_progress=show_progress, parallel=parallel)
+        self._users: Optional[_UserStore] = None
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> "UserGRU":
+        """A model with preset ``name``'s hyperparameters (``grurec.presets``),
+        any of them overridden by keyword."""
+        from . import presets
+
+        return cls(**dict(presets.get(name), **overrides))
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        self.bptt = _as_int("bptt", self.bptt, 1)
+        if self.max_len is not None:
+            self.max_len = _as_int("max_len", self.max_len, 2)
+
+    def _train_window(self) -> int:
+        return self.bptt
+
+    # -------------------------------------------------------------------- fit
+    def fit(self, data, user_col: str = "UserId", item_col: str = "ItemId",
+            time_col: str = "Time", callback=None, *, show_progress: Optional[bool] = None,
+            on_interrupt: str = "raise", valid=None, patience=None, metric: str = "mrr@20"):
+        """Train on every user's events for ``n_epochs`` epochs, then store
+        every user's state after their whole history.
+
+        ``data``: events in any form ``grurec.to_sessions`` takes, with a user
+        column (``user_col``) in place of the session column. The other
+        arguments are ``GRU4Rec.fit``'s; ``valid`` / ``patience`` are not yet
+        supported for users (choose the epochs with ``grurec.evaluate_users``
+        on a leave-one-out split).
+        """
+        if valid is not None or patience is not None:
+            raise ValueError("valid / patience: not supported by UserGRU yet; choose n_epochs "
+                             "on a leave-one-out split (grurec.splits.leave_last_out)")
+        if on_interrupt not in ("raise", "keep"):
+            raise ValueError(f"on_interrupt: must be 'raise' or 'keep', got {on_interrupt!r}")
+        self._check_params()
+        from .base import _as_bool
+
+        progress = self.show_progress if show_progress is None else _as_bool(
+            "show_progress", show_progress)
+        full = to_sessions(data, user_col, item_col, time_col)  # private arrays
+        train = full
+        if self.max_len is not None:
+            lengths = full.lengths()
+            from_end = np.repeat(full.offsets[1:], lengths) - np.arange(full.n_events)
+            train = full.select_events(from_end <= self.max_len)
+        train = train.select_sessions(train.lengths() >= 2).compact_items()
+        if train.n_sessions == 0:
+            raise ValueError("no user has 2 or more events: nothing to learn from")
+        work = self._snapshot()
+        finished = work._fit_sessions(train, callback, plan=None, show_bar=progress)
+        if not finished:
+            if on_interrupt == "raise" or not work._whole():
+                raise KeyboardInterrupt(
+                    f"fit interrupted in epoch {len(work.history)}; the model is unchanged")
+            log.warning("training interrupted; on_interrupt='keep': keeping what it learned")
+        work.interrupted = not finished
+        work._users = work._store_from(full)
+        self._publish(work)
+        return self
+
+    def _store_from(self, sd: SessionData) -> _UserStore:
+        """Every user's state after their whole history, and their items."""
+        vmap = self._lookup(np.asarray(sd.item_ids))  # -1: not in the vocabulary
+        idx = vmap[sd.items] if len(sd.items) else np.empty(0, np.int64)
+        states = self._all_states(sd.offsets, idx)
+        seen_off, seen_items = _unique_csr(sd.offsets, idx)
+        return _UserStore(sd.session_ids, states, seen_off, seen_items)
+
+    def _all_states(self, offsets, idx, h0=None) -> np.ndarray:
+        return _core.session_states(self.params, self.layers, self.mode,
+                                    np.ascontiguousarray(offsets, np.int64),
+                                    np.ascontiguousarray(idx, np.int32), False, self.num_threads,
+                                    h0=h0, all_layers=True)
+
+    # ------------------------------------------------------------------ users
+    @property
+    def user_ids(self) -> np.ndarray:
+        """Ids of the users with a stored state (training users, then users
+        added by ``update``), in row order."""
+        self._check_users()
+        with self._users.lock:
+            return np.asarray(self._users.ids[:self._users.n])
+
+    def user_states(self, users=None) -> np.ndarray:
+        """float32 (n, H_L): the last layer's stored state of ``users`` (all
+        users, in ``user_ids`` order, when None); zeros for unknown users."""
+        self._check_users()
+        st = self._users
+        with st.lock:
+            rows = (np.arange(st.n) if users is None else np.array(
+                [st.index.get(st.key(u, f"users[{j}]"), -1) for j, u in enumerate(users)],
+                np.int64))
+            HL = self.layers[-1]
+            out = np.zeros((len(rows), HL), np.float32)
+            ok = rows >= 0
+            out[ok] = st.states[rows[ok], -HL:]
+        return out
+
+    def _check_users(self):
+        self._check_fitted()
+        if self._users is None:
+            raise RuntimeError("the model holds no user states (fit it on user events)")
+
+    def update(self, user, items, unknown: str = "skip", coerce_ids: bool = False) -> "UserGRU":
+        """Advance ``user``'s stored state by one GRU step per item (oldest
+        first); a user not seen before starts from a zero state. Items the
+        model does not know leave the state unchanged (``unknown="skip"``,
+        counted in ``last_unknown_count``) or raise (``"error"``). The next
+        ``recommend(users=...)`` sees the new state; safe to call from several
+        threads (one user's updates apply in call order)."""
+        self._check_users()
+        if unknown not in ("skip", "error"):
+            raise _bad("unknown", "must be 'skip' or 'error'", unknown)
+        if isinstance(items, (str, bytes)) or not hasattr(items, "__len__"):
+            items = [items]
+        idx = self._lookup(list(items), lambda j: f"items[{j}]", coerce_ids)
+        if unknown == "error" and (idx < 0).any():
+            j = int(np.flatnonzero(idx < 0)[0])
+            raise ValueError(f"items[{j}]: item {list(items)[j]!r} is not in the model's "
+                             "vocabulary (pass unknown='skip' to ignore it)")
+        self.last_unknown_count = int((idx < 0).sum())
+        idx = idx[idx >= 0]
+        st = self._users
+        user = st.key(user)
+        with st.lock:
+            r = st.row(user, create=True)
+            if len(idx):
+                new = self._all_states(np.array([0, len(idx)]), idx, h0=st.states[r:r + 1])
+                st.states[r] = new[0]
+                st.extra.setdefault(r, []).extend(idx.tolist())
+        return self
+
+    def recommend(self, sessions=None, k: int = 20, exclude_seen: Optional[bool] = None,
+                  filter_items=None, unknown: str = "skip", *, users=None, **kw):
+        """Top-k items for known users (``users=[...]``: from their stored
+        states; ``exclude_seen`` defaults to True, every item the user had)
+        or, as ``GRU4Rec.recommend``, for histories given in full
+        (``sessions``; replayed from a zero state; ``exclude_seen`` defaults
+        to False). A user without a stored state gets the zero state's list
+        (the same as an empty history) and counts in ``last_unknown_users``.
+        Returns (ids, scores) arrays (n, k), best first."""
+        if users is None:
+            if sessions is None:
+                raise ValueError("recommend: give users=[...] or sessions")
+            return super().recommend(sessions, k, bool(exclude_seen), filter_items, unknown,
+                                     **kw)
+        if sessions is not None:
+            raise ValueError("recommend: give users or sessions, not both")
+        if kw:
+            raise TypeError(f"recommend(users=...): unexpected arguments {sorted(kw)}")
+        self._check_users()
+        k = _check_int("k", k, 1)
+        exclude_seen = True if exclude_seen is None else bool(exclude_seen)
+        if isinstance(users, (str, bytes)) or not hasattr(users, "__len__"):
+            raise ValueError(f"users: expected a list of user ids, got {type(users).__name__}")
+        m = self._snapshot()
+        st = m._users
+        HL = m.layers[-1]
+        with st.lock:
+            rows = np.array([st.index.get(st.key(u, f"users[{j}]"), -1)
+                             for j, u in enumerate(users)], np.int64)
+            h = np.zeros((len(rows), HL), np.float32)
+            ok = rows >= 0
+            h[ok] = st.states[rows[ok], -HL:]
+            seen = [st.seen(r) if r >= 0 else np.empty(0, np.int64) for r in rows.tolist()]
+        self.last_unknown_users = int((~ok).sum())
+        N = m.n_items
+        candidate = None
+        if filter_items is not None:
+            fidx, _ = m._filter_indices(filter_items, unknown)
+            candidate = np.zeros(N, bool)
+            candidate[fidx[fidx >= 0]] = True
+        n_cand = N if candidate is None else int(candidate.sum())
+        ex_off = ex_idx = None
+        k_eff = min(k, n_cand)
+        if exclude_seen:
+            seen = [np.unique(s) for s in seen]
+            ex_off = np.zeros(len(seen) + 1, np.int64)
+            np.cumsum([len(s) for s in seen], out=ex_off[1:])
+            ex_idx = np.concatenate(seen) if seen else np.empty(0, np.int64)
+            if len(seen):
+                left = [n_cand - (len(s) if candidate is None else int(candidate[s].sum()))
+                        for s in seen]
+                k_eff = min(k_eff, min(left))
+        from .topk import _topk_csr
+
+        top, scores = _topk_csr(h, m.params["W_y"], m.params["b_y"], max(k_eff, 0), ex_off,
+                                ex_idx, candidate, m.num_threads, index=m._topk_index)
+        return m.item_ids[top], scores
+
+
+def _unique_csr(offsets: np.ndarray, idx: np.ndarray):
+    """Per row, its distinct non-negative indices (sorted), as CSR."""
+    rows = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+    ok = idx >= 0
+    N = int(idx.max()) + 1 if ok.any() else 1
+    key = np.unique(rows[ok].astype(np.int64) * N + idx[ok])
+    out_off = np.searchsorted(key // N, np.arange(len(offsets))).astype(np.int64)
+    return out_off, (key % N).astype(np.int64)
+
+
+__all__ = ["UserGRU", "ModelFitError"]

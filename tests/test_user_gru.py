@@ -1,0 +1,185 @@
+"""UserGRU: a GRU over each user's history (truncated BPTT, stored user
+states, one-step updates). The gradients themselves are checked in
+test_bptt.py; here the model around them."""
+from __future__ import annotations
+
+import pickle
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import grurec
+from grurec.synthetic import generate_sessions
+
+SMALL = dict(layers=[16], batch_size=8, n_sample=16, n_epochs=2, num_threads=1,
+             random_state=0, show_progress=False)
+
+
+@pytest.fixture(scope="module")
+def events():
+    df = generate_sessions(n_events=3000, n_items=120, mean_length=6, signal=0.8, seed=3)
+    return df.rename(columns={"SessionId": "UserId"})
+
+
+@pytest.fixture(scope="module")
+def fitted(events):
+    return grurec.UserGRU(bptt=4, **SMALL).fit(events)
+
+
+def _histories(df):
+    df = df.sort_values(["UserId", "Time"], kind="stable")
+    return {u: g.ItemId.tolist() for u, g in df.groupby("UserId", sort=False)}
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_bptt_1_trains_exactly_as_gru4rec(events, threads):
+    kw = dict(SMALL, num_threads=threads, parallel="sync")
+    u = grurec.UserGRU(bptt=1, **kw).fit(events)
+    g = grurec.GRU4Rec(**kw).fit(events.rename(columns={"UserId": "SessionId"}))
+    assert u.item_ids.tolist() == g.item_ids.tolist()
+    for k in g.params:
+        np.testing.assert_array_equal(u.params[k], g.params[k], err_msg=k)
+
+
+def test_longer_windows_train_differently(events):
+    a = grurec.UserGRU(bptt=1, **SMALL).fit(events)
+    b = grurec.UserGRU(bptt=4, **SMALL).fit(events)
+    assert not np.array_equal(a.params["W_hh0"], b.params["W_hh0"])
+    assert np.isfinite(b.history[-1]["loss"])
+    # Every (input, target) pair of every user trains once per epoch.
+    n_pairs = int((events.groupby("UserId").size() - 1).clip(lower=0).sum())
+    assert b.history[-1]["events"] == n_pairs
+
+
+def test_stored_state_is_the_replayed_history(fitted, events):
+    hist = _histories(events)
+    users = list(hist)[:25]
+    a_ids, a_sc = fitted.recommend(users=users, k=10)
+    b_ids, b_sc = fitted.recommend([hist[u] for u in users], k=10, exclude_seen=True)
+    np.testing.assert_array_equal(a_ids, b_ids)
+    np.testing.assert_allclose(a_sc, b_sc, rtol=1e-5, atol=1e-6)
+    # Nothing leaks from the user trained before in the same slot: each
+    # state is its own history's, from zero.
+    h = fitted.user_states(users)
+    idx = [fitted._lookup(hist[u]) for u in users]
+    off = np.r_[0, np.cumsum([len(i) for i in idx])]
+    want = fitted._states(off, np.concatenate(idx))
+    np.testing.assert_allclose(h, want, rtol=1e-5, atol=1e-6)
+
+
+def test_exclude_seen_removes_the_users_items(fitted, events):
+    hist = _histories(events)
+    users = list(hist)[:40]
+    ids, _ = fitted.recommend(users=users, k=15)
+    for u, row in zip(users, ids):
+        assert not set(row.tolist()) & set(hist[u])
+    ids2, _ = fitted.recommend(users=users, k=15, exclude_seen=False)
+    assert any(set(r.tolist()) & set(hist[u]) for u, r in zip(users, ids2))
+
+
+def test_update_then_recommend_equals_replay(events):
+    m = grurec.UserGRU(bptt=4, **SMALL).fit(events)
+    hist = _histories(events)
+    u = next(iter(hist))
+    new = [m.item_ids[3], m.item_ids[7], m.item_ids[3]]
+    m.update(u, new[:1]).update(u, new[1:])
+    a = m.recommend(users=[u], k=10)
+    b = m.recommend([hist[u] + new], k=10, exclude_seen=True)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_allclose(a[1], b[1], rtol=1e-5, atol=1e-6)
+    # A new user starts from zero: the same as an empty history.
+    m.update(-5, new)
+    c = m.recommend(users=[-5], k=10)
+    d = m.recommend([new], k=10, exclude_seen=True)
+    np.testing.assert_array_equal(c[0], d[0])
+    assert -5 in m.user_ids.tolist()
+
+
+def test_unknown_user_gets_the_zero_state(fitted):
+    a = fitted.recommend(users=[10**12], k=5)
+    b = fitted.recommend([[]], k=5)
+    np.testing.assert_array_equal(a[0], b[0])
+    assert fitted.last_unknown_users == 1
+
+
+def test_update_unknown_items(events):
+    m = grurec.UserGRU(bptt=2, **SMALL).fit(events)
+    u = m.user_ids[0]
+    before = m.user_states([u]).copy()
+    m.update(u, ["no-such-item"] if m.item_ids.dtype.kind == "U" else [10**9])
+    np.testing.assert_array_equal(m.user_states([u]), before)
+    assert m.last_unknown_count == 1
+    with pytest.raises(ValueError, match="not in the model's vocabulary"):
+        m.update(u, [10**9], unknown="error")
+
+
+def test_concurrent_updates_equal_sequential(events):
+    m1 = grurec.UserGRU(bptt=2, **SMALL).fit(events)
+    m2 = pickle.loads(pickle.dumps(m1))
+    users = m1.user_ids[:8].tolist()
+    items = m1.item_ids[:20]
+
+    def work(m, u):
+        for i in items:
+            m.update(u, [i])
+
+    ts = [threading.Thread(target=work, args=(m1, u)) for u in users]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    for u in users:
+        work(m2, u)
+    np.testing.assert_allclose(m1.user_states(users), m2.user_states(users), rtol=0, atol=0)
+
+
+def test_save_load_keeps_users(events, tmp_path):
+    m = grurec.UserGRU(bptt=3, **SMALL).fit(events)
+    m.update(10**9, [m.item_ids[1], m.item_ids[2]])
+    users = m.user_ids[:5].tolist() + [10**9]
+    want = m.recommend(users=users, k=8)
+    p = tmp_path / "m.grurec"
+    m.save(p)
+    r = grurec.load(p)
+    assert type(r) is grurec.UserGRU and r.bptt == 3
+    got = r.recommend(users=users, k=8)
+    np.testing.assert_array_equal(want[0], got[0])
+    np.testing.assert_array_equal(want[1], got[1])
+    r.update(10**9, [m.item_ids[4]])  # the loaded store grows like the original
+    m.update(10**9, [m.item_ids[4]])
+    np.testing.assert_array_equal(r.user_states([10**9]), m.user_states([10**9]))
+    with pytest.raises(TypeError, match="user ids are integers"):
+        r.update("a string", [m.item_ids[4]])
+
+
+def test_max_len_trains_on_the_last_events_only(events):
+    L = 3
+    trimmed = (events.sort_values(["UserId", "Time"], kind="stable")
+               .groupby("UserId", sort=False).tail(L))
+    a = grurec.UserGRU(bptt=2, max_len=L, **SMALL).fit(events)
+    b = grurec.UserGRU(bptt=2, **SMALL).fit(trimmed)
+    if a.item_ids.tolist() == b.item_ids.tolist():
+        for k in a.params:
+            np.testing.assert_array_equal(a.params[k], b.params[k], err_msg=k)
+    else:  # the vocabulary is the trained events' either way
+        pytest.fail("max_len changed the vocabulary")
+    # ... but the states come from the whole history.
+    u = a.user_ids[np.argmax(events.groupby("UserId").size().loc[a.user_ids].to_numpy())]
+    assert not np.allclose(a.user_states([u]), b.user_states([u]))
+
+
+def test_bad_hyperparameters_name_themselves():
+    with pytest.raises(ValueError, match="bptt"):
+        grurec.UserGRU(bptt=0)
+    with pytest.raises(ValueError, match="max_len"):
+        grurec.UserGRU(max_len=1)
+    with pytest.raises(ValueError, match="valid"):
+        grurec.UserGRU(**SMALL).fit(pd.DataFrame(dict(UserId=[1, 1], ItemId=[1, 2],
+                                                      Time=[0, 1])), valid=0.1)
+
+
+def test_users_and_sessions_are_exclusive(fitted):
+    with pytest.raises(ValueError, match="not both"):
+        fitted.recommend([[fitted.item_ids[0]]], users=[fitted.user_ids[0]])
