@@ -271,11 +271,20 @@ class UserGRU(GRU4Rec):
         idx = idx[idx >= 0]
         st = self._users
         user = st.key(user)
+        m = self._snapshot()
         with st.lock:
             r = st.row(user, create=True)
+            if len(idx) > 4:  # one native call for the whole sequence
+                st.states[r] = m._all_states(np.array([0, len(idx)]), idx,
+                                             h0=st.states[r:r + 1])[0]
+            elif len(idx):  # a live event: one GRU step per item, no batching set-up
+                bounds = np.cumsum([0] + list(m.layers))
+                hs = [st.states[r:r + 1, a:b].copy() for a, b in zip(bounds[:-1], bounds[1:])]
+                for i in idx.tolist():
+                    m._step(hs, np.array([i], np.int64))
+                for (a, b), h in zip(zip(bounds[:-1], bounds[1:]), hs):
+                    st.states[r, a:b] = h[0]
             if len(idx):
-                new = self._all_states(np.array([0, len(idx)]), idx, h0=st.states[r:r + 1])
-                st.states[r] = new[0]
                 st.extra.setdefault(r, []).extend(idx.tolist())
         return self
 
