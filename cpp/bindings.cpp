@@ -247,10 +247,13 @@ grurec::Param param(const std::string& name, py::handle t) {
   return p;
 }
 
+grurec::ItemFeatureInputs feature_inputs(py::list fields, py::handle z, py::handle W_z,
+                                         int64_t N, int64_t I, float id_dropout);
+
 py::dict train_epoch(py::list W_ih, py::list W_hh, py::list b, py::list b_hh, py::handle W_y,
                      py::handle b_y,
                      py::handle emb, py::dict cfg, py::handle offsets, py::handle items,
-                     py::handle pop, py::object progress) {
+                     py::handle pop, py::object progress, py::object features) {
   grurec::Net net;
   grurec::TrainConfig c;
   c.loss = loss_kind(cfg["loss"].cast<std::string>());
@@ -297,6 +300,16 @@ py::dict train_epoch(py::list W_ih, py::list W_hh, py::list b, py::list b_hh, py
   if (c.mode == 1) net.emb = param("emb", emb);
   if ((c.momentum > 0) != (net.W_y.vel != nullptr))
     throw py::value_error("momentum > 0 needs velocity buffers (and only then)");
+  if (!features.is_none()) {
+    // {"fields", "z", "W_z", "id_dropout"} (feature_inputs); as wide as the input rows
+    py::dict fd = features.cast<py::dict>();
+    const int64_t I = c.mode == 0 ? net.W_ih[0].cols : c.mode == 1 ? net.emb.cols : net.W_y.cols;
+    net.features = feature_inputs(fd["fields"].cast<py::list>(), fd["z"], fd["W_z"], net.n_items,
+                                  I, fd["id_dropout"].cast<float>());
+    bool vel_ok = net.features.Z == 0 || (c.momentum > 0) == (net.features.W_z.vel != nullptr);
+    for (const auto& f : net.features.fields) vel_ok &= (c.momentum > 0) == (f.table.vel != nullptr);
+    if (!vel_ok) throw py::value_error("momentum > 0 needs velocity buffers (and only then)");
+  }
   const int64_t S = dim("offsets", offsets, 1, 0) - 1;
   const int64_t E = py::reinterpret_borrow<py::array>(items).size();
   if (!py::isinstance<py::array_t<int64_t>>(offsets) || !py::isinstance<py::array_t<int32_t>>(items))
@@ -890,6 +903,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("train_epoch", &train_epoch, py::arg("W_ih"), py::arg("W_hh"), py::arg("b"),
         py::arg("b_hh"), py::arg("W_y"), py::arg("b_y"), py::arg("emb"), py::arg("config"), py::arg("offsets"),
         py::arg("items"), py::arg("pop"), py::arg("progress") = py::none(),
+        py::arg("features") = py::none(),
         "One GRU4Rec training epoch in C++ (GIL released); see cpp/train.hpp.");
   m.def("feature_tower", &feature_tower, py::arg("items"), py::arg("id_table"),
         py::arg("fields"), py::arg("z"), py::arg("W_z"), py::arg("dx") = py::none(),
