@@ -14,6 +14,8 @@
 #include <utility>
 #include <vector>
 
+#include "core/item_tower.hpp"
+#include "core/rng.hpp"
 #include "gru.hpp"
 #include "infer.hpp"
 #include "train.hpp"
@@ -245,10 +247,13 @@ grurec::Param param(const std::string& name, py::handle t) {
   return p;
 }
 
+grurec::ItemFeatureInputs feature_inputs(py::list fields, py::handle z, py::handle W_z,
+                                         int64_t N, int64_t I, float id_dropout);
+
 py::dict train_epoch(py::list W_ih, py::list W_hh, py::list b, py::list b_hh, py::handle W_y,
                      py::handle b_y,
                      py::handle emb, py::dict cfg, py::handle offsets, py::handle items,
-                     py::handle pop, py::object progress) {
+                     py::handle pop, py::object progress, py::object features) {
   grurec::Net net;
   grurec::TrainConfig c;
   c.loss = loss_kind(cfg["loss"].cast<std::string>());
@@ -297,6 +302,16 @@ py::dict train_epoch(py::list W_ih, py::list W_hh, py::list b, py::list b_hh, py
   if (c.mode == 1) net.emb = param("emb", emb);
   if ((c.momentum > 0) != (net.W_y.vel != nullptr))
     throw py::value_error("momentum > 0 needs velocity buffers (and only then)");
+  if (!features.is_none()) {
+    // {"fields", "z", "W_z", "id_dropout"} (feature_inputs); as wide as the input rows
+    py::dict fd = features.cast<py::dict>();
+    const int64_t I = c.mode == 0 ? net.W_ih[0].cols : c.mode == 1 ? net.emb.cols : net.W_y.cols;
+    net.features = feature_inputs(fd["fields"].cast<py::list>(), fd["z"], fd["W_z"], net.n_items,
+                                  I, fd["id_dropout"].cast<float>());
+    bool vel_ok = net.features.Z == 0 || (c.momentum > 0) == (net.features.W_z.vel != nullptr);
+    for (const auto& f : net.features.fields) vel_ok &= (c.momentum > 0) == (f.table.vel != nullptr);
+    if (!vel_ok) throw py::value_error("momentum > 0 needs velocity buffers (and only then)");
+  }
   const int64_t S = dim("offsets", offsets, 1, 0) - 1;
   const int64_t E = py::reinterpret_borrow<py::array>(items).size();
   if (!py::isinstance<py::array_t<int64_t>>(offsets) || !py::isinstance<py::array_t<int32_t>>(items))
@@ -477,6 +492,117 @@ T* checked_as(const char* name, const char* dtype, py::handle obj, const Shape& 
     throw py::value_error(std::string(name) + ": expected shape " + shape_str(shape) +
                           ", got " + shape_str(a));
   return static_cast<T*>(a.mutable_data());
+}
+
+// Item features (core/item_features.hpp) from Python: fields = a list of
+// (offsets int64 [N+1], ids int32 [nnz], (table, acc, vel)) with table
+// [V+1, I]; z float32 [N, Z] or None; W_z (w, acc, vel) [Z, I] or None.
+// Every id and offset is checked here: the tower indexes with them.
+grurec::ItemFeatureInputs feature_inputs(py::list fields, py::handle z, py::handle W_z,
+                                         int64_t N, int64_t I, float id_dropout) {
+  grurec::ItemFeatureInputs f;
+  f.n_items = N;
+  if (!(id_dropout >= 0.0f && id_dropout <= 1.0f))
+    throw py::value_error("id_dropout must be in [0, 1], got " + std::to_string(id_dropout));
+  f.id_dropout = id_dropout;
+  for (size_t k = 0; k < fields.size(); ++k) {
+    const std::string name = "feature field " + std::to_string(k);
+    py::tuple t = py::reinterpret_borrow<py::tuple>(fields[k]);
+    if (t.size() != 3) throw py::value_error(name + ": expected (offsets, ids, (table, acc, vel))");
+    const int64_t nnz = dim((name + " ids").c_str(), t[1], 1, 0);
+    const int64_t* off = checked_as<int64_t>((name + " offsets").c_str(), "int64", t[0], {N + 1}, false);
+    const int32_t* ids = checked_as<int32_t>((name + " ids").c_str(), "int32", t[1], {nnz}, false);
+    grurec::FeatureField fd;
+    fd.offsets = off;
+    fd.ids = ids;
+    fd.table = param(name + " table", t[2]);
+    if (fd.table.cols != I || fd.table.rows < 1)
+      throw py::value_error(name + ": table must be [V+1, " + std::to_string(I) + "], got [" +
+                            std::to_string(fd.table.rows) + ", " + std::to_string(fd.table.cols) + "]");
+    if (off[0] != 0 || off[N] != nnz)
+      throw py::value_error(name + ": offsets must start at 0 and end at len(ids)");
+    for (int64_t i = 0; i < N; ++i)
+      if (off[i + 1] < off[i]) throw py::value_error(name + ": offsets decrease at item " + std::to_string(i));
+    for (int64_t c = 0; c < nnz; ++c)
+      if (ids[c] < 0 || ids[c] >= fd.table.rows)
+        throw py::value_error(name + ": category id " + std::to_string(ids[c]) + " at position " +
+                              std::to_string(c) + " is outside [0, " + std::to_string(fd.table.rows) + ")");
+    f.fields.push_back(fd);
+  }
+  if (!z.is_none()) {
+    f.Z = dim("z", z, 2, 1);
+    f.z = checked("z", z, {N, f.Z}, false);
+    if (W_z.is_none()) throw py::value_error("W_z is required with z");
+    f.W_z = param("W_z", W_z);
+    if (f.W_z.rows != f.Z || f.W_z.cols != I)
+      throw py::value_error("W_z: expected shape (" + std::to_string(f.Z) + ", " + std::to_string(I) + ")");
+    if (f.Z == 0) f.z = nullptr;
+  }
+  return f;
+}
+
+// The feature tower on its own (tests, and the inference table): x [n, I]
+// = rows of items over an id table [N, I] (no embedding dropout); with dx,
+// also the gradients: d_id [N, I], d_tables (dense, per field), dW_z.
+py::dict feature_tower(py::handle items, py::handle id_table, py::list fields, py::handle z,
+                       py::handle W_z, py::handle dx, float id_dropout, uint64_t seed,
+                       int num_threads) {
+  const int64_t N = dim("id_table", id_table, 2, 0), I = dim("id_table", id_table, 2, 1);
+  const int64_t n = dim("items", items, 1, 0);
+  const int32_t* it = checked_as<int32_t>("items", "int32", items, {n}, false);
+  for (int64_t b = 0; b < n; ++b)
+    if (it[b] < 0 || it[b] >= N)
+      throw py::value_error("items: index " + std::to_string(it[b]) + " at position " +
+                            std::to_string(b) + " is outside [0, " + std::to_string(N) + ")");
+  grurec::Param idp;
+  idp.w = checked("id_table", id_table, {N, I}, false);
+  idp.rows = N;
+  idp.cols = I;
+  grurec::ItemFeatureInputs f = feature_inputs(fields, z, W_z, N, I, id_dropout);
+  float* pdx = dx.is_none() ? nullptr : checked("dx", dx, {n, I}, false);
+  const int nt = resolve_threads(num_threads);
+  py::array_t<float> x({n, I}), keep(n);
+  py::dict r;
+  grurec::SparseGrad id_grads;
+  const int64_t rows = std::max<int64_t>(n, 1);
+  id_grads.init(N, I, rows);
+  {
+    std::vector<float> dxc;
+    if (pdx) dxc.assign(pdx, pdx + n * I);
+    py::gil_scoped_release nogil;
+    grurec::FeatureTower tower(std::make_unique<grurec::TableTower>(idp, 0.0f, rows, &id_grads),
+                               f, rows, nt);
+    grurec::Rng rng(seed);
+    tower.gather(it, n, x.mutable_data(), rng);
+    std::copy(tower.keep(), tower.keep() + n, keep.mutable_data());
+    if (pdx) {
+      tower.scatter_grad(it, n, dxc.data());
+      py::gil_scoped_acquire gil;
+      py::array_t<float> d_id({N, I});
+      std::fill(d_id.mutable_data(), d_id.mutable_data() + N * I, 0.0f);
+      for (int64_t s = 0; s < id_grads.n; ++s)
+        std::copy(&id_grads.g[s * I], &id_grads.g[s * I] + I,
+                  d_id.mutable_data() + int64_t(id_grads.rows[s]) * I);
+      py::list dt;
+      for (size_t k = 0; k < f.fields.size(); ++k) {
+        const int64_t V1 = f.fields[k].table.rows;
+        py::array_t<float> d({V1, I});
+        std::fill(d.mutable_data(), d.mutable_data() + V1 * I, 0.0f);
+        const grurec::SparseGrad& g = tower.field_grad(k);
+        for (int64_t s = 0; s < g.n; ++s)
+          std::copy(&g.g[s * I], &g.g[s * I] + I, d.mutable_data() + int64_t(g.rows[s]) * I);
+        dt.append(d);
+      }
+      py::array_t<float> dW({f.Z, I});
+      std::copy(tower.dW_z(), tower.dW_z() + f.Z * I, dW.mutable_data());
+      r["d_id"] = d_id;
+      r["d_tables"] = dt;
+      r["dW_z"] = dW;
+    }
+  }
+  r["x"] = x;
+  r["keep"] = keep;
+  return r;
 }
 
 void topk_raise(int status) {
@@ -786,7 +912,13 @@ PYBIND11_MODULE(_core, m) {
   m.def("train_epoch", &train_epoch, py::arg("W_ih"), py::arg("W_hh"), py::arg("b"),
         py::arg("b_hh"), py::arg("W_y"), py::arg("b_y"), py::arg("emb"), py::arg("config"), py::arg("offsets"),
         py::arg("items"), py::arg("pop"), py::arg("progress") = py::none(),
+        py::arg("features") = py::none(),
         "One GRU4Rec training epoch in C++ (GIL released); see cpp/train.hpp.");
+  m.def("feature_tower", &feature_tower, py::arg("items"), py::arg("id_table"),
+        py::arg("fields"), py::arg("z"), py::arg("W_z"), py::arg("dx") = py::none(),
+        py::arg("id_dropout") = 0.0f, py::arg("seed") = 0, py::arg("num_threads") = 1,
+        "The item feature tower's forward (and with dx, backward) over an id table "
+        "(cpp/core/item_tower.hpp FeatureTower).");
   m.def("sample_popularity", [](py::handle pop, float alpha, int64_t n, uint64_t seed) {
     const int64_t N = dim("pop", pop, 1, 0);
     const float* pp = checked("pop", pop, {N}, false);

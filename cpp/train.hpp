@@ -43,6 +43,7 @@
 #include <vector>
 
 #include "core/epoch.hpp"  // EpochStats, Progress
+#include "core/item_features.hpp"
 #include "core/optim.hpp"  // Param
 
 namespace grurec {
@@ -76,6 +77,9 @@ struct Net {
   std::vector<Param> b;         // [1, 3H_l]
   std::vector<Param> b_hh;      // [1, 3H_l] reset-after layers; w null for reset-before
   Param W_y, b_y;               // [N, H_L], [N, 1]
+  // Item features added to the input rows (a FeatureTower around the input
+  // mode's tower) when active(); tables and W_z are as wide as those rows.
+  ItemFeatureInputs features;
 };
 
 // offsets [S+1] into items [E]: sessions in training order, each of length

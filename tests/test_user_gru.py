@@ -183,3 +183,25 @@ def test_bad_hyperparameters_name_themselves():
 def test_users_and_sessions_are_exclusive(fitted):
     with pytest.raises(ValueError, match="not both"):
         fitted.recommend([[fitted.item_ids[0]]], users=[fitted.user_ids[0]])
+
+
+def test_item_features_with_windows(events, tmp_path):
+    """The feature tower under T-step windows: all-zero features train the
+    id-only model exactly; real ones serve stored states as replays do."""
+    from test_features_model import features
+
+    items = np.unique(events["ItemId"])
+    a = grurec.UserGRU(bptt=3, **SMALL).fit(events)
+    b = grurec.UserGRU(bptt=3, **SMALL).fit(events, item_features=features(items, zero=True))
+    for k in a.params:
+        np.testing.assert_array_equal(a.params[k], b.params[k], err_msg=k)
+    m = grurec.UserGRU(bptt=3, id_dropout=0.3, **SMALL).fit(
+        events, item_features=features(items))
+    hist = _histories(events)
+    users = list(hist)[:10]
+    x = m.recommend(users=users, k=10)
+    y = m.recommend([hist[u] for u in users], k=10, exclude_seen=True)
+    np.testing.assert_array_equal(x[0], y[0])
+    m.save(tmp_path / "f.grurec")
+    z = grurec.load(tmp_path / "f.grurec").recommend(users=users, k=10)
+    np.testing.assert_array_equal(x[0], z[0])

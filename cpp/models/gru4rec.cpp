@@ -26,11 +26,19 @@ GruStackWeights stack_weights(const Net& net) {
 }
 
 // The input mode's tower over the head's row set (mode 2 shares W_y).
-std::unique_ptr<ItemTower> make_tower(Net& net, const TrainConfig& cfg, int64_t Bmax,
-                                      SampledHead& head) {
+std::unique_ptr<ItemTower> make_id_tower(Net& net, const TrainConfig& cfg, int64_t Bmax,
+                                         SampledHead& head) {
   if (cfg.mode == 0) return std::make_unique<OneHotTower>(net.W_ih[0], cfg.dropout_embed, Bmax);
   if (cfg.mode == 1) return std::make_unique<TableTower>(net.emb, cfg.dropout_embed, Bmax, nullptr);
   return std::make_unique<TableTower>(net.W_y, cfg.dropout_embed, Bmax, &head.rows());
+}
+
+// With item features, the id tower wrapped in a FeatureTower.
+std::unique_ptr<ItemTower> make_tower(Net& net, const TrainConfig& cfg, int64_t Bmax,
+                                      SampledHead& head, int kt) {
+  std::unique_ptr<ItemTower> t = make_id_tower(net, cfg, Bmax, head);
+  if (!net.features.active()) return t;
+  return std::make_unique<FeatureTower>(std::move(t), net.features, Bmax, kt);
 }
 
 class Gru4RecStream final : public Stream {
@@ -49,7 +57,7 @@ class Gru4RecStream final : public Stream {
     head_.init(net.W_y, net.b_y, sampler,
                HeadConfig{cfg.loss, cfg.elu, cfg.bpreg, cfg.n_sample, cfg.batch_size * T_}, R,
                R);
-    tower_ = make_tower(net, cfg, R, head_);
+    tower_ = make_tower(net, cfg, R, head_, kt);
     enc_ = std::make_unique<GruStack>(stack_weights(net), tower_->dim(), tower_->projected(),
                                       cfg.dropout_hidden, Bmax, T_);
     D_ = net.W_y.cols;

@@ -13,6 +13,7 @@ from . import datasets, fitting, presets, splits  # noqa: F401  (grurec.datasets
 from . import distributed, tune  # noqa: F401  (Optuna / Dask are imported on first use)
 from .data import SessionData, sessions_from_frame, to_sessions
 from .evaluation import evaluate
+from .features import ItemFeatures
 from .io import ModelFileError, load
 from .model import GRU4Rec, ModelFitError
 from .user_model import UserGRU
@@ -24,6 +25,7 @@ __version__ = "0.2.0"
 __all__ = [
     "GRU4Rec",
     "UserGRU",
+    "ItemFeatures",
     "ModelFitError",
     "ModelFileError",
     "SessionData",

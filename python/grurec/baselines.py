@@ -42,7 +42,7 @@ from .data import SessionData
 
 log = logging.getLogger("grurec")
 
-__all__ = ["SessionRecommender", "Popularity", "SessionPopularity", "ItemKNN", "VSKNN"]
+__all__ = ["SessionRecommender", "Popularity", "SessionPopularity", "ItemKNN", "VSKNN", "ContentKNN"]
 
 
 def _group_starts(sorted_keys: np.ndarray) -> np.ndarray:
@@ -398,4 +398,107 @@ class VSKNN(SessionRecommender):
         u, inv = np.unique(ikey, return_inverse=True)
         total = np.bincount(inv, weights=np.repeat(sim, ln))
         out[u // N, u % N] = total.astype(np.float32)
+        return out
+
+
+# --------------------------------------------------------------- ContentKNN
+class ContentKNN(SessionRecommender):
+    """Content kNN: items similar by their features to the session's items
+    (the cold-start baseline of issue 18; docs/features.md).
+
+    Each item is a vector v(i): per categorical field the multi-hot vector of
+    its categories, L2-normalised, then the numeric + dense block (``z`` of
+    ``grurec.ItemFeatures``), L2-normalised; the whole vector L2-normalised.
+    The session profile is p(s) = sum_t decay^(age_t) v(item_t) (age 0 for
+    the last item), and
+
+        score(j | s) = v(j) . p(s)
+
+    (cosine similarity up to a per-session factor). Items without features
+    and, with ``exclude_session_items``, the session's own items get the
+    popularity fallback f(j) - 2, below every similarity (module docstring).
+    ``fit(events, item_features=...)``: the vocabulary is every item of the
+    events and of the features, so items never seen in training (cold items)
+    are ranked by their features alone. Memory: a dense n_items x D matrix.
+    """
+
+    def __init__(self, decay: float = 0.8, exclude_session_items: bool = True):
+        super().__init__()
+        self.decay = decay
+        self.exclude_session_items = exclude_session_items
+        self._check_params()
+
+    def _check_params(self):
+        self.decay = _check_float("decay", self.decay, 0.0, 1.0)
+        if not isinstance(self.exclude_session_items, (bool, np.bool_)):
+            raise _bad("exclude_session_items", "must be True or False", self.exclude_session_items)
+
+    def fit(self, data, session_col: str = "SessionId", item_col: str = "ItemId",
+            time_col: str = "Time", *, show_progress: Optional[bool] = None, item_features=None):
+        """Learn from events and ``item_features`` (a ``grurec.ItemFeatures``
+        or a table it reads); see the class docstring."""
+        from .data import sessions_from_frame
+        from .features import ItemFeatures
+
+        if item_features is None:
+            raise ValueError("item_features: ContentKNN needs item features (grurec.ItemFeatures)")
+        if not isinstance(item_features, ItemFeatures):
+            item_features = ItemFeatures(item_features, item_col)
+        sd = data if isinstance(data, SessionData) else sessions_from_frame(
+            data, session_col, item_col, time_col)
+        ids = np.asarray(sd.item_ids)
+        fids = np.asarray(item_features.item_ids)
+        if ids.dtype.kind in "iu" and fids.dtype.kind not in "iu":
+            fids = np.array([int(v) for v in fids])
+        elif ids.dtype.kind not in "iu" and fids.dtype.kind in "iu":
+            fids = np.array([str(v) for v in fids], dtype=object)
+        universe = np.union1d(ids, fids) if len(fids) else ids
+        if universe.dtype.kind == "U":
+            universe = universe.astype(object)
+        import pandas as pd
+
+        remap = pd.Index(universe).get_indexer(ids)
+        items = np.where(sd.items >= 0, remap[np.maximum(sd.items, 0)], -1).astype(np.int32)
+        sd = SessionData(sd.offsets, items, universe, sd.session_ids, sd.times)
+        self._features = item_features
+        return super().fit(sd, show_progress=show_progress)
+
+    def _fit(self, sd):
+        enc = self._features.encode(self.item_ids, log_missing=False)
+        N = len(self.item_ids)
+        blocks = []
+        for off, ids, V in zip(enc.cat_offsets, enc.cat_ids, enc.vocab_sizes):
+            m = np.zeros((N, V + 1), np.float32)
+            rows = np.repeat(np.arange(N), np.diff(off))
+            np.add.at(m, (rows, ids), 1.0)
+            m[:, 0] = 0  # categories outside the vocabulary
+            blocks.append(m[:, 1:])
+        if enc.z.shape[1]:
+            blocks.append(enc.z.astype(np.float32))
+        for b in blocks:
+            nrm = np.linalg.norm(b, axis=1, keepdims=True)
+            np.divide(b, nrm, out=b, where=nrm > 0)
+        v = np.concatenate(blocks, axis=1) if blocks else np.zeros((N, 1), np.float32)
+        nrm = np.linalg.norm(v, axis=1, keepdims=True)
+        np.divide(v, nrm, out=v, where=nrm > 0)
+        self.item_vectors_ = np.ascontiguousarray(v, np.float32)
+        self._has_vector = nrm[:, 0] > 0
+        self._features = None  # the vectors are all it needs
+
+    def _score(self, rows, items, n):
+        out = self._fallback_rows(n, -2.0)
+        if len(items) == 0:
+            return out
+        starts = np.searchsorted(rows, np.arange(n + 1))
+        age = (starts[rows + 1] - 1 - np.arange(len(rows))).astype(np.float64)
+        w = (self.decay ** age).astype(np.float32)
+        P = np.zeros((n, self.item_vectors_.shape[1]), np.float32)
+        np.add.at(P, rows, w[:, None] * self.item_vectors_[items])
+        sim = P @ self.item_vectors_.T
+        has = np.zeros(n, bool)
+        has[rows] = True
+        keep = has[:, None] & self._has_vector[None, :]
+        out = np.where(keep, sim, out).astype(np.float32)
+        if self.exclude_session_items:
+            out[rows, items] = self._fallback[items] - 2.0
         return out

@@ -138,6 +138,8 @@ def _layout(model, optimizer: bool) -> tuple[bytes, list, int, int]:
         if getattr(model, "popularity", None) is not None:
             arrays.append(("popularity", np.ascontiguousarray(model.popularity, np.int64)))
         arrays += [(f"params/{k}", v) for k, v in model.params.items()]
+        feat = model.__dict__.get("_feat") or {}
+        arrays += [(f"features/{k}", v) for k, v in feat.items()]
         if optimizer:
             arrays += [(f"opt/{k}", v) for k, v in getattr(model, "_opt", {}).items()]
             arrays += [(f"vel/{k}", v) for k, v in getattr(model, "_vel", {}).items()]
@@ -174,6 +176,10 @@ def _layout(model, optimizer: bool) -> tuple[bytes, list, int, int]:
     }
     if fitted and users is not None:
         meta["user_ids"] = users_meta
+    if fitted and model.__dict__.get("_feat"):
+        # Item features (docs/features.md): the encoding rules; the encoded
+        # rows are the features/ arrays. Files without this key have none.
+        meta["features"] = _jsonable(model.item_features.spec(), "features")
     js = json.dumps(meta, allow_nan=False, separators=(",", ":"), ensure_ascii=False).encode()
     if len(js) > _MAX_JSON:
         raise ValueError(f"model metadata too large ({len(js)} bytes)")
@@ -611,6 +617,7 @@ def _model_from(meta, arrays, cls=None):
     n_items = len(model.item_ids)
     if n_items < 1:
         raise ModelFileError("invalid model file: a fitted model with no items")
+    feat_names = _load_features(model, meta, arrays, n_items)
     want = model._param_shapes(n_items)
     params = {k[len("params/"):]: a for k, a in arrays.items() if k.startswith("params/")}
     if set(params) != set(want):
@@ -641,7 +648,7 @@ def _model_from(meta, arrays, cls=None):
     used = _load_users(model, meta, arrays, n_items)
     other = names - {f"params/{k}" for k in params} - {f"opt/{k}" for k in opt} \
         - {f"vel/{k}" for k in vel} - {"item_ids", "item_ids/offsets", "item_ids/utf8",
-                                       "popularity"} - used
+                                       "popularity"} - used - feat_names
     if other:
         raise ModelFileError(f"invalid model file: unexpected arrays {sorted(other)}")
     model._opt = opt
@@ -704,6 +711,48 @@ def _load_users(model, meta, arrays, n_items) -> set:
     model._users = _UserStore(ids.tolist(), np.array(states), np.array(off), np.array(items))
     names = set(_USER_ARRAYS)
     names |= {"user_ids"} if "user_ids" in arrays else {"user_ids/offsets", "user_ids/utf8"}
+    return names
+
+
+def _load_features(model, meta, arrays, n_items) -> set:
+    """The item features of a file that has them (its ``features`` key and
+    ``features/`` arrays), checked as the native tower will index them;
+    returns the array names used."""
+    spec = meta.get("features")
+    names = {k for k in arrays if k.startswith("features/")}
+    if spec is None:
+        if names:
+            raise ModelFileError("invalid model file: feature arrays without feature metadata")
+        return set()
+    from .features import EncodedFeatures, FeatureSpec
+
+    try:
+        fs = FeatureSpec(spec)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise ModelFileError(f"invalid model metadata: malformed item features ({e!r})") from None
+    F = len(fs.categorical)
+    want = {"features/z"} | {f"features/off{f}" for f in range(F)} | \
+        {f"features/ids{f}" for f in range(F)}
+    if names != want:
+        raise ModelFileError(f"invalid model file: feature arrays {sorted(names)}, expected "
+                             f"{sorted(want)}")
+    z = arrays["features/z"]
+    Z = len(fs.numeric) + sum(fs.dense_dims.values())
+    if z.dtype != np.float32 or z.shape != (n_items, Z) or not all_finite(z):
+        raise ModelFileError(f"invalid model file: features/z must be finite float32 "
+                             f"({n_items}, {Z})")
+    offs, idss = [], []
+    for f, c in enumerate(fs.categorical):
+        o, i = arrays[f"features/off{f}"], arrays[f"features/ids{f}"]
+        V = len(fs.vocab[c])
+        if (o.dtype != np.int64 or o.shape != (n_items + 1,) or i.dtype != np.int32
+                or i.ndim != 1 or o[0] != 0 or o[-1] != len(i) or (np.diff(o) < 0).any()
+                or (len(i) and (i.min() < 0 or i.max() > V))):
+            raise ModelFileError(f"invalid model file: the encoded feature field {c!r} is "
+                                 "malformed")
+        offs.append(o)
+        idss.append(i)
+    model._set_features(EncodedFeatures(offs, idss, z, fs.vocab_sizes()), fs)
     return names
 
 

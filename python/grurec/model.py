@@ -25,6 +25,7 @@ LOSSES = ("cross-entropy", "bpr-max", "top1-max")
 PARALLEL = ("hogwild", "sync")
 MOMENTUM_TYPES = ("heavy-ball", "nesterov")
 GRU_CELLS = ("reset-after", "reset-before")
+FEATURE_MODES = ("input",)  # where item features enter; "output" / "both": docs/features.md
 
 
 class ModelFitError(RuntimeError):
@@ -65,6 +66,12 @@ class GRU4Rec(SessionRecommender):
     in +-sqrt(6 / (fan_in + fan_out)), item tables +-sqrt(6 / (N + H)), biases
     zero), drawn from ``random_state`` (the official code draws them from a
     fixed seed; here the seed covers them, dropout and sampling alike).
+    feature_mode, id_dropout: item features (``fit(..., item_features=...)``,
+        ``grurec.ItemFeatures``, docs/features.md). ``feature_mode="input"``:
+        an item's input row is its id row plus the feature projection;
+        ``id_dropout``: the probability that a training row's id part is
+        dropped, so the features learn to stand alone (cold items). No effect
+        without features.
     num_threads: 0 = all cores. random_state: seed (None = fresh entropy).
     parallel: how threads share training. ``"hogwild"`` (default): each thread
         runs its own stream of session-parallel mini-batches over every
@@ -96,6 +103,8 @@ class GRU4Rec(SessionRecommender):
         n_epochs: int = 10,
         momentum_type: str = "heavy-ball",
         gru_cell: str = "reset-after",
+        feature_mode: str = "input",
+        id_dropout: float = 0.0,
         num_threads: int = 0,
         random_state: Optional[int] = None,
         show_progress: bool = True,
@@ -120,6 +129,8 @@ class GRU4Rec(SessionRecommender):
         self.n_epochs = n_epochs
         self.momentum_type = momentum_type
         self.gru_cell = gru_cell
+        self.feature_mode = feature_mode
+        self.id_dropout = id_dropout
         self.num_threads = num_threads
         self.random_state = random_state
         self.show_progress = show_progress
@@ -132,6 +143,8 @@ class GRU4Rec(SessionRecommender):
         self.history: list[dict] = []
         self.best_epoch: Optional[int] = None
         self.interrupted = False  # the last fit was cut short (on_interrupt="keep")
+        self.item_features = None  # the fitted features' encoding rules (FeatureSpec)
+        self._feat: dict[str, np.ndarray] = {}  # encoded features in item order (docs/features.md)
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "GRU4Rec":
@@ -184,7 +197,7 @@ class GRU4Rec(SessionRecommender):
         for name in ("batch_size", "n_sample", "embedding", "n_epochs", "num_threads"):
             setattr(self, name, _as_int(name, getattr(self, name), 0))
         for name in ("elu_param", "bpreg", "logq", "sample_alpha", "momentum", "learning_rate",
-                     "dropout_p_embed", "dropout_p_hidden"):
+                     "dropout_p_embed", "dropout_p_hidden", "id_dropout"):
             setattr(self, name, _as_float(name, getattr(self, name)))
         for name in ("constrained_embedding", "show_progress"):
             setattr(self, name, _as_bool(name, getattr(self, name)))
@@ -197,7 +210,8 @@ class GRU4Rec(SessionRecommender):
             if rs < 0:
                 bad("random_state", "must be >= 0")
         for name, choices in (("loss", LOSSES), ("parallel", PARALLEL),
-                              ("momentum_type", MOMENTUM_TYPES), ("gru_cell", GRU_CELLS)):
+                              ("momentum_type", MOMENTUM_TYPES), ("gru_cell", GRU_CELLS),
+                              ("feature_mode", FEATURE_MODES)):
             if not isinstance(getattr(self, name), str) or getattr(self, name) not in choices:
                 bad(name, f"must be one of {choices}")
         if not self.layers or any(h < 1 for h in self.layers):
@@ -210,7 +224,7 @@ class GRU4Rec(SessionRecommender):
             bad("momentum", "must be < 1")
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             bad("learning_rate", "must be > 0")
-        for name in ("dropout_p_embed", "dropout_p_hidden"):
+        for name in ("dropout_p_embed", "dropout_p_hidden", "id_dropout"):
             v = getattr(self, name)
             if not (0 <= v < 1):
                 bad(name, "must be in [0, 1)")
@@ -281,11 +295,99 @@ class GRU4Rec(SessionRecommender):
             in_dim = H
         shapes["W_y"] = (n_items, HL)
         shapes["b_y"] = (n_items,)
+        shapes.update(self._feature_shapes())
         return shapes
 
     def _train_window(self) -> int:
         """Steps per back-propagation window: 1 for GRU4Rec (UserGRU: bptt)."""
         return 1
+
+    def _row_width(self) -> int:
+        """Width of an item's input row: what the feature tables project to."""
+        return {0: 3 * self.layers[0], 1: self.embedding, 2: self.layers[-1]}[self.mode]
+
+    def _feature_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Feature weights (with features): ``feat_T{f}`` [V_f + 1, I] per
+        categorical field, ``feat_W_z`` [Z, I]."""
+        if not self.__dict__.get("_feat"):
+            return {}
+        I = self._row_width()  # noqa: E741
+        out = {f"feat_T{f}": (len(v) + 1, I)
+               for f, v in enumerate(self.item_features.vocab.values())}
+        if self._feat["z"].shape[1]:
+            out["feat_W_z"] = (self._feat["z"].shape[1], I)
+        return out
+
+    def _init_feature_params(self, rng: np.random.Generator) -> None:
+        """Feature weights, drawn from their own stream (a jumped copy of the
+        model's), so the id weights and training draws are those of a model
+        without features; row 0 of every table (unknown categories) is zero."""
+        import copy
+
+        bg = copy.deepcopy(rng.bit_generator)
+        frng = np.random.Generator(bg.jumped() if hasattr(bg, "jumped") else bg)
+        for k, (rows, cols) in self._feature_shapes().items():
+            s = math.sqrt(6.0 / (rows + cols))
+            w = frng.uniform(-s, s, (rows, cols)).astype(np.float32)
+            if k.startswith("feat_T"):
+                w[0] = 0
+            self.params[k] = w
+            self._opt[k] = np.zeros_like(w)
+            if self.momentum > 0:
+                self._vel[k] = np.zeros_like(w)
+
+    def _set_features(self, enc, spec) -> None:
+        """Keep encoded features (``EncodedFeatures`` in item order) and the
+        encoding rules; None clears them."""
+        self._input_cache = None
+        if enc is None:
+            self.item_features, self._feat = None, {}
+            return
+        feat = {"z": np.ascontiguousarray(enc.z, np.float32)}
+        for f, (o, i) in enumerate(zip(enc.cat_offsets, enc.cat_ids)):
+            feat[f"off{f}"] = np.ascontiguousarray(o, np.int64)
+            feat[f"ids{f}"] = np.ascontiguousarray(i, np.int32)
+        self.item_features, self._feat = spec, feat
+
+    def _feature_args(self, triple) -> Optional[dict]:
+        """The features as train_epoch / feature_tower take them, or None."""
+        if not self.__dict__.get("_feat"):
+            return None
+        n_fields = len(self.item_features.categorical)
+        fields = [(self._feat[f"off{f}"], self._feat[f"ids{f}"], triple(f"feat_T{f}"))
+                  for f in range(n_fields)]
+        has_z = "feat_W_z" in self.params
+        return {"fields": fields, "z": self._feat["z"] if has_z else None,
+                "W_z": triple("feat_W_z") if has_z else None,
+                "id_dropout": self.id_dropout}
+
+    def _input_params(self) -> tuple[dict, int]:
+        """(params, mode) for inference: with features, the id table replaced
+        by the whole input table (id rows + feature projection, computed once
+        per set of weights by the native tower, no dropout); the shared mode
+        then reads it as a separate embedding."""
+        p = self.params
+        if not self.__dict__.get("_feat"):
+            return p, self.mode
+        key = tuple(id(a) for a in p.values())
+        cache = self.__dict__.get("_input_cache")
+        if cache is not None and cache[0] == key:
+            return cache[1], cache[2]
+        id_name = {0: "W_ih0", 1: "emb", 2: "W_y"}[self.mode]
+        args = self._feature_args(lambda k: (p[k], np.zeros_like(p[k]), None))
+        N = len(self.item_ids)
+        table = _core.feature_tower(np.arange(N, dtype=np.int32), p[id_name], args["fields"],
+                                    args["z"], args["W_z"], None, 0.0, 0,
+                                    self.num_threads or 0)["x"]
+        q = dict(p)
+        mode = self.mode
+        if mode == 0:
+            q["W_ih0"] = table
+        else:
+            q["emb"] = table
+            mode = 1
+        self._input_cache = (key, q, mode)
+        return q, mode
 
     def _triple(self, name):
         return (self.params[name], self._opt[name], self._vel.get(name))
@@ -294,7 +396,8 @@ class GRU4Rec(SessionRecommender):
     def fit(self, data, session_col: str = "SessionId", item_col: str = "ItemId",
             time_col: str = "Time", callback: Optional[Callable[[int, float], None]] = None,
             *, valid=None, patience: Optional[int] = None, metric: str = "mrr@20",
-            show_progress: Optional[bool] = None, on_interrupt: str = "raise"):
+            show_progress: Optional[bool] = None, on_interrupt: str = "raise",
+            item_features=None):
         """Train on events for ``n_epochs`` epochs.
 
         ``data``: anything ``grurec.data.to_sessions`` takes: a pandas or polars
@@ -330,6 +433,9 @@ class GRU4Rec(SessionRecommender):
             train all ``n_epochs``); needs ``valid``.
         metric: what "best" means: ``"mrr@K"``, ``"recall@K"`` or ``"ndcg@K"``.
         show_progress: progress bars for this call (None: ``self.show_progress``).
+        item_features: a ``grurec.ItemFeatures`` (or a table it reads): the
+            items' features enter as ``feature_mode`` says (docs/features.md);
+            items without a row get zero features (counted, logged).
         """
         from .fitting import ValidationPlan
 
@@ -339,6 +445,11 @@ class GRU4Rec(SessionRecommender):
         progress = self.show_progress if show_progress is None else _as_bool(
             "show_progress", show_progress)
         plan = ValidationPlan.create(valid, patience, metric)
+        if item_features is not None:
+            from .features import ItemFeatures
+
+            if not isinstance(item_features, ItemFeatures):
+                item_features = ItemFeatures(item_features, item_col)
         sd = to_sessions(data, session_col, item_col, time_col)  # private arrays
         if plan is not None:
             sd = plan.carve(sd, session_col, item_col, time_col)
@@ -352,7 +463,8 @@ class GRU4Rec(SessionRecommender):
             log.info("skipped %d sessions with a single event", n_short)
         work = self._snapshot()  # other threads keep using the old model meanwhile
         try:
-            finished = work._fit_sessions(sd, callback, plan=plan, show_bar=progress)
+            finished = work._fit_sessions(sd, callback, plan=plan, show_bar=progress,
+                                          item_features=item_features)
         except KeyboardInterrupt:
             # Ctrl-C in Python code (between epochs, in the callback, in the
             # validation): "keep" keeps the copy only if it is a whole model
@@ -383,7 +495,7 @@ class GRU4Rec(SessionRecommender):
         return self
 
     def _fit_sessions(self, sd: SessionData, callback, plan=None,
-                      show_bar: Optional[bool] = None) -> bool:
+                      show_bar: Optional[bool] = None, item_features=None) -> bool:
         """Train ``self`` (a private copy, see ``fit``) from scratch; False
         when Ctrl-C cut training short. ``plan``: a ``grurec.fitting``
         validation plan, run after every epoch (it may stop training)."""
@@ -392,7 +504,14 @@ class GRU4Rec(SessionRecommender):
         self.item_ids = np.asarray(sd.item_ids)
         n_items = len(sd.item_ids)
         rng = np.random.default_rng(self.random_state)
+        self._set_features(None, None)
         self._init_params(n_items, rng)
+        if item_features is not None:
+            from .features import FeatureSpec
+
+            enc = item_features.encode(self.item_ids)
+            self._set_features(enc, FeatureSpec(item_features.spec()))
+            self._init_feature_params(rng)
         self.popularity = np.bincount(sd.items, minlength=n_items).astype(np.int64)
         pop = self.popularity.astype(np.float32)
         self.epochs_trained = 0
@@ -408,6 +527,7 @@ class GRU4Rec(SessionRecommender):
             self._triple("b_y"),
             self._triple("emb") if self.mode == 1 else None,
         )
+        features = self._feature_args(self._triple)
         n_train_events = int(sd.n_events - sd.n_sessions)
         for epoch in range(self.n_epochs):
             cfg = dict(
@@ -441,7 +561,8 @@ class GRU4Rec(SessionRecommender):
                 return True
 
             t0 = time.perf_counter()
-            r = _core.train_epoch(*args, cfg, sd.offsets, sd.items, pop, progress)
+            r = _core.train_epoch(*args, cfg, sd.offsets, sd.items, pop, progress,
+                                  **({"features": features} if features else {}))
             dt = time.perf_counter() - t0
             if bar is not None:
                 bar.close()
@@ -514,7 +635,8 @@ class GRU4Rec(SessionRecommender):
         after every prefix that has a next event (``all_prefixes``; rows
         ``offsets[s] - s + t``). The state starts at zero for every session."""
         self._check_fitted()
-        return _core.session_states(self.params, self.layers, self.mode,
+        params, mode = self._input_params()
+        return _core.session_states(params, self.layers, mode,
                                     np.ascontiguousarray(offsets, np.int64),
                                     np.ascontiguousarray(items, np.int32), all_prefixes,
                                     self.num_threads if num_threads is None else num_threads)
@@ -522,18 +644,18 @@ class GRU4Rec(SessionRecommender):
     def _step(self, states: list[np.ndarray], items: np.ndarray) -> np.ndarray:
         """One GRU step for a batch of item indices; updates ``states`` in place
         and returns the last layer's output (B, H_L)."""
-        p = self.params
+        p, mode = self._input_params()
         B = len(items)
         x = None
-        if self.mode == 1:
+        if mode == 1:
             x = p["emb"][items]
-        elif self.mode == 2:
+        elif mode == 2:
             x = p["W_y"][items]
         for l, H in enumerate(self.layers):
             h_out = np.empty((1, B, H), np.float32)
             rh = np.empty((1, B, H), np.float32)
             gates = np.empty((1, B, 3 * H), np.float32)
-            if l == 0 and self.mode == 0:
+            if l == 0 and mode == 0:
                 gates[0] = p["W_ih0"][items] + p["b0"]
                 _core.gru_forward_gates(h_out, gates, rh, states[l], p[f"W_hh{l}"], 1)
             else:

@@ -43,7 +43,8 @@ class Preset:
 
 # What every official parameter file shares.
 _OFFICIAL = dict(constrained_embedding=True, embedding=0, n_sample=2048, n_epochs=10,
-                 momentum_type="heavy-ball", gru_cell="reset-after")
+                 momentum_type="heavy-ball", gru_cell="reset-after",
+                 feature_mode="input", id_dropout=0.0)
 
 
 def _official(name: str, loss: str, layers: list, batch_size: int, dropout: tuple,
@@ -58,6 +59,8 @@ def _official(name: str, loss: str, layers: list, batch_size: int, dropout: tupl
 
 
 def _searched(name: str, source: str, **params: Any) -> Preset:
+    # Searched without item features: their settings are the no-feature ones.
+    params = dict(params, feature_mode="input", id_dropout=0.0)
     return Preset(name, MappingProxyType(params), "grurec: " + source)
 
 

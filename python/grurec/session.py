@@ -67,15 +67,15 @@ class LiveSession:
                 raise ValueError(f"item {item_id!r} is not in the model's vocabulary")
             self.n_unknown += 1
             return self
-        p = m.params
+        p, mode = m._input_params()
         x = None
-        if m.mode == 1:
+        if mode == 1:
             x = p["emb"][idx][None, None, :]
-        elif m.mode == 2:
+        elif mode == 2:
             x = p["W_y"][idx][None, None, :]
         for l, H in enumerate(m.layers):
             h = self._h[l]
-            if l == 0 and m.mode == 0:
+            if l == 0 and mode == 0:
                 np.add(p["W_ih0"][idx], p["b0"], out=self._gates[0][0, 0])
                 _core.gru_forward_gates(h, self._gates[0], self._rh[0], self._states[0],
                                         p["W_hh0"], 1)

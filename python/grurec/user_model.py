@@ -131,6 +131,8 @@ class UserGRU(GRU4Rec):
         random_state: Optional[int] = None,
         show_progress: bool = True,
         parallel: str = "hogwild",
+        feature_mode: str = "input",
+        id_dropout: float = 0.0,
         bptt: int = 8,
         max_len: Optional[int] = None,
     ):
@@ -143,7 +145,8 @@ class UserGRU(GRU4Rec):
             dropout_p_embed=dropout_p_embed, dropout_p_hidden=dropout_p_hidden,
             learning_rate=learning_rate, momentum=momentum, n_epochs=n_epochs,
             momentum_type=momentum_type, gru_cell=gru_cell, num_threads=num_threads,
-            random_state=random_state, show_progress=show_progress, parallel=parallel)
+            random_state=random_state, show_progress=show_progress, parallel=parallel,
+            feature_mode=feature_mode, id_dropout=id_dropout)
         self._users: Optional[_UserStore] = None
 
     @classmethod
@@ -166,13 +169,15 @@ class UserGRU(GRU4Rec):
     # -------------------------------------------------------------------- fit
     def fit(self, data, user_col: str = "UserId", item_col: str = "ItemId",
             time_col: str = "Time", callback=None, *, show_progress: Optional[bool] = None,
-            on_interrupt: str = "raise", valid=None, patience=None, metric: str = "mrr@20"):
+            on_interrupt: str = "raise", valid=None, patience=None, metric: str = "mrr@20",
+            item_features=None):
         """Train on every user's events for ``n_epochs`` epochs, then store
         every user's state after their whole history.
 
         ``data``: events in any form ``grurec.to_sessions`` takes, with a user
         column (``user_col``) in place of the session column. The other
-        arguments are ``GRU4Rec.fit``'s; ``valid`` / ``patience`` are not yet
+        arguments are ``GRU4Rec.fit``'s (``item_features`` included);
+        ``valid`` / ``patience`` are not yet
         supported for users (choose the epochs with ``grurec.evaluate_users``
         on a leave-one-out split).
         """
@@ -195,8 +200,14 @@ class UserGRU(GRU4Rec):
         train = train.select_sessions(train.lengths() >= 2).compact_items()
         if train.n_sessions == 0:
             raise ValueError("no user has 2 or more events: nothing to learn from")
+        if item_features is not None:
+            from .features import ItemFeatures
+
+            if not isinstance(item_features, ItemFeatures):
+                item_features = ItemFeatures(item_features, item_col)
         work = self._snapshot()
-        finished = work._fit_sessions(train, callback, plan=None, show_bar=progress)
+        finished = work._fit_sessions(train, callback, plan=None, show_bar=progress,
+                                      item_features=item_features)
         if not finished:
             if on_interrupt == "raise" or not work._whole():
                 raise KeyboardInterrupt(
@@ -216,7 +227,8 @@ class UserGRU(GRU4Rec):
         return _UserStore(sd.session_ids, states, seen_off, seen_items)
 
     def _all_states(self, offsets, idx, h0=None) -> np.ndarray:
-        return _core.session_states(self.params, self.layers, self.mode,
+        params, mode = self._input_params()  # with item features: the whole input table
+        return _core.session_states(params, self.layers, mode,
                                     np.ascontiguousarray(offsets, np.int64),
                                     np.ascontiguousarray(idx, np.int32), False, self.num_threads,
                                     h0=h0, all_layers=True)
