@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Mapping
 
-__all__ = ["Preset", "PRESETS", "names", "get", "describe"]
+__all__ = ["Preset", "PRESETS", "USER_PRESETS", "names", "get", "describe", "user_names",
+           "get_user"]
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,28 @@ _RENAMED = {"rsc15": "rsc15_xe_shared_100 (the official file; grurec 0.1's 'rsc1
             "diginetica": "search_diginetica_valid (or the official diginetica_bprmax_shared)"}
 
 
+# UserGRU settings, named after the data set they were chosen on (leave-one-out
+# validation: each user's second-to-last event, full ranking; benchmarks/bench_users.py).
+# Filled in below from measured searches; every UserGRU hyperparameter is set.
+USER_PRESETS: Mapping[str, Preset] = MappingProxyType({})
+
+
+def user_names() -> list[str]:
+    """The UserGRU preset names (data set names)."""
+    return list(USER_PRESETS)
+
+
+def get_user(name: str) -> dict[str, Any]:
+    """A fresh dict of UserGRU preset ``name``'s hyperparameters."""
+    try:
+        p = USER_PRESETS[name]
+    except (KeyError, TypeError):
+        hint = " (a GRU4Rec preset: use GRU4Rec.from_preset)" if name in PRESETS else ""
+        raise ValueError(f"UserGRU preset: unknown name {name!r}{hint}; known: "
+                         f"{', '.join(USER_PRESETS)}") from None
+    return {k: list(v) if isinstance(v, list) else v for k, v in p.params.items()}
+
+
 def names() -> list[str]:
     """The preset names, in the order above."""
     return list(PRESETS)
@@ -107,10 +130,12 @@ def get(name: str) -> dict[str, Any]:
         p = PRESETS[name]
     except (KeyError, TypeError):
         hint = f" (renamed: use {_RENAMED[name]})" if isinstance(name, str) and name in _RENAMED else ""
+        if isinstance(name, str) and name in USER_PRESETS:
+            hint = " (a UserGRU preset: use UserGRU.from_preset)"
         raise ValueError(f"preset: unknown name {name!r}{hint}; known: {', '.join(PRESETS)}") from None
     return {k: list(v) if isinstance(v, list) else v for k, v in p.params.items()}
 
 
 def describe() -> dict[str, str]:
-    """Preset name -> where its setting comes from."""
-    return {n: p.source for n, p in PRESETS.items()}
+    """Preset name -> where its setting comes from (UserGRU presets included)."""
+    return {n: p.source for n, p in {**PRESETS, **USER_PRESETS}.items()}

@@ -151,11 +151,12 @@ class UserGRU(GRU4Rec):
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "UserGRU":
-        """A model with preset ``name``'s hyperparameters (``grurec.presets``),
+        """A model with UserGRU preset ``name``'s hyperparameters (named after
+        the data set they were chosen on: ``grurec.presets.user_names()``),
         any of them overridden by keyword."""
         from . import presets
 
-        return cls(**dict(presets.get(name), **overrides))
+        return cls(**dict(presets.get_user(name), **overrides))
 
     def _check_params(self) -> None:
         super()._check_params()
