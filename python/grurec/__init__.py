@@ -17,6 +17,7 @@ from .io import ModelFileError, load
 from .model import GRU4Rec, ModelFitError
 from .ops import gru_backward, gru_forward
 from .topk import TopkIndex, topk
+from .user_evaluation import evaluate_users
 
 __version__ = "0.2.0"
 
@@ -26,6 +27,7 @@ __all__ = [
     "ModelFileError",
     "SessionData",
     "evaluate",
+    "evaluate_users",
     "load",
     "sessions_from_frame",
     "to_sessions",
