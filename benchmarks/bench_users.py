@@ -9,7 +9,7 @@ evaluated with ``grurec.evaluate_users(protocol="loo")``: each user's last
 event is the target, everything before it the history, ranked among ALL the
 model's items minus the user's own history items (``exclude_seen=True``);
 targets the model does not know are misses. The rank is 1 + the number of
-items scored strictly higher ("standard" ties).
+items scored strictly higher ("standard" ties; ``--mode``).
 
 Models: Popularity, ItemKNN and VSKNN (``grurec.baselines`` defaults), GRU4Rec
 fed each user's history as one session (``GRU4Rec()`` defaults: bpr-max;
@@ -72,14 +72,14 @@ def make(name: str, data: str, seed: int, threads: int):
     return m
 
 
-def run_one(name, data, ds, train, seed, threads) -> dict:
+def run_one(name, data, ds, train, seed, threads, mode="standard") -> dict:
     m = make(name, data, seed, threads)
     t0 = time.perf_counter()
     m.fit(train)
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     r = grurec.evaluate_users(m, ds, protocol="loo", cutoffs=CUTOFFS, exclude_seen=True,
-                              num_threads=threads, show_progress=False)
+                              mode=mode, num_threads=threads, show_progress=False)
     eval_s = time.perf_counter() - t0
     return {"data": data, "model": name, "seed": seed if name in SEEDED else None,
             **{k: r[k] for k in ("hr@10", "ndcg@10", "hr@20", "ndcg@20", "mrr@20",
@@ -97,6 +97,8 @@ def main(argv=None) -> int:
     p.add_argument("--fit-on", choices=("train", "train+valid"), default="train",
                    help="train: all but each user's last two events (the leave-one-out "
                         "standard); train+valid: all but the last")
+    p.add_argument("--mode", choices=("standard", "conservative", "median"), default="standard",
+                   help="tie handling of the ranks (grurec.evaluate_users mode=)")
     p.add_argument("--json", type=Path, default=DEFAULT_JSON)
     args = p.parse_args(argv)
 
@@ -107,14 +109,14 @@ def main(argv=None) -> int:
     print(cpu_line())
     meta = {"cpu": cpu_line(), "python": platform.python_version(),
             "grurec": grurec.__version__, "threads": args.threads, "fit_on": args.fit_on,
-            "protocol": "loo, full ranking, exclude_seen, standard ties"}
+            "protocol": f"loo, full ranking, exclude_seen, {args.mode} ties"}
     results = []
     for data in args.data:
         ds = grurec.datasets.load_prepared(data)
         train = ds.train if args.fit_on == "train" else ds.valid
         for name in models:
             for seed in (args.seeds if name in SEEDED else [None]):
-                row = run_one(name, data, ds, train, seed, args.threads)
+                row = run_one(name, data, ds, train, seed, args.threads, args.mode)
                 results.append(row)
                 print(json.dumps(row), flush=True)
 
