@@ -280,10 +280,26 @@ def test_prepared_sequence_samples():
     assert counts(ds.events) == (410, 40, 385)
     assert counts(ds.test) == (410, 40, 385)  # every user has >= 5 actions
     assert ds.valid.n_events == 410 - 40 and ds.train.n_events == 410 - 80
+    ds = datasets.load_user_sequences(SAMPLES / "beauty-s3rec_users1-200.txt")
+    assert counts(ds.events) == (2798, 200, 2022)
+    assert ds.events.item_ids.dtype.kind == "i" and ds.events.session_ids[0] == 1
+    first = [int(v) for v in (SAMPLES / "beauty-s3rec_users1-200.txt").read_text().split()[:6]]
+    assert list(ds.events.item_ids[ds.events.items[:5]]) == first[1:]  # user 1, in file order
+    assert ds.valid.n_events == 2798 - 200 and ds.train.n_events == 2798 - 400
     ds = datasets.load_recbole(SAMPLES / "ml-100k.head300.inter")
     assert counts(ds.events) == (300, 153, 232)
     few = int((ds.events.lengths() < 3).sum())
     assert ds.test.n_sessions == 153 - few
+
+
+def test_user_sequences_reject_bad_lines(tmp_path):
+    p = tmp_path / "seq.txt"
+    p.write_text("1 10 11\n2\n")
+    with pytest.raises(ValueError, match="line 2: user '2' has no items"):
+        datasets.load_user_sequences(p)
+    p.write_text("1 10 11\n2 12 13\n1 14\n")
+    with pytest.raises(ValueError, match="line 3: user '1' already on line 1"):
+        datasets.load_user_sequences(p)
 
 
 def test_sample_readme_lists_every_sample():
@@ -308,6 +324,7 @@ README = {
                        items=43_097),
     "amazon-beauty": dict(events=(353_962, 40_226, 54_542)),
     "ml-100k": dict(events=(100_000, 943, 1_682)),
+    "beauty-s3rec": dict(events=(198_502, 22_363, 12_101)),
 }
 
 

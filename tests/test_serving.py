@@ -378,3 +378,109 @@ def test_recommend_takes_an_event_table(model, tmp_path):
         model.recommend(bad, k=3, unknown="error")
     model.recommend(bad, k=3)
     assert model.last_unknown_count == 1
+
+
+# ------------------------------------------------- precision / F1, rest of session
+def test_precision_and_f1_derive_from_the_hits():
+    m = fit_small()
+    test = generate_sessions(n_events=600, n_items=150, mean_length=5, signal=0.8, seed=7)
+    r = grurec.evaluate(m, test, cutoffs=(1, 5, 20), mode="median")
+    for k in (1, 5, 20):
+        hr = r[f"recall@{k}"]
+        assert r[f"precision@{k}"] == pytest.approx(hr / k, rel=1e-15)
+        p, rec = hr / k, hr  # mean P and R; per event F1 = 2/(k+1) on a hit
+        assert r[f"f1@{k}"] == pytest.approx(2 * p * rec / (p + rec), rel=1e-12)
+    assert r["f1@1"] == pytest.approx(r["recall@1"])
+
+
+def rest_reference(score_rows, top_rows, rests, cutoffs):
+    """Per prefix: the top-K list (best first), the set of later items."""
+    out = {}
+    for k in cutoffs:
+        P, R, F, AP = [], [], [], []
+        for top, rel in zip(top_rows, rests):
+            hits = [int(i) in rel for i in top[:k]]
+            h = sum(hits)
+            p, r = h / k, h / len(rel)
+            P.append(p)
+            R.append(r)
+            F.append(2 * p * r / (p + r) if h else 0.0)
+            ap = sum(sum(hits[:j + 1]) / (j + 1) for j in range(len(hits)) if hits[j])
+            AP.append(ap / min(k, len(rel)))
+        out.update({f"precision@{k}": np.mean(P), f"recall@{k}": np.mean(R),
+                    f"f1@{k}": np.mean(F), f"map@{k}": np.mean(AP)})
+    return out
+
+
+def rest_cases(m, test, k, top_of):
+    sd = grurec.to_sessions(test, unknown="keep")  # the test's own ids
+    to_model = m._lookup(list(sd.item_ids))
+    tops, rests = [], []
+    for a, z in zip(sd.offsets[:-1], sd.offsets[1:]):
+        if z - a < 2:
+            continue
+        for t in range(a, z - 1):
+            prefix = to_model[sd.items[a:t + 1]]
+            tops.append(top_of(prefix[prefix >= 0], k))
+            # relevant: the ids of later events (unknown ones can never be hit)
+            rests.append({int(to_model[i]) if to_model[i] >= 0 else -10 - int(i)
+                          for i in sd.items[t + 1:z]})
+    return tops, rests
+
+
+@pytest.mark.parametrize("which", ["ItemKNN", "Coarse", "GRU4Rec"])
+def test_rest_of_session_matches_numpy_reference(which):
+    train = generate_sessions(n_events=3000, n_items=60, mean_length=6, signal=0.8, seed=1)
+    test = generate_sessions(n_events=500, n_items=70, mean_length=6, signal=0.8, seed=2)
+    test.loc[::4, "ItemId"] = test.loc[::4, "ItemId"] % 5  # repeats within sessions
+
+    class Coarse(grurec.baselines.SessionRecommender):
+        def _score(self, rows, items, n):
+            last = np.full(n, 0)
+            last[rows] = items
+            table = np.round(np.random.default_rng(9).random((self.n_items, self.n_items)) * 4)
+            return table[last].astype(np.float32)
+
+    if which == "GRU4Rec":
+        m = grurec.GRU4Rec(layers=[16], batch_size=16, n_sample=32, n_epochs=2, random_state=0,
+                           show_progress=False, num_threads=1).fit(train)
+
+        def top_of(prefix, k):  # the native lists recommend() gives (ties: lower index)
+            return m._lookup(list(m.recommend([list(m.item_ids[prefix])], k=k)[0][0]))
+    else:
+        m = (grurec.baselines.ItemKNN() if which == "ItemKNN" else Coarse()).fit(train)
+
+        def top_of(prefix, k):
+            s = m.score_prefixes([prefix])[0].astype(np.float64)
+            return np.lexsort((np.arange(len(s)), -s))[:k]
+
+    cutoffs = (1, 3, 5, 20)
+    got = grurec.evaluate(m, test, cutoffs=cutoffs, protocol="rest", chunk_events=61,
+                          show_progress=False)
+    tops, rests = rest_cases(m, test, max(cutoffs), top_of)
+    want = rest_reference(None, tops, rests, cutoffs)
+    for key, v in want.items():
+        assert got[key] == pytest.approx(v, abs=1e-12), key
+    assert got["n_events"] == len(tops)
+    assert got["n_unknown_items"] == int((~test["ItemId"].isin(m.item_ids)).sum())
+    assert got["n_unknown_items"] > 0  # test items 60..69 are unknown to the model
+    # the next item is relevant too: a next-item hit at 1 (no tie) is a rest hit at 1
+    nxt = grurec.evaluate(m, test, cutoffs=cutoffs, mode="conservative")
+    assert got["precision@1"] >= nxt["precision@1"] - 1e-12
+
+
+def test_rest_protocol_checks_and_candidates():
+    train = generate_sessions(n_events=2000, n_items=50, seed=1)
+    test = generate_sessions(n_events=300, n_items=50, seed=2)
+    m = grurec.baselines.ItemKNN().fit(train)
+    with pytest.raises(ValueError, match="protocol must be one of"):
+        grurec.evaluate(m, test, protocol="all")
+    with pytest.raises(ValueError, match="tie modes apply to protocol='next' only"):
+        grurec.evaluate(m, test, protocol="rest", mode="median")
+    cand = list(m.item_ids[:10])
+    r = grurec.evaluate(m, test, cutoffs=(5, 20), protocol="rest", candidates=cand)
+    assert r["n_items"] == 10
+    for k in (5, 20):  # never more hits than relevant candidates
+        assert 0 <= r[f"precision@{k}"] <= min(1, 10 / k) and 0 <= r[f"map@{k}"] <= 1
+    full = grurec.evaluate(m, test, cutoffs=(20,), protocol="rest")
+    assert full["recall@20"] > r["recall@20"]

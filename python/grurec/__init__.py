@@ -19,6 +19,7 @@ from .model import GRU4Rec, ModelFitError
 from .user_model import UserGRU
 from .ops import gru_backward, gru_forward
 from .topk import TopkIndex, topk
+from .user_evaluation import evaluate_users
 
 __version__ = "0.2.0"
 
@@ -30,6 +31,7 @@ __all__ = [
     "ModelFileError",
     "SessionData",
     "evaluate",
+    "evaluate_users",
     "load",
     "sessions_from_frame",
     "to_sessions",

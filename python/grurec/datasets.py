@@ -25,6 +25,8 @@ Prepared files:
 ``load_user_item``     ``user item`` lines grouped by user in time order
                        (amazon-beauty), leave-last-out.
 ``load_recbole``       RecBole atomic ``.inter`` files (typed header), leave-last-out.
+``load_user_sequences`` one line per user, ``user item item ...`` in time order
+                       (the S3-Rec ``Beauty.txt``, beauty-s3rec), leave-last-out.
 ``load_prepared``      one of the folders of ``../shared/data`` by name.
 
 Item and session ids are kept as the files have them (no renumbering).
@@ -394,6 +396,44 @@ def load_user_item(path: PathLike, *, sep: str = " ", name: str = "sequences") -
     return _sequence_dataset(name, df, rep)
 
 
+def load_user_sequences(path: PathLike, *, sep: Optional[str] = None,
+                        name: str = "sequences") -> Dataset:
+    """One line per user: ``user item item ...`` (``sep``: any whitespace by
+    default), the items in time order, no timestamps (the S3-Rec files, e.g.
+    ``Beauty.txt`` of beauty-s3rec). Time = the event's position in the file
+    (0, 1, ...), so it orders events within and across users. A user line
+    with no item, or a user on two lines, is an error naming the line. No step
+    removes anything; leave-last-out split."""
+    import pandas as pd
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such file: {path!r}")
+    users, lengths, items = [], [], []
+    seen = {}
+    with open(path, encoding="utf-8") as f:
+        for ln, line in enumerate(f, 1):
+            parts = line.split(sep)
+            if not parts or (len(parts) == 1 and not parts[0].strip()):
+                continue  # blank line
+            if len(parts) < 2:
+                raise ValueError(f"{path!r}, line {ln}: user {parts[0]!r} has no items "
+                                 "(expected 'user item item ...')")
+            if parts[0] in seen:
+                raise ValueError(f"{path!r}, line {ln}: user {parts[0]!r} already on line "
+                                 f"{seen[parts[0]]} (expected one line per user)")
+            seen[parts[0]] = ln
+            users.append(parts[0])
+            lengths.append(len(parts) - 1)
+            items.extend(parts[1:])
+    u = pd.Series(np.repeat(np.array(users, dtype=object), lengths))
+    df = pd.DataFrame({S: _tokens(u), I: _tokens(pd.Series(items, dtype=object)),
+                       T: np.arange(len(items), dtype=np.float64)})
+    rep = Report(name)
+    rep.add("read", "all", frame_counts(df), frame_counts(df))
+    return _sequence_dataset(name, df, rep)
+
+
 _RECBOLE_TYPES = ("token", "token_seq", "float", "float_seq")
 
 
@@ -478,13 +518,15 @@ PREPARED = {
                        test="diginetica/diginetica_sessions_test.tsv.gz"),
     "amazon-beauty": dict(kind="user_item", path="amazon-beauty/beauty.txt"),
     "ml-100k": dict(kind="recbole", path="ml-100k/ml-100k.inter"),
+    "beauty-s3rec": dict(kind="user_sequences", path="beauty-s3rec/Beauty.txt"),
 }
 
 
 def load_prepared(name: str, root: Optional[PathLike] = None) -> Dataset:
     """One of the prepared sets of ``../shared/data`` by folder name:
     ``rsc15-100k``, ``yoochoose1_64``, ``diginetica``, ``amazon-beauty``,
-    ``ml-100k``. ``root`` defaults to ``shared_data_dir()``."""
+    ``ml-100k``, ``beauty-s3rec`` (the sequences only; its item attributes are
+    not read). ``root`` defaults to ``shared_data_dir()``."""
     if name not in PREPARED:
         raise ValueError(f"unknown prepared data set {name!r}; known: {sorted(PREPARED)}")
     base = Path(root) if root is not None else shared_data_dir()
@@ -499,4 +541,6 @@ def load_prepared(name: str, root: Optional[PathLike] = None) -> Dataset:
             valid=base / spec["valid"] if "valid" in spec else None, name=name)
     if spec["kind"] == "user_item":
         return load_user_item(base / spec["path"], name=name)
+    if spec["kind"] == "user_sequences":
+        return load_user_sequences(base / spec["path"], name=name)
     return load_recbole(base / spec["path"], name=name)

@@ -36,6 +36,11 @@ for tuning (GRU4Rec's ``train_tr`` / ``train_valid``)::
 
 ``leave_last_out``: for user sequences (one sequence per user), the last
 event tests and the second-to-last validates.
+
+``user_time_split``: for user sequences, a global time cut: train = every
+event before the cut; test = the whole sequences of the users with an event
+at or after it (``grurec.evaluate_users(protocol="time")`` predicts each of
+those events from everything the user did before it).
 """
 from __future__ import annotations
 
@@ -211,3 +216,52 @@ def leave_last_out(sequences, *, min_length: int = 3, drop_unseen_items: bool = 
         rep.add("remove users whose target occurs nowhere before", "test", c, counts(test))
     return Split(train.compact_items(), test.compact_items(), rep,
                  valid=valid.compact_items())
+
+
+def user_time_split(events, *, cut=None, days: Optional[float] = None, unit: str = "s",
+                    user_col: str = "UserId", item_col: str = "ItemId",
+                    time_col: str = "Time") -> Split:
+    """Split user sequences at a global time: ``train`` = every event before
+    ``cut`` (all users), ``test`` = the *whole* sequences (events before the
+    cut included: they are the history) of the users with at least one event
+    at or after it and an earlier event of their own to condition on.
+
+    ``cut``: a number in the data's time unit or a date/time (naive: UTC;
+    numeric times read in ``unit``); or ``days``: the last ``days`` days
+    before the last event. ``Split.cut`` holds the cut as a number, which
+    ``grurec.evaluate_users(model, split, protocol="time")`` reads: the test
+    targets are exactly the test events at or after it with an earlier event
+    of the same user.
+    """
+    if (days is None) == (cut is None):
+        raise ValueError("give exactly one of days= and cut=")
+    if not isinstance(unit, str) or unit not in _SECONDS:
+        raise ValueError(f"unit must be one of {tuple(_SECONDS)}, got {unit!r}")
+    if days is not None and not (isinstance(days, (int, float, np.integer, np.floating))
+                                 and not isinstance(days, (bool, np.bool_))
+                                 and np.isfinite(days) and days > 0):
+        raise ValueError(f"days must be > 0 (a number of days), got {days!r}")
+    sd = to_sessions(events, user_col, item_col, time_col)
+    if sd.times is None:
+        raise ValueError("user_time_split needs event times; this SessionData has none")
+    if sd.n_events == 0:
+        raise ValueError("no events to split")
+    if days is not None:
+        cut_v = float(sd.times.max()) - days * 86400.0 / _SECONDS[unit]
+    else:
+        cut_v = _cut_value(cut, unit)
+    rep = Report("user_time_split")
+    c0 = counts(sd)
+    rep.add("input", "all", c0, c0)
+    before = sd.times < cut_v
+    train = sd.select_events(before)
+    rep.add(f"events before the cut at {cut_v:.6g}", "train", c0, counts(train))
+    lengths = sd.lengths()
+    user = np.repeat(np.arange(sd.n_sessions), lengths)
+    first = np.repeat(sd.offsets[:-1], lengths) == np.arange(sd.n_events)
+    target = ~before & ~first  # at or after the cut, with an earlier event of the user
+    has_target = np.bincount(user[target], minlength=sd.n_sessions) > 0
+    test = sd.select_sessions(has_target)
+    rep.add(f"whole sequences of users with events at or after the cut "
+            f"({int(target.sum())} targets)", "test", c0, counts(test))
+    return Split(train.compact_items(), test.compact_items(), rep, cut=cut_v)
