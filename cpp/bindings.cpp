@@ -1,6 +1,7 @@
 // The only file that knows pybind11. Every array is checked here (dtype,
 // contiguity, writability, shape) before native code runs; kernels trust
 // their arguments. Long calls release the GIL.
+#include <cmath>
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -280,6 +281,7 @@ py::dict train_epoch(py::list W_ih, py::list W_hh, py::list b, py::list b_hh, py
   c.workers = cfg.contains("workers") ? cfg["workers"].cast<int>() : 1;
   if (c.workers < 1) throw py::value_error("workers must be >= 1");
   c.bptt = cfg.contains("bptt") ? cfg["bptt"].cast<int64_t>() : 1;
+  py::object weights_keep;  // keeps the weights array alive during training
   if (c.bptt < 1) throw py::value_error("bptt must be >= 1");
   const int64_t L = static_cast<int64_t>(W_hh.size());
   if (L < 1 || static_cast<int64_t>(W_ih.size()) != L || static_cast<int64_t>(b.size()) != L ||
@@ -319,6 +321,15 @@ py::dict train_epoch(py::list W_ih, py::list W_hh, py::list b, py::list b_hh, py
   py::array_t<int64_t, py::array::c_style> off = py::reinterpret_borrow<py::array>(offsets);
   py::array_t<int32_t, py::array::c_style> it = py::reinterpret_borrow<py::array>(items);
   const float* pp = checked("pop", pop, {net.n_items}, false);
+  if (cfg.contains("weights") && !cfg["weights"].is_none()) {
+    weights_keep = cfg["weights"];
+    c.weights = checked("weights", weights_keep, {E}, false);
+    for (int64_t e = 0; e < E; ++e)
+      if (!(c.weights[e] >= 0.0f) || !std::isfinite(c.weights[e]))
+        throw py::value_error("weights: value " + std::to_string(c.weights[e]) +
+                              " at position " + std::to_string(e) +
+                              " is not a finite number >= 0");
+  }
   if (S < 1 || off.at(0) != 0 || off.at(S) != E) throw py::value_error("offsets do not index items");
   const int64_t* po = off.data();
   const int32_t* pi = it.data();

@@ -66,6 +66,9 @@ struct TrainConfig {
   // Truncated BPTT window (UserGRU's bptt): each mini-batch is T steps of
   // every slot, gradients through all of them; 1 = GRU4Rec.
   int64_t bptt = 1;
+  // Optional per-event loss weights [E] (UserGRU's value column): the loss
+  // of predicting items[e] is multiplied by weights[e]. Data, not owned.
+  const float* weights = nullptr;
 };
 
 struct Net {

@@ -48,7 +48,13 @@ def _init(rng, n_items, layers, mode, emb, reset_after):
     return {k: v.astype(np.float32).astype(np.float64) for k, v in p.items()}
 
 
-def _window_loss(p, states, ins, tgs, cfg):
+def _weights(seqs):
+    """Per-event loss weights of the weighted cases (the value column)."""
+    n = sum(len(s) for s in seqs)
+    return (0.25 + 0.5 * (np.arange(n) % 4)).astype(np.float32)
+
+
+def _window_loss(p, states, ins, tgs, cfg, wts=None):
     """(sum of the per-position losses, final states of every layer)."""
     T, B = ins.shape
     n_items = len(p["b_y"])
@@ -75,7 +81,10 @@ def _window_loss(p, states, ins, tgs, cfg):
     if len(tg) == 0:
         return 0.0, hs
     R = q @ p["W_y"][tg].T + p["b_y"][tg]
-    return loss_rows(cfg["loss"], R, None, cfg["elu"], cfg["bpreg"]).sum(), hs
+    per_row = loss_rows(cfg["loss"], R, None, cfg["elu"], cfg["bpreg"])
+    if wts is not None:
+        per_row = per_row * wts.reshape(-1)[wts.reshape(-1) >= 0]
+    return per_row.sum(), hs
 
 
 def _fd_grad(f, p, h=1e-6):
@@ -102,24 +111,29 @@ def reference_epoch(p, seqs, cfg):
     B, T = min(cfg["batch_size"], len(seqs)), cfg["bptt"]
     scale = 1.0 / (cfg["batch_size"] * T)
     local, pos, nxt = list(range(B)), [0] * B, B
+    starts = np.cumsum([0] + [len(s) for s in seqs])
+    W = _weights(seqs) if cfg.get("weighted") else None
     states = [np.zeros((B, H)) for H in cfg["layers"]]
     total = 0.0
     while B > 0:
         ins = np.full((T, B), -1)
         tgs = np.full((T, B), -1)
+        wts = np.full((T, B), -1.0) if W is not None else None
         for b in range(B):
             s = seqs[local[b]]
             for t in range(T):
                 q = pos[b] + t
                 if q + 1 < len(s):
                     ins[t, b], tgs[t, b] = s[q], s[q + 1]
+                    if wts is not None:
+                        wts[t, b] = W[starts[local[b]] + q + 1]
         if cfg["loss"] != "cross-entropy" and (tgs >= 0).sum() < 2:
             # A ranking loss without a negative column: the state only advances.
             new_states = _window_loss(p, states, ins, np.full_like(tgs, -1), cfg)[1]
         else:
-            loss, new_states = _window_loss(p, states, ins, tgs, cfg)
+            loss, new_states = _window_loss(p, states, ins, tgs, cfg, wts)
             total += loss
-            g = _fd_grad(lambda w: _window_loss(w, states, ins, tgs, cfg)[0] * scale, p)
+            g = _fd_grad(lambda w: _window_loss(w, states, ins, tgs, cfg, wts)[0] * scale, p)
             for k in p:
                 p[k] -= ETA * g[k]
         # The scheduler's advance: move on T events, take a new sequence or retire.
@@ -167,7 +181,8 @@ def native_epoch(p, seqs, cfg, num_threads):
     conf = dict(loss=cfg["loss"], elu_param=cfg["elu"], bpreg=cfg["bpreg"], logq=0.0,
                 batch_size=cfg["batch_size"], n_sample=0, sample_alpha=0.5, mode=cfg["mode"],
                 dropout_p_embed=0.0, dropout_p_hidden=0.0, learning_rate=ETA * 2.0 ** 20,
-                momentum=0.0, seed=1, num_threads=num_threads, workers=1, bptt=cfg["bptt"])
+                momentum=0.0, seed=1, num_threads=num_threads, workers=1, bptt=cfg["bptt"],
+                weights=_weights(seqs) if cfg.get("weighted") else None)
     L = len(layers)
     r = _core.train_epoch([trip(f"W_ih{l}") for l in range(L)],
                           [trip(f"W_hh{l}") for l in range(L)],
@@ -189,11 +204,16 @@ CONFIGS = [
     dict(mode=0, layers=[4], loss="cross-entropy", elu=0.0, bpreg=0.0, bptt=2, cell="ra"),
     dict(mode=2, layers=[4], loss="top1-max", elu=0.0, bpreg=0.0, bptt=5, cell="rb"),
     dict(mode=2, layers=[4], loss="cross-entropy", elu=0.0, bpreg=0.0, bptt=1, cell="ra"),
+    dict(mode=2, layers=[4], loss="cross-entropy", elu=0.0, bpreg=0.0, bptt=3, cell="ra",
+         weighted=True),
+    dict(mode=2, layers=[4], loss="bpr-max", elu=0.5, bpreg=0.3, bptt=1, cell="ra",
+         weighted=True),
 ]
 
 
 @pytest.fixture(params=range(len(CONFIGS)), ids=lambda i: "{mode}-{loss}-T{bptt}-{cell}".format(
-    **CONFIGS[i]) + f"-L{len(CONFIGS[i]['layers'])}")
+    **CONFIGS[i]) + f"-L{len(CONFIGS[i]['layers'])}" + ("-weighted" if CONFIGS[i].get("weighted")
+                                                       else ""))
 def case(request):
     cfg = dict(CONFIGS[request.param], batch_size=3)
     rng = np.random.default_rng(request.param)

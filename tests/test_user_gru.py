@@ -205,3 +205,38 @@ def test_item_features_with_windows(events, tmp_path):
     m.save(tmp_path / "f.grurec")
     z = grurec.load(tmp_path / "f.grurec").recommend(users=users, k=10)
     np.testing.assert_array_equal(x[0], z[0])
+
+
+def test_value_column_weights(events, tmp_path):
+    kw = dict(SMALL, bptt=3)
+    base = grurec.UserGRU(**kw).fit(events)
+    # Equal values: weight 1 everywhere, exactly the unweighted model.
+    same = grurec.UserGRU(**kw).fit(events.assign(Rating=4.0), value_col="Rating")
+    for k in base.params:
+        np.testing.assert_array_equal(base.params[k], same.params[k], err_msg=k)
+    rng = np.random.default_rng(0)
+    rated = events.assign(Rating=rng.integers(1, 6, len(events)).astype(float))
+    a = grurec.UserGRU(**kw).fit(rated, value_col="Rating")
+    assert not np.array_equal(a.params["W_y"], base.params["W_y"])
+    # The values follow their rows: the input order does not matter.
+    b = grurec.UserGRU(**kw).fit(rated.sample(frac=1.0, random_state=1), value_col="Rating")
+    for k in a.params:
+        np.testing.assert_array_equal(a.params[k], b.params[k], err_msg=k)
+    # ... also from a file, and with max_len.
+    path = tmp_path / "rated.csv"
+    rated.to_csv(path, index=False)
+    c = grurec.UserGRU(**kw).fit(str(path), value_col="Rating")
+    assert c.n_items == a.n_items and np.isfinite(c.history[-1]["loss"])
+    grurec.UserGRU(max_len=3, **kw).fit(rated, value_col="Rating")
+
+
+@pytest.mark.parametrize("bad,match", [(-1.0, "finite number >= 0"),
+                                       (np.nan, "finite number >= 0"),
+                                       ("x", "not a number")])
+def test_bad_values_name_the_row(events, bad, match):
+    df = events.assign(Rating=1.0).astype({"Rating": object})
+    df.loc[df.index[7], "Rating"] = bad
+    with pytest.raises(ValueError, match=f"value column 'Rating', row 7.*{match}"):
+        grurec.UserGRU(**SMALL).fit(df, value_col="Rating")
+    with pytest.raises(ValueError, match="value column 'Rating'.*value 0"):
+        grurec.UserGRU(**SMALL).fit(events.assign(Rating=0.0), value_col="Rating")

@@ -40,7 +40,7 @@ void SampledHead::draw(const int32_t* target, int64_t B, Rng& rng) {
   Uo_ = rows_.n;
 }
 
-double SampledHead::loss(const float* q, int nt) {
+double SampledHead::loss(const float* q, int nt, const float* row_w) {
   const Kernels& k = K();
   const int64_t B = B_, C = C_, Uo = Uo_, D = D_;
   const int32_t* uniq = rows_.rows.data();
@@ -77,6 +77,12 @@ double SampledHead::loss(const float* q, int nt) {
   const float elu = cfg_.elu, bpreg = cfg_.bpreg;
   const float* R = R_.data();
   float* dR = dR_.data();
+  if (row_w) {  // one kernel call per row, each with its weight in the scale
+#pragma omp parallel for num_threads(lnt) reduction(+ : total) schedule(static) if (lnt > 1)
+    for (int64_t b = 0; b < B; ++b)
+      total += row_w[b] * k.loss(kind, b, b + 1, C, R, qcorr, elu, bpreg, scale * row_w[b], dR);
+    return total;
+  }
 #pragma omp parallel for num_threads(lnt) reduction(+ : total) schedule(static) if (lnt > 1)
   for (int64_t t = 0; t < lnt; ++t)
     total += k.loss(kind, B * t / lnt, B * (t + 1) / lnt, C, R, qcorr, elu, bpreg, scale, dR);

@@ -46,7 +46,9 @@ class SampledHead {
   // Scores and loss of the queries q [B, D] (the gradients are those of the
   // sum over rows / batch_size). Returns the sum of the per-row losses;
   // when it is not finite, only clear() may follow.
-  double loss(const float* q, int nt);
+  // row_w [B] (optional): per-row weights of the loss (each row's loss and
+  // gradient are multiplied by its weight).
+  double loss(const float* q, int nt, const float* row_w = nullptr);
   // dq [B, D] (overwritten) and the output rows' gradients.
   void backward(const float* q, float* dq, int nt);
   // Touched rows of W_y and their gradients (an item tower sharing W_y adds

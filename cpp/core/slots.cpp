@@ -15,6 +15,7 @@ void SlotScheduler::init(const int64_t* offsets, const int32_t* items, int64_t f
   pos_.resize(Bmax);
   in_.resize(T * Bmax);
   target_.resize(T * Bmax);
+  tpos_.resize(T * Bmax);
   reset_.assign(Bmax, 1);
   from_.resize(Bmax);
   to_.resize(Bmax);
@@ -32,6 +33,7 @@ const Window& SlotScheduler::window() {
     for (int64_t b = 0; b < B; ++b) {
       in_[b] = items_[pos_[b]];
       target_[b] = items_[pos_[b] + 1];
+      tpos_[b] = pos_[b] + 1;
     }
   } else {
     for (int64_t b = 0; b < B; ++b) {
@@ -41,10 +43,11 @@ const Window& SlotScheduler::window() {
         const bool ok = p + 1 < end;
         in_[t * B + b] = ok ? items_[p] : -1;
         target_[t * B + b] = ok ? items_[p + 1] : -1;
+        tpos_[t * B + b] = ok ? p + 1 : -1;
       }
     }
   }
-  win_ = Window{T, B, in_.data(), target_.data(), reset_.data()};
+  win_ = Window{T, B, in_.data(), target_.data(), reset_.data(), tpos_.data()};
   return win_;
 }
 

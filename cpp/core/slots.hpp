@@ -21,6 +21,7 @@ struct Window {
   const int32_t* in = nullptr;      // [T, B] input items
   const int32_t* target = nullptr;  // [T, B] items to predict
   const uint8_t* reset = nullptr;   // [B]
+  const int64_t* tpos = nullptr;    // [T, B] position of each target in items (-1: padding)
 };
 
 // How the slots changed between two windows, for state kept per slot: first
@@ -54,6 +55,7 @@ class SlotScheduler {
   int64_t first_ = 0, stride_ = 1, n_local_ = 0, T_ = 1, B_ = 0, next_ = 0;
   std::vector<int64_t> local_, pos_;     // [Bmax] sequence (local index), next input event
   std::vector<int32_t> in_, target_;     // [T, Bmax]
+  std::vector<int64_t> tpos_;            // [T, Bmax]
   std::vector<uint8_t> reset_;           // [Bmax]
   std::vector<int64_t> from_, to_, seq_; // [Bmax]
   Window win_;

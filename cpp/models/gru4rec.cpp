@@ -61,6 +61,8 @@ class Gru4RecStream final : public Stream {
     enc_ = std::make_unique<GruStack>(stack_weights(net), tower_->dim(), tower_->projected(),
                                       cfg.dropout_hidden, Bmax, T_);
     D_ = net.W_y.cols;
+    weights_ = cfg.weights;
+    if (weights_) w_c_.resize(R);
     x_.resize(R * tower_->dim());
     dx_.resize(R * tower_->dim());
     dq_.resize(R * D_);
@@ -82,6 +84,11 @@ class Gru4RecStream final : public Stream {
     const Window& w = slots_.window();
     if (T_ > 1) return step_window(w);
     const int64_t B = w.B;
+    const float* row_w = nullptr;
+    if (weights_) {
+      for (int64_t b = 0; b < B; ++b) w_c_[b] = weights_[w.tpos[b]];
+      row_w = w_c_.data();
+    }
     head_.draw(w.target, B, rng_);
     tower_->gather(w.in, B, x_.data(), rng_);
     const float* q = enc_->forward(w, x_.data(), rng_, kt_);
@@ -91,7 +98,7 @@ class Gru4RecStream final : public Stream {
       next();
       return true;
     }
-    const double total = head_.loss(q, kt_);
+    const double total = head_.loss(q, kt_, row_w);
     if (!std::isfinite(total)) return false;
     head_.backward(q, dq_.data(), kt_);
     enc_->backward(w, dq_.data(), dx_.data(), kt_);
@@ -116,6 +123,7 @@ class Gru4RecStream final : public Stream {
         pos_[n] = r;
         in_c_[n] = w.in[r];
         tg_c_[n] = w.target[r];
+        if (weights_) w_c_[n] = weights_[w.tpos[r]];
         ++n;
       }
     head_.draw(tg_c_.data(), n, rng_);
@@ -132,7 +140,7 @@ class Gru4RecStream final : public Stream {
     }
     for (int64_t i = 0; i < n; ++i)
       std::memcpy(&qc_[i * D], q + pos_[i] * D, D * sizeof(float));
-    const double total = head_.loss(qc_.data(), kt_);
+    const double total = head_.loss(qc_.data(), kt_, weights_ ? w_c_.data() : nullptr);
     if (!std::isfinite(total)) return false;
     head_.backward(qc_.data(), dqc_.data(), kt_);
     std::fill(dq_.begin(), dq_.begin() + TB * D, 0.0f);
@@ -166,6 +174,8 @@ class Gru4RecStream final : public Stream {
   std::vector<int64_t> pos_;
   std::vector<int32_t> in_c_, tg_c_;
   std::vector<float> xc_, qc_, dqc_;
+  const float* weights_ = nullptr;  // per-event loss weights, or null
+  std::vector<float> w_c_;          // the weights of a window's rows
 };
 
 }  // namespace

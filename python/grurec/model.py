@@ -540,6 +540,7 @@ class GRU4Rec(SessionRecommender):
                 workers=(self.num_threads or _core.default_num_threads())
                 if self.parallel == "hogwild" else 1,
                 bptt=self._train_window(),
+                weights=self.__dict__.get("_fit_weights"),  # UserGRU's value column
             )
             bar = None
             if show_bar:

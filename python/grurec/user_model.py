@@ -171,13 +171,17 @@ class UserGRU(GRU4Rec):
     def fit(self, data, user_col: str = "UserId", item_col: str = "ItemId",
             time_col: str = "Time", callback=None, *, show_progress: Optional[bool] = None,
             on_interrupt: str = "raise", valid=None, patience=None, metric: str = "mrr@20",
-            item_features=None):
+            item_features=None, value_col: Optional[str] = None):
         """Train on every user's events for ``n_epochs`` epochs, then store
         every user's state after their whole history.
 
         ``data``: events in any form ``grurec.to_sessions`` takes, with a user
         column (``user_col``) in place of the session column. The other
         arguments are ``GRU4Rec.fit``'s (``item_features`` included);
+        ``value_col``: a column of non-negative interaction values (a rating,
+        a count, a dwell time) used as each event's loss weight: predicting
+        that event counts value / mean(value) times (a value of 0 is never a
+        target). Needs an event table or file, not a ``SessionData``.
         ``valid`` / ``patience`` are not yet
         supported for users (choose the epochs with ``grurec.evaluate_users``
         on a leave-one-out split).
@@ -192,13 +196,33 @@ class UserGRU(GRU4Rec):
 
         progress = self.show_progress if show_progress is None else _as_bool(
             "show_progress", show_progress)
-        full = to_sessions(data, user_col, item_col, time_col)  # private arrays
+        if value_col is None:
+            full = to_sessions(data, user_col, item_col, time_col)  # private arrays
+            rows = values = None
+        else:
+            # rows: the same layout with each event's input row number as its
+            # item, put through the same selections to carry the values along.
+            full, rows, values = _with_values(data, user_col, item_col, time_col, value_col)
         train = full
         if self.max_len is not None:
-            lengths = full.lengths()
-            from_end = np.repeat(full.offsets[1:], lengths) - np.arange(full.n_events)
-            train = full.select_events(from_end <= self.max_len)
-        train = train.select_sessions(train.lengths() >= 2).compact_items()
+            lengths = train.lengths()
+            from_end = np.repeat(train.offsets[1:], lengths) - np.arange(train.n_events)
+            keep = from_end <= self.max_len
+            train = train.select_events(keep)
+            rows = None if rows is None else rows.select_events(keep)
+        keep = train.lengths() >= 2
+        train = train.select_sessions(keep).compact_items()
+        weights = None
+        if values is not None:
+            rows = rows.select_sessions(keep)
+            w = values[np.asarray(rows.item_ids)[rows.items]]
+            targets = np.ones(len(w), bool)
+            targets[train.offsets[:-1]] = False  # a user's first event is never a target
+            mean = w[targets].mean() if targets.any() else 0.0
+            if not mean > 0:
+                raise ValueError(f"value column {value_col!r}: every training target has "
+                                 "value 0, nothing to learn from")
+            weights = (w / mean).astype(np.float32)
         if train.n_sessions == 0:
             raise ValueError("no user has 2 or more events: nothing to learn from")
         if item_features is not None:
@@ -207,8 +231,12 @@ class UserGRU(GRU4Rec):
             if not isinstance(item_features, ItemFeatures):
                 item_features = ItemFeatures(item_features, item_col)
         work = self._snapshot()
-        finished = work._fit_sessions(train, callback, plan=None, show_bar=progress,
-                                      item_features=item_features)
+        work._fit_weights = weights
+        try:
+            finished = work._fit_sessions(train, callback, plan=None, show_bar=progress,
+                                          item_features=item_features)
+        finally:
+            work.__dict__.pop("_fit_weights", None)
         if not finished:
             if on_interrupt == "raise" or not work._whole():
                 raise KeyboardInterrupt(
@@ -358,6 +386,42 @@ class UserGRU(GRU4Rec):
         top, scores = _topk_csr(h, m.params["W_y"], m.params["b_y"], max(k_eff, 0), ex_off,
                                 ex_idx, candidate, m.num_threads, index=m._topk_index)
         return m.item_ids[top], scores
+
+
+def _with_values(data, user_col, item_col, time_col, value_col):
+    """(SessionData, the same layout with input row numbers as items, float64
+    values by input row) from an event table or file with a value column; bad
+    values name the column, row and value."""
+    from .data import _extract, _Where
+
+    if isinstance(data, SessionData):
+        raise ValueError("value_col: needs events with a value column (a DataFrame, Arrow "
+                         "table, dict or file), not a SessionData")
+    where = _Where()
+    u, i, t, v = _extract(data, (user_col, item_col, time_col, value_col),
+                          ("user", "item", "time", "value"), None, where)
+    try:
+        vals = np.asarray(v, dtype=np.float64)
+    except (TypeError, ValueError):
+        arr = np.asarray(v, dtype=object)
+        for r, x in enumerate(arr):
+            try:
+                float(x)
+            except (TypeError, ValueError):
+                raise ValueError(f"value column {value_col!r}, {where.row(r)}: {x!r} is not a "
+                                 "number") from None
+        raise
+    bad = ~np.isfinite(vals) | (vals < 0)
+    if bad.any():
+        r = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"value column {value_col!r}, {where.row(r)}: {vals[r]!r} is not a "
+                         "finite number >= 0")
+    cols = {user_col: u, item_col: i, time_col: t}
+    full = to_sessions(cols, user_col, item_col, time_col)
+    # The same layout with row numbers as items gives each event's input row.
+    rows = to_sessions({user_col: u, item_col: np.arange(len(vals)), time_col: t}, user_col,
+                       item_col, time_col)
+    return full, rows, vals
 
 
 def _unique_csr(offsets: np.ndarray, idx: np.ndarray):
