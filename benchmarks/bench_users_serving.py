@@ -57,17 +57,17 @@ def main(argv=None) -> int:
     hist = {u: g.ItemId.tolist() for u, g in df.groupby("UserId", sort=False)}
     users = sorted(hist, key=lambda u: -len(hist[u]))[:200]
     rng = np.random.default_rng(1)
-    new_items = m.item_ids[rng.integers(0, m.n_items, args.calls)]
+    new_items = m.item_ids[rng.integers(0, m.n_items, 2 * args.calls)]
     rows = []
+    extra = {u: [] for u in users}  # items update() added, per user (both rounds)
     for prepared in (False, True):
         if prepared:
             m.prepare_serving(num_threads=1)
         m.num_threads = 1
         live, replay = [], []
-        extra = {u: [] for u in users}
         for j in range(args.calls):
             u = users[j % len(users)]
-            it = new_items[j]
+            it = new_items[j + (args.calls if prepared else 0)]
             t0 = time.perf_counter()
             m.update(u, [it])
             a = m.recommend(users=[u], k=20)
@@ -79,7 +79,7 @@ def main(argv=None) -> int:
             live.append(t1 - t0)
             replay.append(t3 - t2)
             if j < 50:  # the two answers agree (the stored state is the replay's)
-                assert np.array_equal(a[0], b[0]), (j, u, it, a[0][0][:5], b[0][0][:5], a[1][0][:5], b[1][0][:5])
+                assert np.array_equal(a[0], b[0]), "stored state and replay disagree"
         mean_len = float(np.mean([len(hist[u]) for u in users]))
         rows.append(dict(data=name, n_items=int(m.n_items), H=args.layers[-1],
                          prepare_serving=prepared, calls=args.calls,
