@@ -124,3 +124,24 @@ def test_defaults_are_the_chosen_official_file():
     d = grurec.GRU4Rec().get_params()
     for k, v in presets.get("retailrocket_bprmax_shared").items():
         assert d[k] == v, k
+
+
+USER_HYPER = [n for n in inspect.signature(grurec.UserGRU.__init__).parameters
+              if n not in RUNTIME]
+
+
+@pytest.mark.parametrize("name", presets.user_names())
+def test_every_user_preset_sets_every_hyperparameter(name):
+    p = presets.get_user(name)
+    assert sorted(p) == sorted(USER_HYPER), "a preset must not depend on UserGRU's defaults"
+    m = grurec.UserGRU.from_preset(name, show_progress=False)
+    assert m.get_params()["bptt"] == p["bptt"]
+    assert presets.describe()[name].startswith("grurec:")
+
+
+def test_user_presets_are_their_own_family():
+    assert set(presets.user_names()) == {"beauty-s3rec", "amazon-beauty", "ml-100k"}
+    with pytest.raises(ValueError, match="a UserGRU preset: use UserGRU.from_preset"):
+        grurec.GRU4Rec.from_preset("beauty-s3rec")
+    with pytest.raises(ValueError, match="a GRU4Rec preset: use GRU4Rec.from_preset"):
+        grurec.UserGRU.from_preset("rsc15_xe_shared_100")
