@@ -230,3 +230,29 @@ def test_arguments_are_checked():
         tu.TorchUserGRU(bptt=0)
     with pytest.raises(ValueError, match="max_len"):
         tu.TorchUserGRU(max_len=1)
+
+
+def test_leave_one_out_evaluator_ranks_all_items_without_history():
+    """benchmarks/_loo.py: rank = 1 + items scored strictly higher, history
+    items excluded (so a target in the history is a miss), NDCG = 1/log2(1 + rank)."""
+    import _loo
+    from grurec.data import SessionData
+
+    # users: history -> target; 6 items, scores fixed per user below
+    seqs = [[0, 1, 2], [3, 4], [5, 0, 5]]
+    sd = SessionData(np.r_[0, np.cumsum([len(s) for s in seqs])].astype(np.int64),
+                     np.concatenate(seqs).astype(np.int32), np.arange(6), np.arange(3))
+    scores = np.array([[9., 8., 1., 7., 0., 0.],  # history {0, 1} excluded: 3 beats 2 -> rank 2
+                       [0., 5., 5., 9., 1., 6.],  # history {3}: 1, 2, 5 beat 4 -> rank 4
+                       [1., 2., 3., 4., 5., 6.]])  # target 5 is in the history: a miss
+    calls = []
+
+    def score(hist):
+        calls.append([h.tolist() for h in hist])
+        return scores[:len(hist)] if len(calls) == 1 else scores[len(scores) - len(hist):]
+
+    r = _loo.evaluate(score, sd, 6, cutoffs=(1, 2, 4), batch_size=2)
+    assert calls == [[[0, 1], [3]], [[5, 0]]]
+    assert r["n_users"] == 3 and r["n_target_in_history"] == 1
+    assert r["hr@1"] == 0 and r["hr@2"] == pytest.approx(1 / 3) and r["hr@4"] == pytest.approx(2 / 3)
+    assert r["ndcg@4"] == pytest.approx((1 / np.log2(3) + 1 / np.log2(5)) / 3)
