@@ -457,23 +457,7 @@ class TorchGRU4Rec:
         B = len(inp)
         cand = tgt if neg is None else torch.cat([tgt, neg])  # [C]
         C = len(cand)
-        # Touched rows of W_y (and b_y): candidates, plus inputs when shared.
-        touched = torch.cat([cand, inp]) if mode == 2 else cand
-        rows_y, inv_y = torch.unique(touched, return_inverse=True)
-        Wy_r = p["W_y"].index_select(0, rows_y).requires_grad_()  # [R, H_L]
-        inv_c = inv_y[:C]  # column -> its row in rows_y
-        if mode == 2:  # rows_y also holds input-only rows: pick the candidate ones
-            is_cand = torch.zeros(len(rows_y), dtype=torch.bool)
-            is_cand[inv_c] = True
-            ci = is_cand.nonzero().squeeze(1)  # [U] positions in rows_y
-            col = (is_cand.cumsum(0) - 1).index_select(0, inv_c)  # column -> 0..U-1
-            Wy_c = Wy_r.index_select(0, ci)  # [U, H_L]
-            rows_c = rows_y.index_select(0, ci)
-        else:
-            col, Wy_c, rows_c = inv_c, Wy_r, rows_y
-        by_c = p["b_y"].index_select(0, rows_c).requires_grad_()  # [U]
-        dense = {k: p[k] for k in self._dense_names()}  # leaves that require grad
-        sparse = {"W_y": (rows_y, Wy_r), "b_y": (rows_c, by_c)}
+        rows_y, inv_y, Wy_r, col, Wy_c, by_c, dense, sparse = self._output_rows(cand, inp)
 
         # ---- forward: input, GRU layers, scores
         pe, ph = self.dropout_p_embed, self.dropout_p_hidden
@@ -516,14 +500,48 @@ class TorchGRU4Rec:
 
         # ---- backward and update
         loss.backward()
-        opt = self.opt
+        self._update(dense, sparse)
+        return new_states, row_sum.item()
+
+    def _output_rows(self, cand: torch.Tensor, inp: torch.Tensor):
+        """The rows of W_y and b_y a mini-batch touches, as autograd leaves:
+        the candidates cand [C], plus the inputs inp [B] in the shared mode.
+        Returns rows_y [R] (distinct item ids), inv_y [C (+ B)] (each
+        candidate's, then each input's, position in rows_y), Wy_r [R, H_L]
+        (leaf), col [C] (each column's row in Wy_c), Wy_c [U, H_L] and by_c
+        [U] (leaf) for the U distinct candidates, and the dense and sparse
+        parameter dicts ``_update`` takes."""
+        p, mode = self.params, self.mode
+        C = len(cand)
+        # Touched rows of W_y (and b_y): candidates, plus inputs when shared.
+        touched = torch.cat([cand, inp]) if mode == 2 else cand
+        rows_y, inv_y = torch.unique(touched, return_inverse=True)
+        Wy_r = p["W_y"].index_select(0, rows_y).requires_grad_()  # [R, H_L]
+        inv_c = inv_y[:C]  # column -> its row in rows_y
+        if mode == 2:  # rows_y also holds input-only rows: pick the candidate ones
+            is_cand = torch.zeros(len(rows_y), dtype=torch.bool)
+            is_cand[inv_c] = True
+            ci = is_cand.nonzero().squeeze(1)  # [U] positions in rows_y
+            col = (is_cand.cumsum(0) - 1).index_select(0, inv_c)  # column -> 0..U-1
+            Wy_c = Wy_r.index_select(0, ci)  # [U, H_L]
+            rows_c = rows_y.index_select(0, ci)
+        else:
+            col, Wy_c, rows_c = inv_c, Wy_r, rows_y
+        by_c = p["b_y"].index_select(0, rows_c).requires_grad_()  # [U]
+        dense = {k: p[k] for k in self._dense_names()}  # leaves that require grad
+        sparse = {"W_y": (rows_y, Wy_r), "b_y": (rows_c, by_c)}
+        return rows_y, inv_y, Wy_r, col, Wy_c, by_c, dense, sparse
+
+    def _update(self, dense: dict, sparse: dict) -> None:
+        """Adagrad(-momentum) step after backward: every dense leaf, and each
+        sparse table's touched rows (name -> (rows, leaf of those rows))."""
+        opt, p = self.opt, self.params
         for k, w in dense.items():
             opt.dense(w, self.acc[k], self.vel.get(k), w.grad)
             w.grad = None
         for k, (rows, sub) in sparse.items():
             g = sub.grad if sub.grad is not None else torch.zeros_like(sub)
             opt.rows(p[k], self.acc[k], self.vel.get(k), rows, g)
-        return new_states, row_sum.item()
 
     # -------------------------------------------------------------- inference
     @torch.inference_mode()
