@@ -240,3 +240,17 @@ def test_bad_values_name_the_row(events, bad, match):
         grurec.UserGRU(**SMALL).fit(df, value_col="Rating")
     with pytest.raises(ValueError, match="value column 'Rating'.*value 0"):
         grurec.UserGRU(**SMALL).fit(events.assign(Rating=0.0), value_col="Rating")
+
+
+def test_cli_trains_and_saves_a_user_model(events, tmp_path):
+    from grurec.cli import main
+
+    path = tmp_path / "users.csv"
+    events.to_csv(path, index=False)
+    out = tmp_path / "u.grurec"
+    rc = main(["train", str(path), "-o", str(out), "--model", "usergru", "--session-col",
+               "UserId", "--param", "bptt=3", "--param", "n_epochs=1", "--param", "layers=8",
+               "--param", "num_threads=1", "--quiet"])
+    assert rc == 0
+    m = grurec.load(out)
+    assert type(m) is grurec.UserGRU and m.bptt == 3 and len(m.user_ids) > 0

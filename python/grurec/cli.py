@@ -120,7 +120,8 @@ def _events(args, path):
 # Short names for --model (any registered class name works too).
 _ALIASES = {"gru4rec": "GRU4Rec", "pop": "Popularity", "popularity": "Popularity",
             "spop": "SessionPopularity", "s-pop": "SessionPopularity",
-            "itemknn": "ItemKNN", "item-knn": "ItemKNN", "vsknn": "VSKNN", "v-sknn": "VSKNN"}
+            "itemknn": "ItemKNN", "item-knn": "ItemKNN", "vsknn": "VSKNN", "v-sknn": "VSKNN",
+            "usergru": "UserGRU"}
 
 
 def _model_class(name: str):
