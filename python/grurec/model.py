@@ -25,7 +25,7 @@ LOSSES = ("cross-entropy", "bpr-max", "top1-max")
 PARALLEL = ("hogwild", "sync")
 MOMENTUM_TYPES = ("heavy-ball", "nesterov")
 GRU_CELLS = ("reset-after", "reset-before")
-FEATURE_MODES = ("input",)  # where item features enter; "output" / "both": docs/features.md
+FEATURE_MODES = ("input", "output", "both")  # where item features enter (docs/features.md)
 
 
 class ModelFitError(RuntimeError):
@@ -68,7 +68,10 @@ class GRU4Rec(SessionRecommender):
     fixed seed; here the seed covers them, dropout and sampling alike).
     feature_mode, id_dropout: item features (``fit(..., item_features=...)``,
         ``grurec.ItemFeatures``, docs/features.md). ``feature_mode="input"``:
-        an item's input row is its id row plus the feature projection;
+        an item's input row is its id row plus a feature projection;
+        ``"output"``: its scoring vector is ``W_y`` row plus a feature
+        projection (items added with ``add_items`` are then ranked by their
+        features); ``"both"``: the two, each with its own feature tables.
         ``id_dropout``: the probability that a training row's id part is
         dropped, so the features learn to stand alone (cold items). No effect
         without features.
@@ -306,16 +309,28 @@ class GRU4Rec(SessionRecommender):
         """Width of an item's input row: what the feature tables project to."""
         return {0: 3 * self.layers[0], 1: self.embedding, 2: self.layers[-1]}[self.mode]
 
+    def _feat_in(self) -> bool:
+        """Item features enter the input rows."""
+        return bool(self.__dict__.get("_feat")) and self.feature_mode in ("input", "both")
+
+    def _feat_out(self) -> bool:
+        """Item features enter the scoring vectors."""
+        return bool(self.__dict__.get("_feat")) and self.feature_mode in ("output", "both")
+
     def _feature_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Feature weights (with features): ``feat_T{f}`` [V_f + 1, I] per
-        categorical field, ``feat_W_z`` [Z, I]."""
-        if not self.__dict__.get("_feat"):
-            return {}
-        I = self._row_width()  # noqa: E741
-        out = {f"feat_T{f}": (len(v) + 1, I)
-               for f, v in enumerate(self.item_features.vocab.values())}
-        if self._feat["z"].shape[1]:
-            out["feat_W_z"] = (self._feat["z"].shape[1], I)
+        """Feature weights (with features): input side ``feat_T{f}``
+        [V_f + 1, I] per categorical field and ``feat_W_z`` [Z, I]; output
+        side ``feat_out_T{f}`` [V_f + 1, H_L] and ``feat_out_W_z`` [Z, H_L]."""
+        out: dict[str, tuple[int, ...]] = {}
+        for side, on, width in (("feat_", self._feat_in, self._row_width),
+                                ("feat_out_", self._feat_out, lambda: self.layers[-1])):
+            if not on():
+                continue
+            w = width()
+            out.update({f"{side}T{f}": (len(v) + 1, w)
+                        for f, v in enumerate(self.item_features.vocab.values())})
+            if self._feat["z"].shape[1]:
+                out[f"{side}W_z"] = (self._feat["z"].shape[1], w)
         return out
 
     def _init_feature_params(self, rng: np.random.Generator) -> None:
@@ -325,11 +340,16 @@ class GRU4Rec(SessionRecommender):
         import copy
 
         bg = copy.deepcopy(rng.bit_generator)
-        frng = np.random.Generator(bg.jumped() if hasattr(bg, "jumped") else bg)
+        jump = hasattr(bg, "jumped")
+        # The input side's stream as before output features existed; the
+        # output side's its own (two jumps).
+        frng = {"feat_": np.random.Generator(bg.jumped() if jump else bg),
+                "feat_out_": np.random.Generator(bg.jumped(2) if jump else copy.deepcopy(bg))}
         for k, (rows, cols) in self._feature_shapes().items():
+            r = frng["feat_out_" if k.startswith("feat_out_") else "feat_"]
             s = math.sqrt(6.0 / (rows + cols))
-            w = frng.uniform(-s, s, (rows, cols)).astype(np.float32)
-            if k.startswith("feat_T"):
+            w = r.uniform(-s, s, (rows, cols)).astype(np.float32)
+            if k.startswith(("feat_T", "feat_out_T")):
                 w[0] = 0
             self.params[k] = w
             self._opt[k] = np.zeros_like(w)
@@ -339,7 +359,7 @@ class GRU4Rec(SessionRecommender):
     def _set_features(self, enc, spec) -> None:
         """Keep encoded features (``EncodedFeatures`` in item order) and the
         encoding rules; None clears them."""
-        self._input_cache = None
+        self._input_cache = self._output_cache = None
         if enc is None:
             self.item_features, self._feat = None, {}
             return
@@ -349,16 +369,18 @@ class GRU4Rec(SessionRecommender):
             feat[f"ids{f}"] = np.ascontiguousarray(i, np.int32)
         self.item_features, self._feat = spec, feat
 
-    def _feature_args(self, triple) -> Optional[dict]:
-        """The features as train_epoch / feature_tower take them, or None."""
-        if not self.__dict__.get("_feat"):
+    def _feature_args(self, triple, side: str = "input") -> Optional[dict]:
+        """The features of one side (``"input"`` or ``"output"``) as
+        train_epoch / feature_tower take them, or None when that side has none."""
+        if not (self._feat_in() if side == "input" else self._feat_out()):
             return None
+        pre = "feat_" if side == "input" else "feat_out_"
         n_fields = len(self.item_features.categorical)
-        fields = [(self._feat[f"off{f}"], self._feat[f"ids{f}"], triple(f"feat_T{f}"))
+        fields = [(self._feat[f"off{f}"], self._feat[f"ids{f}"], triple(f"{pre}T{f}"))
                   for f in range(n_fields)]
-        has_z = "feat_W_z" in self.params
+        has_z = f"{pre}W_z" in self.params
         return {"fields": fields, "z": self._feat["z"] if has_z else None,
-                "W_z": triple("feat_W_z") if has_z else None,
+                "W_z": triple(f"{pre}W_z") if has_z else None,
                 "id_dropout": self.id_dropout}
 
     def _input_params(self) -> tuple[dict, int]:
@@ -367,7 +389,7 @@ class GRU4Rec(SessionRecommender):
         per set of weights by the native tower, no dropout); the shared mode
         then reads it as a separate embedding."""
         p = self.params
-        if not self.__dict__.get("_feat"):
+        if not self._feat_in():
             return p, self.mode
         key = tuple(id(a) for a in p.values())
         cache = self.__dict__.get("_input_cache")
@@ -388,6 +410,26 @@ class GRU4Rec(SessionRecommender):
             mode = 1
         self._input_cache = (key, q, mode)
         return q, mode
+
+    def _output_params(self) -> tuple[np.ndarray, np.ndarray]:
+        """(W [N, H_L], b [N]) that every scoring path ranks items with:
+        ``W_y`` and ``b_y``, or with output-side features the whole scoring
+        table ``W_y + feature projection`` (computed once per set of weights
+        by the native tower, no dropout; the cache holds the weights it was
+        computed from, so their ids stay unique while it lives)."""
+        p = self.params
+        if not self._feat_out():
+            return p["W_y"], p["b_y"]
+        key = tuple(id(a) for a in p.values())
+        cache = self.__dict__.get("_output_cache")
+        if cache is not None and cache[0] == key:
+            return cache[1], p["b_y"]
+        args = self._feature_args(lambda k: (p[k], np.zeros_like(p[k]), None), "output")
+        N = len(self.item_ids)
+        W = _core.feature_tower(np.arange(N, dtype=np.int32), p["W_y"], args["fields"],
+                                args["z"], args["W_z"], None, 0.0, 0, self.num_threads or 0)["x"]
+        self._output_cache = (key, W, dict(p))
+        return W, p["b_y"]
 
     def _triple(self, name):
         return (self.params[name], self._opt[name], self._vel.get(name))
@@ -528,6 +570,7 @@ class GRU4Rec(SessionRecommender):
             self._triple("emb") if self.mode == 1 else None,
         )
         features = self._feature_args(self._triple)
+        out_features = self._feature_args(self._triple, "output")
         n_train_events = int(sd.n_events - sd.n_sessions)
         for epoch in range(self.n_epochs):
             cfg = dict(
@@ -562,7 +605,8 @@ class GRU4Rec(SessionRecommender):
 
             t0 = time.perf_counter()
             r = _core.train_epoch(*args, cfg, sd.offsets, sd.items, pop, progress,
-                                  **({"features": features} if features else {}))
+                                  **({"features": features} if features else {}),
+                                  **({"out_features": out_features} if out_features else {}))
             dt = time.perf_counter() - t0
             if bar is not None:
                 bar.close()
@@ -668,7 +712,8 @@ class GRU4Rec(SessionRecommender):
     def score_items(self, h: np.ndarray) -> np.ndarray:
         """Scores of every item for final hidden states ``h`` (B, H_L): a dense
         (B, n_items) matrix; ``recommend`` never builds one."""
-        return h @ self.params["W_y"].T + self.params["b_y"]
+        W, b = self._output_params()
+        return h @ W.T + b
 
     def _score(self, rows, items, n):
         # score_prefixes(): dense scores of every item after each prefix.
@@ -688,16 +733,19 @@ class GRU4Rec(SessionRecommender):
             ex_idx = key % self.n_items
             ex_off = np.searchsorted(key // self.n_items, np.arange(n_sess + 1)).astype(np.int64)
         allowed = None if candidate.all() else candidate
-        return _topk_csr(h, self.params["W_y"], self.params["b_y"], k, ex_off, ex_idx, allowed,
-                         self.num_threads, index=self._topk_index)
+        W, b = self._output_params()
+        return _topk_csr(h, W, b, k, ex_off, ex_idx, allowed, self.num_threads,
+                         index=self._topk_index)
 
     def item_vectors(self) -> np.ndarray:
         """float32 (n_items, H): the output item table ``W_y`` (a copy), row i
         for ``item_ids[i]``; with ``constrained_embedding`` also the input
-        vectors. ``similar_items`` ranks by their cosine similarity. (The
-        per-item output bias ``params["b_y"]`` is not part of them.)"""
+        vectors; with output-side item features the scoring vectors (``W_y``
+        plus the feature projection). ``similar_items`` ranks by their cosine
+        similarity. (The per-item output bias ``params["b_y"]`` is not part
+        of them.)"""
         self._check_fitted()
-        return self.params["W_y"].copy()
+        return self._output_params()[0].copy()
 
     def prepare_serving(self, num_threads: int = 0) -> "GRU4Rec":
         """Prepare the output item table for fast top-k: ``recommend`` and live
@@ -710,8 +758,8 @@ class GRU4Rec(SessionRecommender):
         from .topk import TopkIndex
 
         self._check_fitted()
-        self._topk_index = TopkIndex(self.params["W_y"], self.params["b_y"],
-                                     num_threads=num_threads)
+        W, b = self._output_params()
+        self._topk_index = TopkIndex(W, b, num_threads=num_threads)
         return self
 
     def new_session(self) -> "LiveSession":

@@ -354,7 +354,8 @@ class UserGRU(GRU4Rec):
                 k_eff = min(k_eff, min(left))
         from .topk import _topk_csr
 
-        top, scores = _topk_csr(h, m.params["W_y"], m.params["b_y"], max(k_eff, 0), ex_off,
+        W, b = m._output_params()
+        top, scores = _topk_csr(h, W, b, max(k_eff, 0), ex_off,
                                 ex_idx, candidate, m.num_threads, index=m._topk_index)
         return m.item_ids[top], scores
 
