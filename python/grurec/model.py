@@ -762,6 +762,95 @@ class GRU4Rec(SessionRecommender):
         self._topk_index = TopkIndex(W, b, num_threads=num_threads)
         return self
 
+    def add_items(self, table, item_col: Optional[str] = None) -> "GRU4Rec":
+        """Add items never seen in training (cold items), with no retraining:
+        ``table`` holds their features, in any form ``grurec.ItemFeatures``
+        reads, with the columns the model was fitted with (``item_col``:
+        default, the fitted features' item column). Each new item gets a
+        scoring vector from its features alone (id row and bias zero), joins
+        ``item_ids`` (popularity 0), and from then on ``recommend``,
+        ``evaluate``, live sessions and ``UserGRU.recommend`` rank it with the
+        others, and ``filter_items`` / ``exclude_seen`` apply to it; with
+        ``feature_mode="both"`` a click on it also feeds its input features
+        to the GRU. Categories not in the training vocabularies count as
+        unknown (logged). Needs a model fitted with ``item_features`` and
+        ``feature_mode`` ``"output"`` or ``"both"``; an id the model already
+        has raises ValueError. A ``prepare_serving`` index is rebuilt.
+        Returns the model."""
+        self._check_fitted()
+        if not self.__dict__.get("_feat"):
+            raise ValueError("add_items: the model has no item features; fit it with "
+                             "item_features=... and feature_mode='output' or 'both'")
+        if not self._feat_out():
+            raise ValueError("add_items: with feature_mode='input' new items would get input "
+                             "rows only and nothing to score them with; fit with "
+                             "feature_mode='output' or 'both' to serve cold items")
+        ids, enc = self.item_features.encode_new(table, item_col)
+        if len(ids) == 0:
+            return self
+        kind_int = self.item_ids.dtype.kind in "iu"
+        if kind_int != (ids.dtype.kind in "iu"):
+            raise TypeError(f"add_items: the model's item ids are "
+                            f"{'integers' if kind_int else 'strings'}, the new ones "
+                            f"{'integers' if not kind_int else 'strings'} (e.g. {str(ids[0])!r})")
+        known = self._lookup(list(ids), lambda j: f"add_items row {j}")
+        if (known >= 0).any():
+            from .features import _py
+
+            j = int(np.flatnonzero(known >= 0)[0])
+            raise ValueError(f"add_items: item {_py(ids[j])!r} is already in the model (add only "
+                             "new items; fit(..., warm_start=True) trains known ones)")
+        for c, n in enc.n_unknown.items():
+            if n:
+                log.info("add_items: %d values of %r are not in the training vocabulary "
+                         "(they add nothing)", n, c)
+        work = self._snapshot()
+        work._grow(ids, enc)
+        if work._topk_index is not None:
+            work.prepare_serving(self.num_threads)
+        self._publish(work)
+        return self
+
+    def _grow(self, ids, enc) -> None:
+        """Append items ``ids`` with encoded features ``enc`` (or None: zero
+        features): zero id rows, biases and optimizer state, popularity 0.
+        New arrays throughout (readers of the old model keep theirs)."""
+        n_new = len(ids)
+        N = len(self.item_ids)
+        new_ids = np.asarray(ids)
+        if self.item_ids.dtype.kind in "iu":
+            new_ids = new_ids.astype(self.item_ids.dtype)
+        self.item_ids = np.concatenate([self.item_ids, new_ids])
+        by_items = [k for k, shape in self._param_shapes(N).items()
+                    if shape[0] == N and k in ("W_y", "b_y", "emb", "W_ih0")
+                    and not (k == "W_ih0" and self.mode != 0)]
+
+        def grow(a):
+            return np.concatenate([a, np.zeros((n_new,) + a.shape[1:], a.dtype)])
+
+        self.params = dict(self.params)
+        self._opt = dict(self._opt)
+        self._vel = dict(self._vel)
+        for k in by_items:
+            self.params[k] = grow(self.params[k])
+            for st in (self._opt, self._vel):
+                if k in st:
+                    st[k] = grow(st[k])
+        if self.__dict__.get("_feat"):
+            feat = dict(self._feat)
+            z = enc.z if enc is not None else np.zeros((n_new, feat["z"].shape[1]), np.float32)
+            feat["z"] = np.ascontiguousarray(np.concatenate([feat["z"], z]), np.float32)
+            for f in range(len(self.item_features.categorical)):
+                off, cid = feat[f"off{f}"], feat[f"ids{f}"]
+                o2 = enc.cat_offsets[f] if enc is not None else np.zeros(n_new + 1, np.int64)
+                c2 = enc.cat_ids[f] if enc is not None else np.zeros(0, np.int32)
+                feat[f"off{f}"] = np.concatenate([off, off[-1] + o2[1:]]).astype(np.int64)
+                feat[f"ids{f}"] = np.concatenate([cid, c2]).astype(np.int32)
+            self._feat = feat
+        self._input_cache = self._output_cache = None
+        if self.popularity is not None:
+            self.popularity = np.concatenate([self.popularity, np.zeros(n_new, np.int64)])
+
     def new_session(self) -> "LiveSession":
         """A live session: ``click(item_id)`` advances it by one GRU step,
         ``recommend(k)`` scores every item from its state. A service can keep
