@@ -193,3 +193,119 @@ def test_add_items_rejects_bad_input(events):
     with pytest.raises(ValueError, match="price"):
         m.add_items(cold_df.assign(price=["cheap"] * 20))
     assert m.n_items == len(np.unique(events["ItemId"]))  # nothing was added
+
+
+def test_add_items_from_an_item_features_object(events):
+    m, f, cold_df = fitted_with_cold(events, "output")
+    a = m._snapshot()
+    a.add_items(cold_df)
+    m.add_items(f)  # the items of f that the model lacks: the cold ones
+    assert list(m.item_ids) == list(a.item_ids)
+    np.testing.assert_allclose(m._output_params()[0], a._output_params()[0], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="has no row"):
+        m.add_items(f, items=[5000])
+
+
+# ---------------------------------------------------------------- warm_start
+def split_events(events, frac=0.7):
+    s = np.sort(events.SessionId.unique())
+    cut = s[int(len(s) * frac)]
+    return (events[events.SessionId < cut].reset_index(drop=True),
+            events[events.SessionId >= cut].reset_index(drop=True))
+
+
+@pytest.mark.parametrize("kw", MODES)
+def test_warm_start_with_no_new_events_changes_nothing(events, kw):
+    m = grurec.GRU4Rec(**settings(**kw)).fit(events)
+    before = {k: v.copy() for k, v in m.params.items()}
+    opt = {k: v.copy() for k, v in m._opt.items()}
+    for empty in (None, events[:0], events[:1]):  # one event: no session to learn from
+        assert m.fit(empty, warm_start=True) is m
+    assert m.epochs_trained == 2 and len(m.history) == 2
+    for k in before:
+        np.testing.assert_array_equal(m.params[k], before[k], err_msg=k)
+        np.testing.assert_array_equal(m._opt[k], opt[k], err_msg=k)
+
+
+@pytest.mark.parametrize("fmode", [None, "output", "both"])
+@pytest.mark.parametrize("kw", MODES)
+def test_warm_start_continues_and_grows_the_vocabulary(events, kw, fmode):
+    old_ev, new_ev = split_events(events)
+    new_ev = new_ev.assign(ItemId=new_ev.ItemId.where(new_ev.ItemId % 7 != 0,
+                                                      new_ev.ItemId + 10_000))
+    fk = {} if fmode is None else dict(feature_mode=fmode)
+    m = grurec.GRU4Rec(**settings(**kw, **fk))
+    allitems = np.unique(np.concatenate([old_ev.ItemId, new_ev.ItemId]))
+    f = features(allitems) if fmode else None
+    m.fit(old_ev, item_features=f)
+    N0, pop0 = m.n_items, m.popularity.copy()
+    W0 = m.params["W_y"].copy()
+    old = m._snapshot()
+    m.fit(new_ev, warm_start=True, item_features=f)
+    fresh = np.setdiff1d(np.unique(new_ev.ItemId), old.item_ids)
+    assert len(fresh) > 5 and m.n_items == N0 + len(fresh)
+    assert set(m.item_ids[N0:]) == set(fresh)
+    assert m.epochs_trained == 4 and [h["epoch"] for h in m.history] == [1, 2, 3, 4]
+    # the old model (a reader's snapshot) is untouched: training ran on copies
+    np.testing.assert_array_equal(old.params["W_y"], W0)
+    assert old.n_items == N0
+    # popularity adds the new counts
+    counts = new_ev.ItemId.value_counts()
+    idx = m._lookup(list(counts.index))
+    np.testing.assert_array_equal(m.popularity[idx] - np.concatenate(
+        [pop0, np.zeros(len(fresh), np.int64)])[idx], counts.to_numpy())
+    # the new ids were learned: their rows moved from the initial draw, and a
+    # new item that follows a session's last item ranks above chance
+    assert np.abs(m.params["W_y"][N0:]).sum() > 0
+    if fmode:
+        enc = m._feat
+        assert enc["z"].shape[0] == m.n_items and np.abs(enc["z"][N0:]).sum() > 0
+    ids, _ = m.recommend([[int(new_ev.ItemId.iloc[0])]], k=5)
+    assert ids.shape == (1, 5)
+
+
+def test_warm_start_new_items_are_learned(events):
+    """Items only in the new events: after warm_start the model ranks a new
+    item higher after its usual predecessor than an untrained row would."""
+    old_ev, new_ev = split_events(events, 0.5)
+    # relabel the new half's items so that all of them are new ids
+    new_ev = new_ev.assign(ItemId=new_ev.ItemId + 10_000)
+    m = grurec.GRU4Rec(**settings(n_epochs=3)).fit(old_ev)
+    N0 = m.n_items
+    sess = new_ev.groupby("SessionId").ItemId.apply(list)
+    pairs = [(s[i], s[i + 1]) for s in sess for i in range(len(s) - 1)]
+    m.fit(new_ev, warm_start=True)
+    assert m.n_items > N0
+    ranks = []
+    for a, b in pairs[:200]:
+        ids, _ = m.recommend([[a]], k=m.n_items)
+        ranks.append(int(np.flatnonzero(ids[0] == b)[0]))
+    assert np.mean(ranks) < 0.35 * m.n_items  # chance: 0.5
+
+
+def test_warm_start_from_a_file_with_and_without_optimizer_state(events, tmp_path, caplog):
+    old_ev, new_ev = split_events(events)
+    m = grurec.GRU4Rec(**settings()).fit(old_ev)
+    m.save(tmp_path / "opt.grurec", optimizer=True)
+    m.save(tmp_path / "plain.grurec")
+    a = grurec.load(tmp_path / "opt.grurec").fit(new_ev, warm_start=True)
+    b = m.fit(new_ev, warm_start=True)
+    for k in a.params:  # the file keeps what continuing needs: the same weights
+        np.testing.assert_array_equal(a.params[k], b.params[k], err_msg=k)
+    with caplog.at_level("INFO", logger="grurec"):
+        c = grurec.load(tmp_path / "plain.grurec").fit(new_ev, warm_start=True)
+    assert "fresh Adagrad accumulators" in caplog.text
+    assert c.n_items == a.n_items and not np.array_equal(c.params["W_y"], a.params["W_y"])
+
+
+def test_warm_start_rejects_what_it_cannot_do(events):
+    m = grurec.GRU4Rec(**settings(n_epochs=1)).fit(events)
+    with pytest.raises(ValueError, match="fitted without item features"):
+        m.fit(events, warm_start=True, item_features=features(np.unique(events.ItemId)))
+    with pytest.raises(ValueError, match="valid / patience"):
+        m.fit(events, warm_start=True, valid=0.1)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        grurec.GRU4Rec(**settings()).fit(events, warm_start=True)
+    u = grurec.UserGRU(**settings(n_epochs=1)).fit(events.rename(columns={"SessionId": "UserId"}))
+    with pytest.raises(ValueError, match="not supported by UserGRU"):
+        u.fit(events.rename(columns={"SessionId": "UserId"}), warm_start=True)

@@ -439,7 +439,7 @@ class GRU4Rec(SessionRecommender):
             time_col: str = "Time", callback: Optional[Callable[[int, float], None]] = None,
             *, valid=None, patience: Optional[int] = None, metric: str = "mrr@20",
             show_progress: Optional[bool] = None, on_interrupt: str = "raise",
-            item_features=None):
+            item_features=None, warm_start: bool = False):
         """Train on events for ``n_epochs`` epochs.
 
         ``data``: anything ``grurec.data.to_sessions`` takes: a pandas or polars
@@ -478,6 +478,16 @@ class GRU4Rec(SessionRecommender):
         item_features: a ``grurec.ItemFeatures`` (or a table it reads): the
             items' features enter as ``feature_mode`` says (docs/features.md);
             items without a row get zero features (counted, logged).
+        warm_start: continue training a fitted model on ``data`` (new events)
+            for ``n_epochs`` more epochs, from its weights and optimizer state
+            (a model loaded from a file saved without ``optimizer=True``
+            continues with fresh Adagrad accumulators and momentum, logged).
+            Item ids the model does not have join the vocabulary with id rows
+            initialised as ``fit`` does, feature rows from ``item_features``
+            (zeros without); popularity adds the new events' counts. Items
+            only added with ``add_items`` keep their zero id rows and start
+            learning them. ``None`` or an empty table changes nothing. Not
+            with ``valid`` (yet).
         """
         from .fitting import ValidationPlan
 
@@ -486,6 +496,12 @@ class GRU4Rec(SessionRecommender):
         self._check_params()
         progress = self.show_progress if show_progress is None else _as_bool(
             "show_progress", show_progress)
+        if _as_bool("warm_start", warm_start):
+            if valid is not None or patience is not None:
+                raise ValueError("warm_start: valid / patience are not supported with "
+                                 "warm_start yet")
+            return self._fit_warm(data, session_col, item_col, time_col, callback, progress,
+                                  on_interrupt, item_features)
         plan = ValidationPlan.create(valid, patience, metric)
         if item_features is not None:
             from .features import ItemFeatures
@@ -536,6 +552,99 @@ class GRU4Rec(SessionRecommender):
         self._publish(work)  # the one step that makes the new model this one
         return self
 
+    def _fit_warm(self, data, session_col, item_col, time_col, callback, progress,
+                  on_interrupt, item_features):
+        """fit(..., warm_start=True): see ``fit``."""
+        self._check_fitted()
+        self._check_weights_match()
+        if data is None or (hasattr(data, "__len__") and not isinstance(data, (str, bytes))
+                            and len(data) == 0):
+            log.info("warm_start: no new events; the model is unchanged")
+            return self
+        if item_features is not None:
+            from .features import ItemFeatures
+
+            if not self.__dict__.get("_feat"):
+                raise ValueError("warm_start: the model was fitted without item features; "
+                                 "features cannot be added by continuing (refit with them)")
+            if not isinstance(item_features, ItemFeatures):
+                item_features = ItemFeatures(item_features, item_col)
+        sd = drop_short_sessions(to_sessions(data, session_col, item_col, time_col)).compact_items()
+        if sd.n_sessions == 0:
+            log.info("warm_start: no session has 2 or more events; the model is unchanged")
+            return self
+        work = self._snapshot()  # trains copies: readers keep the old model meanwhile
+        work.params = {k: v.copy() for k, v in self.params.items()}
+        opt, vel = self.__dict__.get("_opt") or {}, self.__dict__.get("_vel") or {}
+        if set(opt) != set(self.params):
+            log.info("warm_start: the model has no optimizer state (a file saved without "
+                     "optimizer=True); continuing with fresh Adagrad accumulators and momentum")
+            opt, vel = {}, {}
+        work._opt = {k: opt[k].copy() if k in opt else np.zeros_like(v)
+                     for k, v in work.params.items()}
+        work._vel = {k: vel[k].copy() if k in vel else np.zeros_like(v)
+                     for k, v in work.params.items()} if self.momentum > 0 else {}
+        work._topk_index = None
+        work._input_cache = work._output_cache = None
+        work.history = list(self.history)
+        if work.popularity is None:
+            work.popularity = np.zeros(work.n_items, np.int64)
+        rs = self.random_state
+        rng = np.random.default_rng(
+            [int(rs), self.epochs_trained, self.n_items] if isinstance(rs, numbers.Integral)
+            else rs)  # an int seed: a stream of its own per continuation
+        sd_ids = np.asarray(sd.item_ids)
+        new = sd_ids[work._lookup(sd_ids) < 0]
+        if len(new):
+            work._add_trained_items(new, item_features, rng)
+        items = work._lookup(sd_ids)[sd.items].astype(np.int32)
+        work.popularity = work.popularity + np.bincount(items, minlength=work.n_items)
+        try:
+            finished = work._train_epochs(sd.offsets, items, int(sd.n_events - sd.n_sessions),
+                                          rng, callback, None, progress)
+        except KeyboardInterrupt:
+            if on_interrupt != "keep" or not work._whole():
+                raise
+            finished = False
+        if not finished:
+            if on_interrupt == "raise" or not work._whole():
+                raise KeyboardInterrupt(f"fit interrupted in epoch {len(work.history)}; the "
+                                        "model is unchanged")
+            log.warning("training interrupted; on_interrupt='keep': keeping what it learned")
+        work.interrupted = not finished
+        self._publish(work)
+        return self
+
+    def _add_trained_items(self, new, item_features, rng) -> None:
+        """warm_start's new ids: grown as ``add_items`` grows them (feature
+        rows from ``item_features`` where it has them), then id rows drawn
+        as ``_init_params`` draws them."""
+        N0 = len(self.item_ids)
+        if self.__dict__.get("_feat") and item_features is not None:
+            have = item_features._positions(new) >= 0
+            if have.any():
+                ids, enc = self.item_features.encode_new(item_features.table(new[have]),
+                                                         item_features.item_col)
+                self._grow(ids, enc)
+            new = new[~have]
+        if len(new) and self.__dict__.get("_feat"):
+            log.info("warm_start: %d new items have no feature row (their features are zero)",
+                     len(new))
+        if len(new):
+            self._grow(new, None)
+        N = len(self.item_ids)
+
+        def uniform(cols):
+            s = math.sqrt(6.0 / (N + cols))
+            return rng.uniform(-s, s, (N - N0, cols)).astype(np.float32)
+
+        if self.mode == 0:
+            H = self.layers[0]
+            self.params["W_ih0"][N0:] = np.concatenate([uniform(H) for _ in range(3)], axis=1)
+        elif self.mode == 1:
+            self.params["emb"][N0:] = uniform(self.embedding)
+        self.params["W_y"][N0:] = uniform(self.layers[-1])
+
     def _fit_sessions(self, sd: SessionData, callback, plan=None,
                       show_bar: Optional[bool] = None, item_features=None) -> bool:
         """Train ``self`` (a private copy, see ``fit``) from scratch; False
@@ -555,10 +664,20 @@ class GRU4Rec(SessionRecommender):
             self._set_features(enc, FeatureSpec(item_features.spec()))
             self._init_feature_params(rng)
         self.popularity = np.bincount(sd.items, minlength=n_items).astype(np.int64)
-        pop = self.popularity.astype(np.float32)
         self.epochs_trained = 0
         self.history = []
         self.best_epoch = None
+        return self._train_epochs(sd.offsets, sd.items, int(sd.n_events - sd.n_sessions), rng,
+                                  callback, plan, show_bar)
+
+    def _train_epochs(self, offsets, items, n_train_events, rng, callback, plan,
+                      show_bar) -> bool:
+        """``n_epochs`` epochs over sessions ``offsets`` / ``items`` (model
+        indices) from the current weights and optimizer state, in place;
+        epochs are numbered after ``epochs_trained``. False when Ctrl-C cut
+        training short."""
+        pop = self.popularity.astype(np.float32)
+        e0 = self.epochs_trained
         L = len(self.layers)
         args = (
             [self._triple(f"W_ih{l}") for l in range(L)],
@@ -571,8 +690,7 @@ class GRU4Rec(SessionRecommender):
         )
         features = self._feature_args(self._triple)
         out_features = self._feature_args(self._triple, "output")
-        n_train_events = int(sd.n_events - sd.n_sessions)
-        for epoch in range(self.n_epochs):
+        for epoch in range(e0, e0 + self.n_epochs):
             cfg = dict(
                 loss=self.loss, elu_param=self.elu_param, bpreg=self.bpreg, logq=self.logq,
                 batch_size=self.batch_size, n_sample=self.n_sample,
@@ -588,7 +706,7 @@ class GRU4Rec(SessionRecommender):
             if show_bar:
                 from tqdm.auto import tqdm
 
-                bar = tqdm(total=n_train_events, desc=f"epoch {epoch + 1}/{self.n_epochs}",
+                bar = tqdm(total=n_train_events, desc=f"epoch {epoch + 1}/{e0 + self.n_epochs}",
                            unit="ev", unit_scale=True, leave=True)
             seen = [0]
 
@@ -604,7 +722,7 @@ class GRU4Rec(SessionRecommender):
                 return True
 
             t0 = time.perf_counter()
-            r = _core.train_epoch(*args, cfg, sd.offsets, sd.items, pop, progress,
+            r = _core.train_epoch(*args, cfg, offsets, items, pop, progress,
                                   **({"features": features} if features else {}),
                                   **({"out_features": out_features} if out_features else {}))
             dt = time.perf_counter() - t0
@@ -762,7 +880,7 @@ class GRU4Rec(SessionRecommender):
         self._topk_index = TopkIndex(W, b, num_threads=num_threads)
         return self
 
-    def add_items(self, table, item_col: Optional[str] = None) -> "GRU4Rec":
+    def add_items(self, table, item_col: Optional[str] = None, *, items=None) -> "GRU4Rec":
         """Add items never seen in training (cold items), with no retraining:
         ``table`` holds their features, in any form ``grurec.ItemFeatures``
         reads, with the columns the model was fitted with (``item_col``:
@@ -776,6 +894,8 @@ class GRU4Rec(SessionRecommender):
         unknown (logged). Needs a model fitted with ``item_features`` and
         ``feature_mode`` ``"output"`` or ``"both"``; an id the model already
         has raises ValueError. A ``prepare_serving`` index is rebuilt.
+        ``table`` may also be a ``grurec.ItemFeatures``: ``items`` then picks
+        its rows (default: every item of it the model does not have).
         Returns the model."""
         self._check_fitted()
         if not self.__dict__.get("_feat"):
@@ -785,6 +905,17 @@ class GRU4Rec(SessionRecommender):
             raise ValueError("add_items: with feature_mode='input' new items would get input "
                              "rows only and nothing to score them with; fit with "
                              "feature_mode='output' or 'both' to serve cold items")
+        from .features import ItemFeatures
+
+        if isinstance(table, ItemFeatures):
+            if items is None:
+                have = self._lookup(list(table.item_ids), coerce_ids=True)
+                items = table.item_ids[have < 0]
+            item_col = table.item_col
+            table = table.table(items)
+        elif items is not None:
+            raise ValueError("add_items: items= picks rows of an ItemFeatures; for a table, "
+                             "pass only the new items' rows")
         ids, enc = self.item_features.encode_new(table, item_col)
         if len(ids) == 0:
             return self

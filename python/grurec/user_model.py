@@ -170,7 +170,7 @@ class UserGRU(GRU4Rec):
     def fit(self, data, user_col: str = "UserId", item_col: str = "ItemId",
             time_col: str = "Time", callback=None, *, show_progress: Optional[bool] = None,
             on_interrupt: str = "raise", valid=None, patience=None, metric: str = "mrr@20",
-            item_features=None):
+            item_features=None, warm_start: bool = False):
         """Train on every user's events for ``n_epochs`` epochs, then store
         every user's state after their whole history.
 
@@ -179,8 +179,16 @@ class UserGRU(GRU4Rec):
         arguments are ``GRU4Rec.fit``'s (``item_features`` included);
         ``valid`` / ``patience`` are not yet
         supported for users (choose the epochs with ``grurec.evaluate_users``
-        on a leave-one-out split).
+        on a leave-one-out split). ``warm_start=True`` is not supported for
+        users yet (the stored user states would have to follow the new
+        weights): it raises ValueError and leaves the model as it is.
         """
+        from .base import _as_bool as _b
+
+        if _b("warm_start", warm_start):
+            raise ValueError("warm_start: not supported by UserGRU yet (its stored user states "
+                             "would not follow the new weights); refit, or use update() for "
+                             "new events of known items")
         if valid is not None or patience is not None:
             raise ValueError("valid / patience: not supported by UserGRU yet; choose n_epochs "
                              "on a leave-one-out split (grurec.splits.leave_last_out)")
