@@ -317,6 +317,12 @@ class GRU4Rec(SessionRecommender):
         """Item features enter the scoring vectors."""
         return bool(self.__dict__.get("_feat")) and self.feature_mode in ("output", "both")
 
+    def _shared_features(self) -> bool:
+        """feature_mode "both" with the shared embedding: the input row of an
+        item is its scoring vector, features included (one set of tables,
+        ``feat_out_*``), as the id part is shared."""
+        return self.feature_mode == "both" and self.mode == 2
+
     def _feature_shapes(self) -> dict[str, tuple[int, ...]]:
         """Feature weights (with features): input side ``feat_T{f}``
         [V_f + 1, I] per categorical field and ``feat_W_z`` [Z, I]; output
@@ -324,7 +330,7 @@ class GRU4Rec(SessionRecommender):
         out: dict[str, tuple[int, ...]] = {}
         for side, on, width in (("feat_", self._feat_in, self._row_width),
                                 ("feat_out_", self._feat_out, lambda: self.layers[-1])):
-            if not on():
+            if not on() or (side == "feat_" and self._shared_features()):
                 continue
             w = width()
             out.update({f"{side}T{f}": (len(v) + 1, w)
@@ -374,7 +380,7 @@ class GRU4Rec(SessionRecommender):
         train_epoch / feature_tower take them, or None when that side has none."""
         if not (self._feat_in() if side == "input" else self._feat_out()):
             return None
-        pre = "feat_" if side == "input" else "feat_out_"
+        pre = "feat_" if side == "input" and not self._shared_features() else "feat_out_"
         n_fields = len(self.item_features.categorical)
         fields = [(self._feat[f"off{f}"], self._feat[f"ids{f}"], triple(f"{pre}T{f}"))
                   for f in range(n_fields)]
