@@ -87,6 +87,8 @@ def main():
     ap.add_argument("--models", default=None,
                     help="comma-separated subset of the model names below (default: all)")
     ap.add_argument("--time-add-items", action="store_true")
+    ap.add_argument("--ties", default="median", choices=("standard", "conservative", "median"),
+                    help="evaluate_cold's mode: how tied scores rank (median: ties count half)")
     a = ap.parse_args()
     if a.time_add_items:
         time_add_items()
@@ -100,7 +102,7 @@ def main():
         ev = load_ml100k(d)
         feats = ml100k_features(d / "ml-100k.item")
     split = cold_item_split(ev, fraction=0.15, test_sessions=0.2, seed=a.seed)
-    print(f"events {len(ev)}, items {len(split.items)}, cold items {len(split.cold_items)}, "
+    print(f"ties ranked: {a.ties}; events {len(ev)}, items {len(split.items)}, cold items {len(split.cold_items)}, "
           f"train events {len(split.train)}, test events {len(split.test)}")
     gru = dict(layers=[64], n_epochs=a.epochs, batch_size=64, n_sample=512, num_threads=1,
                random_state=a.seed, show_progress=False, loss="cross-entropy", logq=1.0,
@@ -134,7 +136,7 @@ def main():
         t0 = time.perf_counter()
         m = make()
         t1 = time.perf_counter()
-        r = evaluate_cold(m, split, cutoffs=(10, 20))
+        r = evaluate_cold(m, split, cutoffs=(10, 20), mode=a.ties)
         t2 = time.perf_counter()
         results[name] = r
         print(f"{name:36s} fit {t1 - t0:6.1f}s eval {t2 - t1:5.1f}s  " + "  ".join(
