@@ -15,7 +15,9 @@
 #include <utility>
 #include <vector>
 
+#include "core/head.hpp"
 #include "core/item_tower.hpp"
+#include "core/sampler.hpp"
 #include "core/rng.hpp"
 #include "gru.hpp"
 #include "infer.hpp"
@@ -254,7 +256,8 @@ grurec::ItemFeatureInputs feature_inputs(py::list fields, py::handle z, py::hand
 py::dict train_epoch(py::list W_ih, py::list W_hh, py::list b, py::list b_hh, py::handle W_y,
                      py::handle b_y,
                      py::handle emb, py::dict cfg, py::handle offsets, py::handle items,
-                     py::handle pop, py::object progress, py::object features) {
+                     py::handle pop, py::object progress, py::object features,
+                     py::object out_features) {
   grurec::Net net;
   grurec::TrainConfig c;
   c.loss = loss_kind(cfg["loss"].cast<std::string>());
@@ -312,6 +315,15 @@ py::dict train_epoch(py::list W_ih, py::list W_hh, py::list b, py::list b_hh, py
                                   I, fd["id_dropout"].cast<float>());
     bool vel_ok = net.features.Z == 0 || (c.momentum > 0) == (net.features.W_z.vel != nullptr);
     for (const auto& f : net.features.fields) vel_ok &= (c.momentum > 0) == (f.table.vel != nullptr);
+    if (!vel_ok) throw py::value_error("momentum > 0 needs velocity buffers (and only then)");
+  }
+  if (!out_features.is_none()) {
+    // The same dict for the output side; tables as wide as W_y's rows.
+    py::dict fd = out_features.cast<py::dict>();
+    net.out_features = feature_inputs(fd["fields"].cast<py::list>(), fd["z"], fd["W_z"],
+                                      net.n_items, net.W_y.cols, fd["id_dropout"].cast<float>());
+    bool vel_ok = net.out_features.Z == 0 || (c.momentum > 0) == (net.out_features.W_z.vel != nullptr);
+    for (const auto& f : net.out_features.fields) vel_ok &= (c.momentum > 0) == (f.table.vel != nullptr);
     if (!vel_ok) throw py::value_error("momentum > 0 needs velocity buffers (and only then)");
   }
   const int64_t S = dim("offsets", offsets, 1, 0) - 1;
@@ -613,6 +625,95 @@ py::dict feature_tower(py::handle items, py::handle id_table, py::list fields, p
   }
   r["x"] = x;
   r["keep"] = keep;
+  return r;
+}
+
+// The sampled head on its own (tests): one mini-batch's candidates, loss and
+// gradients for queries q [B, D] against W_y [N, D], b_y [N], with item
+// features on the output side when fields or z are given (else the id-only
+// path). Returns loss, dq [B, D], cand [C], uniq [Uo], keep [Uo], dense
+// dW_y [N, D] and db_y [N], and the feature gradients d_tables, dW_z.
+py::dict sampled_head(py::handle q, py::handle target, py::handle W_y, py::handle b_y,
+                      py::handle pop, const std::string& loss_name, int64_t n_sample,
+                      float sample_alpha, float logq, float elu, float bpreg, int64_t batch_size,
+                      py::list fields, py::handle z, py::handle W_z, float id_dropout,
+                      uint64_t seed, int num_threads) {
+  const int64_t N = dim("W_y", W_y, 2, 0), D = dim("W_y", W_y, 2, 1);
+  const int64_t B = dim("q", q, 2, 0);
+  const float* pq = checked("q", q, {B, D}, false);
+  const int32_t* pt = checked_as<int32_t>("target", "int32", target, {B}, false);
+  for (int64_t b = 0; b < B; ++b)
+    if (pt[b] < 0 || pt[b] >= N) throw py::value_error("target: index outside [0, N)");
+  const float* pp = checked("pop", pop, {N}, false);
+  grurec::Param W, bias;
+  W.w = checked("W_y", W_y, {N, D}, false);
+  W.rows = N;
+  W.cols = D;
+  bias.w = checked("b_y", b_y, {N}, false);
+  bias.rows = N;
+  bias.cols = 1;
+  const int kind = loss_kind(loss_name);
+  grurec::ItemFeatureInputs f = feature_inputs(fields, z, W_z, N, D, id_dropout);
+  const int nt = resolve_threads(num_threads);
+  py::array_t<float> dq({B, D}), dW({N, D}), db(N);
+  std::fill(dW.mutable_data(), dW.mutable_data() + N * D, 0.0f);
+  std::fill(db.mutable_data(), db.mutable_data() + N, 0.0f);
+  py::dict r;
+  double total = 0.0;
+  int64_t C = 0, Uo = 0;
+  std::vector<int32_t> cand, uniq;
+  std::vector<float> keep;
+  py::list dt;
+  py::array_t<float> dWz({f.Z, D});
+  {
+    py::gil_scoped_release nogil;
+    const grurec::NegativeSampler sampler(pp, N, sample_alpha, n_sample > 0,
+                                          kind == grurec::kCrossEntropy ? logq : 0.0f);
+    grurec::SampledHead head;
+    head.init(W, bias, sampler, grurec::HeadConfig{kind, elu, bpreg, n_sample, batch_size}, B, 0);
+    std::unique_ptr<grurec::FeatureTower> out;
+    if (f.active()) {
+      out = std::make_unique<grurec::FeatureTower>(
+          std::make_unique<grurec::TableTower>(W, 0.0f, B + n_sample, &head.rows()), f,
+          B + n_sample, nt);
+      head.set_output(out.get());
+    }
+    grurec::Rng rng(seed);
+    head.draw(pt, B, rng);
+    total = head.loss(pq, nt);
+    head.backward(pq, dq.mutable_data(), nt);
+    C = head.n_cand();
+    Uo = head.n_uniq();
+    cand.assign(head.cand(), head.cand() + C);
+    uniq.assign(head.uniq(), head.uniq() + Uo);
+    keep.assign(Uo, 1.0f);
+    if (head.keep()) keep.assign(head.keep(), head.keep() + Uo);
+    const grurec::SparseGrad& g = head.rows();
+    for (int64_t s2 = 0; s2 < g.n; ++s2)
+      std::copy(&g.g[s2 * D], &g.g[s2 * D] + D, dW.mutable_data() + int64_t(g.rows[s2]) * D);
+    for (int64_t u = 0; u < Uo; ++u)
+      if (keep[u] != 0.0f) db.mutable_data()[uniq[u]] = head.db()[u];
+    if (out) std::copy(out->dW_z(), out->dW_z() + f.Z * D, dWz.mutable_data());
+    py::gil_scoped_acquire gil;
+    for (size_t k = 0; out && k < f.fields.size(); ++k) {
+      const int64_t V1 = f.fields[k].table.rows;
+      py::array_t<float> d({V1, D});
+      std::fill(d.mutable_data(), d.mutable_data() + V1 * D, 0.0f);
+      const grurec::SparseGrad& fg = out->field_grad(k);
+      for (int64_t s2 = 0; s2 < fg.n; ++s2)
+        std::copy(&fg.g[s2 * D], &fg.g[s2 * D] + D, d.mutable_data() + int64_t(fg.rows[s2]) * D);
+      dt.append(d);
+    }
+  }
+  r["loss"] = total;
+  r["dq"] = dq;
+  r["cand"] = py::array_t<int32_t>(C, cand.data());
+  r["uniq"] = py::array_t<int32_t>(Uo, uniq.data());
+  r["keep"] = py::array_t<float>(Uo, keep.data());
+  r["dW_y"] = dW;
+  r["db_y"] = db;
+  r["d_tables"] = dt;
+  r["dW_z"] = dWz;
   return r;
 }
 
@@ -923,13 +1024,19 @@ PYBIND11_MODULE(_core, m) {
   m.def("train_epoch", &train_epoch, py::arg("W_ih"), py::arg("W_hh"), py::arg("b"),
         py::arg("b_hh"), py::arg("W_y"), py::arg("b_y"), py::arg("emb"), py::arg("config"), py::arg("offsets"),
         py::arg("items"), py::arg("pop"), py::arg("progress") = py::none(),
-        py::arg("features") = py::none(),
+        py::arg("features") = py::none(), py::arg("out_features") = py::none(),
         "One GRU4Rec training epoch in C++ (GIL released); see cpp/train.hpp.");
   m.def("feature_tower", &feature_tower, py::arg("items"), py::arg("id_table"),
         py::arg("fields"), py::arg("z"), py::arg("W_z"), py::arg("dx") = py::none(),
         py::arg("id_dropout") = 0.0f, py::arg("seed") = 0, py::arg("num_threads") = 1,
         "The item feature tower's forward (and with dx, backward) over an id table "
         "(cpp/core/item_tower.hpp FeatureTower).");
+  m.def("sampled_head", &sampled_head, py::arg("q"), py::arg("target"), py::arg("W_y"),
+        py::arg("b_y"), py::arg("pop"), py::arg("loss"), py::arg("n_sample"),
+        py::arg("sample_alpha"), py::arg("logq"), py::arg("elu"), py::arg("bpreg"),
+        py::arg("batch_size"), py::arg("fields"), py::arg("z"), py::arg("W_z"),
+        py::arg("id_dropout") = 0.0f, py::arg("seed") = 0, py::arg("num_threads") = 1,
+        "One mini-batch of the sampled head (cpp/core/head.hpp), for tests.");
   m.def("sample_popularity", [](py::handle pop, float alpha, int64_t n, uint64_t seed) {
     const int64_t N = dim("pop", pop, 1, 0);
     const float* pp = checked("pop", pop, {N}, false);

@@ -83,6 +83,9 @@ struct Net {
   // Item features added to the input rows (a FeatureTower around the input
   // mode's tower) when active(); tables and W_z are as wide as those rows.
   ItemFeatureInputs features;
+  // Item features added to the output rows (a FeatureTower over W_y that the
+  // sampled head gathers candidates from) when active(); tables [V_f+1, H_L].
+  ItemFeatureInputs out_features;
 };
 
 // offsets [S+1] into items [E]: sessions in training order, each of length

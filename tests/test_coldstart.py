@@ -49,3 +49,13 @@ def test_content_knn_scores_are_feature_similarities():
     np.testing.assert_allclose(s[[0, 4, 2, 1, 3]], [1, 1, 2 ** -0.5, 0, 0], atol=1e-6)
     with pytest.raises(ValueError, match="needs item features"):
         ContentKNN().fit(ev)
+
+
+def test_tied_scores_rank_by_mode():
+    from grurec.coldstart import _ranks
+
+    s = np.array([[3.0, 1.0, 1.0, 1.0, 0.0]])
+    t = np.array([2])
+    assert _ranks(s, t, "standard")[0] == 2.0
+    assert _ranks(s, t, "conservative")[0] == 4.0
+    assert _ranks(s, t, "median")[0] == 3.0

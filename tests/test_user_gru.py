@@ -185,17 +185,19 @@ def test_users_and_sessions_are_exclusive(fitted):
         fitted.recommend([[fitted.item_ids[0]]], users=[fitted.user_ids[0]])
 
 
-def test_item_features_with_windows(events, tmp_path):
+@pytest.mark.parametrize("mode", ["input", "output", "both"])
+def test_item_features_with_windows(events, tmp_path, mode):
     """The feature tower under T-step windows: all-zero features train the
     id-only model exactly; real ones serve stored states as replays do."""
     from test_features_model import features
 
     items = np.unique(events["ItemId"])
     a = grurec.UserGRU(bptt=3, **SMALL).fit(events)
-    b = grurec.UserGRU(bptt=3, **SMALL).fit(events, item_features=features(items, zero=True))
+    b = grurec.UserGRU(bptt=3, feature_mode=mode, **SMALL).fit(
+        events, item_features=features(items, zero=True))
     for k in a.params:
         np.testing.assert_array_equal(a.params[k], b.params[k], err_msg=k)
-    m = grurec.UserGRU(bptt=3, id_dropout=0.3, **SMALL).fit(
+    m = grurec.UserGRU(bptt=3, id_dropout=0.3, feature_mode=mode, **SMALL).fit(
         events, item_features=features(items))
     hist = _histories(events)
     users = list(hist)[:10]

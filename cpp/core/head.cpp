@@ -30,14 +30,30 @@ void SampledHead::init(const Param& W_y, const Param& b_y, const NegativeSampler
   dR_.resize(Bmax * Cmax);
 }
 
+void SampledHead::set_output(FeatureTower* out) {
+  out_ = out;
+  const int64_t Cmax = static_cast<int64_t>(cand_.size());
+  cands_.init(W_y_.rows, 0, Cmax);
+  dWu_.resize(Cmax * D_);
+  bk_.resize(Cmax);
+  dbk_.resize(Cmax);
+}
+
 void SampledHead::draw(const int32_t* target, int64_t B, Rng& rng) {
   const int64_t S = cfg_.n_sample, C = B + S;
   B_ = B;
   C_ = C;
   std::copy(target, target + B, cand_.begin());
   for (int64_t s = 0; s < S; ++s) cand_[B + s] = sampler_->draw(rng);
-  for (int64_t j = 0; j < C; ++j) col_[j] = static_cast<int32_t>(rows_.index(cand_[j]));
-  Uo_ = rows_.n;
+  SparseGrad& seen = out_ ? cands_ : rows_;
+  for (int64_t j = 0; j < C; ++j) col_[j] = static_cast<int32_t>(seen.index(cand_[j]));
+  Uo_ = seen.n;
+  if (!out_) return;
+  // The weights do not change before loss(): gather the rows now, with rng.
+  const int32_t* uniq = cands_.rows.data();
+  out_->gather(uniq, Uo_, Wu_.data(), rng);
+  const float* keep = out_->keep();
+  for (int64_t u = 0; u < Uo_; ++u) bu_[u] = keep[u] != 0.0f ? b_y_.w[uniq[u]] : 0.0f;
 }
 
 double SampledHead::loss(const float* q, int nt, const float* row_w) {
@@ -45,8 +61,9 @@ double SampledHead::loss(const float* q, int nt, const float* row_w) {
   const int64_t B = B_, C = C_, Uo = Uo_, D = D_;
   const int32_t* uniq = rows_.rows.data();
   // Scores of the distinct rows, Ru[B, Uo] = q W_y[uniq]^T, then every
-  // column: R[b, j] = Ru[b, col_j] + b_y[cand_j].
-  for (int64_t u = 0; u < Uo; ++u) {
+  // column: R[b, j] = Ru[b, col_j] + b_y[cand_j]. (Output tower: Wu and bu
+  // were gathered by draw.)
+  for (int64_t u = 0; u < Uo && !out_; ++u) {
     if (u + kPrefetch < Uo) prefetch_row(W_y_.w + int64_t(uniq[u + kPrefetch]) * D, D, false);
     std::memcpy(&Wu_[u * D], W_y_.w + static_cast<int64_t>(uniq[u]) * D, D * sizeof(float));
     bu_[u] = b_y_.w[uniq[u]];
@@ -100,15 +117,31 @@ void SampledHead::backward(const float* q, float* dq, int nt) {
     for (int64_t j = 0; j < C; ++j) du[col_[j]] += d[j];
   }
   k.sgemm(B, D, Uo, 1.0f, dRu_.data(), Uo, 1, Wu_.data(), D, 1, 0.0f, dq, D, nt);
-  k.sgemm(Uo, D, B, 1.0f, dRu_.data(), 1, Uo, q, D, 1, 0.0f, rows_.g.data(), D, nt);
+  // dW[uniq] = dRu^T q: straight into rows_ (id only), or through the tower
+  float* dW = out_ ? dWu_.data() : rows_.g.data();
+  k.sgemm(Uo, D, B, 1.0f, dRu_.data(), 1, Uo, q, D, 1, 0.0f, dW, D, nt);
   std::fill(dbu_.begin(), dbu_.begin() + Uo, 0.0f);
   k.colsum_add(B, 0, Uo, dRu_.data(), Uo, dbu_.data());
+  if (out_) out_->scatter_grad(cands_.rows.data(), Uo, dWu_.data());
 }
 
 void SampledHead::apply(const SparseOptimizer& opt, int nt) {
   opt.rows(W_y_, rows_, nt);
-  opt.rows(b_y_, rows_.rows.data(), Uo_, dbu_.data(), nt);
-  rows_.clear();
+  if (!out_) {
+    opt.rows(b_y_, rows_.rows.data(), Uo_, dbu_.data(), nt);
+  } else {
+    // Bias of the candidates whose id part was kept.
+    const float* keep = out_->keep();
+    int64_t nk = 0;
+    for (int64_t u = 0; u < Uo_; ++u)
+      if (keep[u] != 0.0f) {
+        bk_[nk] = cands_.rows[u];
+        dbk_[nk++] = dbu_[u];
+      }
+    opt.rows(b_y_, bk_.data(), nk, dbk_.data(), nt);
+    out_->apply(opt, nt);  // the feature tables (its id rows are in rows_)
+  }
+  clear();
 }
 
 }  // namespace grurec

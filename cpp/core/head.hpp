@@ -5,6 +5,14 @@
 //
 //   R[B, C] = q W_y[cand]^T + b_y[cand]   (- logQ, cross-entropy only)
 //
+// With an output tower (item features on the output side, set_output) the
+// candidates' rows come from it instead of W_y:
+//   R[B, C] = q S[cand]^T + keep[cand] b_y[cand],
+//   S[i] = keep_i W_y[i] + feature projection of i   (FeatureTower)
+// keep_i is 0 with probability id_dropout (a training draw per distinct
+// candidate): the row is then scored as a cold item is, by its features
+// alone and without its bias, and its W_y row and bias stay untouched.
+//
 // Duplicate candidates (a popular item drawn twice, a target also drawn)
 // share one gathered row, one score column product and one summed gradient
 // row. Losses: Kernels::loss (cross-entropy, bpr-max, top1-max).
@@ -15,6 +23,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/item_tower.hpp"
 #include "core/optim.hpp"
 #include "core/rng.hpp"
 #include "core/sampler.hpp"
@@ -38,7 +47,13 @@ class SampledHead {
   void init(const Param& W_y, const Param& b_y, const NegativeSampler& sampler,
             const HeadConfig& cfg, int64_t Bmax, int64_t extra_rows);
 
-  // Candidates of a mini-batch: targets [B], then S draws from rng.
+  // Scoring rows from out (a FeatureTower over W_y whose id tower adds into
+  // rows(); it must outlive the head) instead of W_y alone. Call after init.
+  void set_output(FeatureTower* out);
+
+  // Candidates of a mini-batch: targets [B], then S draws from rng (with an
+  // output tower, also their rows: its id dropout draws from rng after the
+  // S samples).
   void draw(const int32_t* target, int64_t B, Rng& rng);
   // A ranking loss with no negative column (n_sample = 0 and B = 1) is 0/0:
   // such a mini-batch only advances the state.
@@ -56,7 +71,20 @@ class SampledHead {
   SparseGrad& rows() { return rows_; }
   // Updates W_y's touched rows and b_y's scored rows, then clear().
   void apply(const SparseOptimizer& opt, int nt);
-  void clear() { rows_.clear(); }
+  void clear() {
+    rows_.clear();
+    cands_.clear();
+  }
+
+  // For tests: the candidates [C] of the last draw, the distinct ones [Uo]
+  // (the order of the bias gradient), the bias gradient [Uo], and the
+  // output tower's keep [Uo] (null without one).
+  const int32_t* cand() const { return cand_.data(); }
+  int64_t n_cand() const { return C_; }
+  const int32_t* uniq() const { return out_ ? cands_.rows.data() : rows_.rows.data(); }
+  int64_t n_uniq() const { return Uo_; }
+  const float* db() const { return dbu_.data(); }
+  const float* keep() const { return out_ ? out_->keep() : nullptr; }
 
  private:
   Param W_y_, b_y_;
@@ -68,6 +96,14 @@ class SampledHead {
   std::vector<float> Wu_;                    // [C, D] gathered W_y rows
   std::vector<float> bu_, dbu_, bc_, qc_;    // [C]: row bias, its gradient, column bias, logQ
   std::vector<float> Ru_, dRu_, R_, dR_;     // [Bmax, C]
+  // Output tower: candidates de-duplicated apart from rows_ (which then only
+  // holds the W_y rows that get a gradient), the rows' gradient, the kept
+  // rows' bias indices and gradients.
+  FeatureTower* out_ = nullptr;
+  SparseGrad cands_;          // [C] rows only (D = 0)
+  std::vector<float> dWu_;    // [C, D]
+  std::vector<int32_t> bk_;   // [C]
+  std::vector<float> dbk_;    // [C]
 };
 
 }  // namespace grurec

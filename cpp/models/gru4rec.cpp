@@ -57,6 +57,14 @@ class Gru4RecStream final : public Stream {
     head_.init(net.W_y, net.b_y, sampler,
                HeadConfig{cfg.loss, cfg.elu, cfg.bpreg, cfg.n_sample, cfg.batch_size * T_}, R,
                R);
+    if (net.out_features.active()) {
+      // Output rows: W_y's id rows (gradients into the head's rows) + features.
+      const int64_t Cmax = R + cfg.n_sample;
+      out_ = std::make_unique<FeatureTower>(
+          std::make_unique<TableTower>(net.W_y, 0.0f, Cmax, &head_.rows()), net.out_features,
+          Cmax, kt);
+      head_.set_output(out_.get());
+    }
     tower_ = make_tower(net, cfg, R, head_, kt);
     enc_ = std::make_unique<GruStack>(stack_weights(net), tower_->dim(), tower_->projected(),
                                       cfg.dropout_hidden, Bmax, T_);
@@ -164,6 +172,7 @@ class Gru4RecStream final : public Stream {
   Rng rng_;
   SparseOptimizer opt_;
   SlotScheduler slots_;
+  std::unique_ptr<FeatureTower> out_;  // output-side features, or null
   SampledHead head_;
   std::unique_ptr<ItemTower> tower_;
   std::unique_ptr<GruStack> enc_;

@@ -11,9 +11,12 @@ start at or after it); training keeps the other sessions without their cold
 items' events, so no cold item is seen in training. ``evaluate_cold`` predicts
 every next event of the test sessions from the prefix before it and ranks the
 target among the union of all items (training items and cold items): an item
-a model does not know scores -inf (a miss). Rank = 1 + #items scoring strictly
-higher ("standard" of ``grurec.evaluate``). Dense scores, a chunk of prefixes
-at a time: for catalogues up to some 100k items.
+a model does not know scores -inf (a miss). Ranks as ``grurec.evaluate``'s
+``mode``: "standard" (1 + #items scoring strictly higher), "conservative" or
+"median" (ties count half). A model whose scores tie a lot (ContentKNN over
+coarse features: items with the same categories score the same) looks far
+better under "standard" than it is: compare models with "median". Dense
+scores, a chunk of prefixes at a time: for catalogues up to some 100k items.
 """
 from __future__ import annotations
 
@@ -64,16 +67,27 @@ def cold_item_split(events, fraction: float = 0.15, test_sessions: float = 0.2,
     return ColdSplit(train, test, cold, items)
 
 
-def _ranks(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    t = scores[np.arange(len(targets)), targets]
-    return 1 + (scores > t[:, None]).sum(axis=1)
+def _ranks(scores: np.ndarray, targets: np.ndarray, mode: str = "standard") -> np.ndarray:
+    t = scores[np.arange(len(targets)), targets][:, None]
+    gt = (scores > t).sum(axis=1)
+    if mode == "standard":
+        return 1.0 + gt
+    eq = (scores == t).sum(axis=1) - 1  # other items tied with the target
+    return 1.0 + gt + (eq if mode == "conservative" else eq / 2.0)
 
 
 def evaluate_cold(model, split: ColdSplit, cutoffs=(10, 20), session_col: str = "SessionId",
-                  item_col: str = "ItemId", time_col: str = "Time", chunk: int = 1024) -> dict:
+                  item_col: str = "ItemId", time_col: str = "Time", chunk: int = 1024,
+                  mode: str = "standard") -> dict:
     """{"all" | "warm" | "cold": {"recall@K", "mrr@K", "n_events"}}: warm
-    targets were seen in training, cold ones were held out."""
+    targets were seen in training, cold ones were held out. ``mode``: how
+    ties rank (module docstring)."""
     import pandas as pd
+
+    from .evaluation import MODES
+
+    if mode not in MODES:
+        raise ValueError(f"mode: must be one of {MODES}, got {mode!r}")
 
     from .data import to_sessions
 
@@ -91,7 +105,7 @@ def evaluate_cold(model, split: ColdSplit, cutoffs=(10, 20), session_col: str = 
             prefixes.append(seq[:t])
             targets.append(seq[t])
     targets = np.asarray(targets, np.int64)
-    ranks = np.empty(len(targets), np.int64)
+    ranks = np.empty(len(targets), np.float64)
     for c0 in range(0, len(targets), chunk):
         c1 = min(len(targets), c0 + chunk)
         pre = [to_model[p] for p in prefixes[c0:c1]]
@@ -106,7 +120,7 @@ def evaluate_cold(model, split: ColdSplit, cutoffs=(10, 20), session_col: str = 
         scores = np.full((c1 - c0, len(universe)), -np.inf, np.float32)
         ok = to_model >= 0
         scores[:, ok] = s_model[:, to_model[ok]]
-        ranks[c0:c1] = _ranks(scores, targets[c0:c1])
+        ranks[c0:c1] = _ranks(scores, targets[c0:c1], mode)
     out = {}
     for name, sel in (("all", np.ones(len(targets), bool)), ("warm", ~is_cold[targets]),
                       ("cold", is_cold[targets])):

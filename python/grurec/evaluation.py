@@ -221,7 +221,7 @@ def _popularity(model, cand):
 
 def _gru_ranks(model, off, items, targets, known, cand, K, mode, nt):
     h = model._states(off, items, all_prefixes=True, num_threads=nt)
-    W, b = model.params["W_y"], model.params["b_y"]
+    W, b = model._output_params()  # with output-side item features: W_y + features
     if cand is not None:
         W, b = np.ascontiguousarray(W[cand]), np.ascontiguousarray(b[cand])
     ranks = np.full(len(targets), np.inf)

@@ -229,6 +229,28 @@ class ItemFeatures:
         z = np.ascontiguousarray(np.concatenate(blocks, axis=1), np.float32)
         return ids, EncodedFeatures(offs, idss, z, self.vocab_sizes(), 0, unknown)
 
+    def table(self, items=None) -> dict:
+        """The rows of ``items`` (all items when None) as a dict of columns
+        that ``ItemFeatures`` reads back (categories as lists of values,
+        numbers un-standardised, vectors as lists): how ``add_items`` takes
+        items from an ``ItemFeatures``. An item without a row raises."""
+        pos = np.arange(len(self.item_ids)) if items is None else self._positions(items)
+        if (pos < 0).any():
+            j = int(np.flatnonzero(pos < 0)[0])
+            raise ValueError(f"item {_py(list(items)[j])!r} has no row in the item features")
+        out = {self.item_col: self.item_ids[pos]}
+        for f, c in enumerate(self.categorical):
+            off, cid, voc = self._cat_offsets[f], self._cat_ids[f], self.vocab[c]
+            out[c] = [[_py(voc[v - 1]) for v in cid[off[p]:off[p + 1]] if v > 0] for p in pos]
+        for j, c in enumerate(self.numeric):
+            out[c] = self._z[pos, j].astype(np.float64) * self.std[c] + self.mean[c]
+        k = len(self.numeric)
+        for c in self.dense:
+            d = self.dense_dims[c]
+            out[c] = [list(r) for r in self._z[pos, k:k + d].astype(np.float64)]
+            k += d
+        return out
+
     def _positions(self, item_ids) -> np.ndarray:
         """Row of each of ``item_ids`` in this table, -1 for none. Integer ids
         and strings spelling them the same way are matched with each other."""

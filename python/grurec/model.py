@@ -25,7 +25,7 @@ LOSSES = ("cross-entropy", "bpr-max", "top1-max")
 PARALLEL = ("hogwild", "sync")
 MOMENTUM_TYPES = ("heavy-ball", "nesterov")
 GRU_CELLS = ("reset-after", "reset-before")
-FEATURE_MODES = ("input",)  # where item features enter; "output" / "both": docs/features.md
+FEATURE_MODES = ("input", "output", "both")  # where item features enter (docs/features.md)
 
 
 class ModelFitError(RuntimeError):
@@ -68,7 +68,10 @@ class GRU4Rec(SessionRecommender):
     fixed seed; here the seed covers them, dropout and sampling alike).
     feature_mode, id_dropout: item features (``fit(..., item_features=...)``,
         ``grurec.ItemFeatures``, docs/features.md). ``feature_mode="input"``:
-        an item's input row is its id row plus the feature projection;
+        an item's input row is its id row plus a feature projection;
+        ``"output"``: its scoring vector is ``W_y`` row plus a feature
+        projection (items added with ``add_items`` are then ranked by their
+        features); ``"both"``: the two, each with its own feature tables.
         ``id_dropout``: the probability that a training row's id part is
         dropped, so the features learn to stand alone (cold items). No effect
         without features.
@@ -306,16 +309,34 @@ class GRU4Rec(SessionRecommender):
         """Width of an item's input row: what the feature tables project to."""
         return {0: 3 * self.layers[0], 1: self.embedding, 2: self.layers[-1]}[self.mode]
 
+    def _feat_in(self) -> bool:
+        """Item features enter the input rows."""
+        return bool(self.__dict__.get("_feat")) and self.feature_mode in ("input", "both")
+
+    def _feat_out(self) -> bool:
+        """Item features enter the scoring vectors."""
+        return bool(self.__dict__.get("_feat")) and self.feature_mode in ("output", "both")
+
+    def _shared_features(self) -> bool:
+        """feature_mode "both" with the shared embedding: the input row of an
+        item is its scoring vector, features included (one set of tables,
+        ``feat_out_*``), as the id part is shared."""
+        return self.feature_mode == "both" and self.mode == 2
+
     def _feature_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Feature weights (with features): ``feat_T{f}`` [V_f + 1, I] per
-        categorical field, ``feat_W_z`` [Z, I]."""
-        if not self.__dict__.get("_feat"):
-            return {}
-        I = self._row_width()  # noqa: E741
-        out = {f"feat_T{f}": (len(v) + 1, I)
-               for f, v in enumerate(self.item_features.vocab.values())}
-        if self._feat["z"].shape[1]:
-            out["feat_W_z"] = (self._feat["z"].shape[1], I)
+        """Feature weights (with features): input side ``feat_T{f}``
+        [V_f + 1, I] per categorical field and ``feat_W_z`` [Z, I]; output
+        side ``feat_out_T{f}`` [V_f + 1, H_L] and ``feat_out_W_z`` [Z, H_L]."""
+        out: dict[str, tuple[int, ...]] = {}
+        for side, on, width in (("feat_", self._feat_in, self._row_width),
+                                ("feat_out_", self._feat_out, lambda: self.layers[-1])):
+            if not on() or (side == "feat_" and self._shared_features()):
+                continue
+            w = width()
+            out.update({f"{side}T{f}": (len(v) + 1, w)
+                        for f, v in enumerate(self.item_features.vocab.values())})
+            if self._feat["z"].shape[1]:
+                out[f"{side}W_z"] = (self._feat["z"].shape[1], w)
         return out
 
     def _init_feature_params(self, rng: np.random.Generator) -> None:
@@ -325,11 +346,16 @@ class GRU4Rec(SessionRecommender):
         import copy
 
         bg = copy.deepcopy(rng.bit_generator)
-        frng = np.random.Generator(bg.jumped() if hasattr(bg, "jumped") else bg)
+        jump = hasattr(bg, "jumped")
+        # The input side's stream as before output features existed; the
+        # output side's its own (two jumps).
+        frng = {"feat_": np.random.Generator(bg.jumped() if jump else bg),
+                "feat_out_": np.random.Generator(bg.jumped(2) if jump else copy.deepcopy(bg))}
         for k, (rows, cols) in self._feature_shapes().items():
+            r = frng["feat_out_" if k.startswith("feat_out_") else "feat_"]
             s = math.sqrt(6.0 / (rows + cols))
-            w = frng.uniform(-s, s, (rows, cols)).astype(np.float32)
-            if k.startswith("feat_T"):
+            w = r.uniform(-s, s, (rows, cols)).astype(np.float32)
+            if k.startswith(("feat_T", "feat_out_T")):
                 w[0] = 0
             self.params[k] = w
             self._opt[k] = np.zeros_like(w)
@@ -339,7 +365,7 @@ class GRU4Rec(SessionRecommender):
     def _set_features(self, enc, spec) -> None:
         """Keep encoded features (``EncodedFeatures`` in item order) and the
         encoding rules; None clears them."""
-        self._input_cache = None
+        self._input_cache = self._output_cache = None
         if enc is None:
             self.item_features, self._feat = None, {}
             return
@@ -349,16 +375,18 @@ class GRU4Rec(SessionRecommender):
             feat[f"ids{f}"] = np.ascontiguousarray(i, np.int32)
         self.item_features, self._feat = spec, feat
 
-    def _feature_args(self, triple) -> Optional[dict]:
-        """The features as train_epoch / feature_tower take them, or None."""
-        if not self.__dict__.get("_feat"):
+    def _feature_args(self, triple, side: str = "input") -> Optional[dict]:
+        """The features of one side (``"input"`` or ``"output"``) as
+        train_epoch / feature_tower take them, or None when that side has none."""
+        if not (self._feat_in() if side == "input" else self._feat_out()):
             return None
+        pre = "feat_" if side == "input" and not self._shared_features() else "feat_out_"
         n_fields = len(self.item_features.categorical)
-        fields = [(self._feat[f"off{f}"], self._feat[f"ids{f}"], triple(f"feat_T{f}"))
+        fields = [(self._feat[f"off{f}"], self._feat[f"ids{f}"], triple(f"{pre}T{f}"))
                   for f in range(n_fields)]
-        has_z = "feat_W_z" in self.params
+        has_z = f"{pre}W_z" in self.params
         return {"fields": fields, "z": self._feat["z"] if has_z else None,
-                "W_z": triple("feat_W_z") if has_z else None,
+                "W_z": triple(f"{pre}W_z") if has_z else None,
                 "id_dropout": self.id_dropout}
 
     def _input_params(self) -> tuple[dict, int]:
@@ -367,7 +395,7 @@ class GRU4Rec(SessionRecommender):
         per set of weights by the native tower, no dropout); the shared mode
         then reads it as a separate embedding."""
         p = self.params
-        if not self.__dict__.get("_feat"):
+        if not self._feat_in():
             return p, self.mode
         key = tuple(id(a) for a in p.values())
         cache = self.__dict__.get("_input_cache")
@@ -389,6 +417,26 @@ class GRU4Rec(SessionRecommender):
         self._input_cache = (key, q, mode)
         return q, mode
 
+    def _output_params(self) -> tuple[np.ndarray, np.ndarray]:
+        """(W [N, H_L], b [N]) that every scoring path ranks items with:
+        ``W_y`` and ``b_y``, or with output-side features the whole scoring
+        table ``W_y + feature projection`` (computed once per set of weights
+        by the native tower, no dropout; the cache holds the weights it was
+        computed from, so their ids stay unique while it lives)."""
+        p = self.params
+        if not self._feat_out():
+            return p["W_y"], p["b_y"]
+        key = tuple(id(a) for a in p.values())
+        cache = self.__dict__.get("_output_cache")
+        if cache is not None and cache[0] == key:
+            return cache[1], p["b_y"]
+        args = self._feature_args(lambda k: (p[k], np.zeros_like(p[k]), None), "output")
+        N = len(self.item_ids)
+        W = _core.feature_tower(np.arange(N, dtype=np.int32), p["W_y"], args["fields"],
+                                args["z"], args["W_z"], None, 0.0, 0, self.num_threads or 0)["x"]
+        self._output_cache = (key, W, dict(p))
+        return W, p["b_y"]
+
     def _triple(self, name):
         return (self.params[name], self._opt[name], self._vel.get(name))
 
@@ -397,7 +445,7 @@ class GRU4Rec(SessionRecommender):
             time_col: str = "Time", callback: Optional[Callable[[int, float], None]] = None,
             *, valid=None, patience: Optional[int] = None, metric: str = "mrr@20",
             show_progress: Optional[bool] = None, on_interrupt: str = "raise",
-            item_features=None):
+            item_features=None, warm_start: bool = False):
         """Train on events for ``n_epochs`` epochs.
 
         ``data``: anything ``grurec.data.to_sessions`` takes: a pandas or polars
@@ -436,6 +484,16 @@ class GRU4Rec(SessionRecommender):
         item_features: a ``grurec.ItemFeatures`` (or a table it reads): the
             items' features enter as ``feature_mode`` says (docs/features.md);
             items without a row get zero features (counted, logged).
+        warm_start: continue training a fitted model on ``data`` (new events)
+            for ``n_epochs`` more epochs, from its weights and optimizer state
+            (a model loaded from a file saved without ``optimizer=True``
+            continues with fresh Adagrad accumulators and momentum, logged).
+            Item ids the model does not have join the vocabulary with id rows
+            initialised as ``fit`` does, feature rows from ``item_features``
+            (zeros without); popularity adds the new events' counts. Items
+            only added with ``add_items`` keep their zero id rows and start
+            learning them. ``None`` or an empty table changes nothing. Not
+            with ``valid`` (yet).
         """
         from .fitting import ValidationPlan
 
@@ -444,6 +502,12 @@ class GRU4Rec(SessionRecommender):
         self._check_params()
         progress = self.show_progress if show_progress is None else _as_bool(
             "show_progress", show_progress)
+        if _as_bool("warm_start", warm_start):
+            if valid is not None or patience is not None:
+                raise ValueError("warm_start: valid / patience are not supported with "
+                                 "warm_start yet")
+            return self._fit_warm(data, session_col, item_col, time_col, callback, progress,
+                                  on_interrupt, item_features)
         plan = ValidationPlan.create(valid, patience, metric)
         if item_features is not None:
             from .features import ItemFeatures
@@ -494,6 +558,99 @@ class GRU4Rec(SessionRecommender):
         self._publish(work)  # the one step that makes the new model this one
         return self
 
+    def _fit_warm(self, data, session_col, item_col, time_col, callback, progress,
+                  on_interrupt, item_features):
+        """fit(..., warm_start=True): see ``fit``."""
+        self._check_fitted()
+        self._check_weights_match()
+        if data is None or (hasattr(data, "__len__") and not isinstance(data, (str, bytes))
+                            and len(data) == 0):
+            log.info("warm_start: no new events; the model is unchanged")
+            return self
+        if item_features is not None:
+            from .features import ItemFeatures
+
+            if not self.__dict__.get("_feat"):
+                raise ValueError("warm_start: the model was fitted without item features; "
+                                 "features cannot be added by continuing (refit with them)")
+            if not isinstance(item_features, ItemFeatures):
+                item_features = ItemFeatures(item_features, item_col)
+        sd = drop_short_sessions(to_sessions(data, session_col, item_col, time_col)).compact_items()
+        if sd.n_sessions == 0:
+            log.info("warm_start: no session has 2 or more events; the model is unchanged")
+            return self
+        work = self._snapshot()  # trains copies: readers keep the old model meanwhile
+        work.params = {k: v.copy() for k, v in self.params.items()}
+        opt, vel = self.__dict__.get("_opt") or {}, self.__dict__.get("_vel") or {}
+        if set(opt) != set(self.params):
+            log.info("warm_start: the model has no optimizer state (a file saved without "
+                     "optimizer=True); continuing with fresh Adagrad accumulators and momentum")
+            opt, vel = {}, {}
+        work._opt = {k: opt[k].copy() if k in opt else np.zeros_like(v)
+                     for k, v in work.params.items()}
+        work._vel = {k: vel[k].copy() if k in vel else np.zeros_like(v)
+                     for k, v in work.params.items()} if self.momentum > 0 else {}
+        work._topk_index = None
+        work._input_cache = work._output_cache = None
+        work.history = list(self.history)
+        if work.popularity is None:
+            work.popularity = np.zeros(work.n_items, np.int64)
+        rs = self.random_state
+        rng = np.random.default_rng(
+            [int(rs), self.epochs_trained, self.n_items] if isinstance(rs, numbers.Integral)
+            else rs)  # an int seed: a stream of its own per continuation
+        sd_ids = np.asarray(sd.item_ids)
+        new = sd_ids[work._lookup(sd_ids) < 0]
+        if len(new):
+            work._add_trained_items(new, item_features, rng)
+        items = work._lookup(sd_ids)[sd.items].astype(np.int32)
+        work.popularity = work.popularity + np.bincount(items, minlength=work.n_items)
+        try:
+            finished = work._train_epochs(sd.offsets, items, int(sd.n_events - sd.n_sessions),
+                                          rng, callback, None, progress)
+        except KeyboardInterrupt:
+            if on_interrupt != "keep" or not work._whole():
+                raise
+            finished = False
+        if not finished:
+            if on_interrupt == "raise" or not work._whole():
+                raise KeyboardInterrupt(f"fit interrupted in epoch {len(work.history)}; the "
+                                        "model is unchanged")
+            log.warning("training interrupted; on_interrupt='keep': keeping what it learned")
+        work.interrupted = not finished
+        self._publish(work)
+        return self
+
+    def _add_trained_items(self, new, item_features, rng) -> None:
+        """warm_start's new ids: grown as ``add_items`` grows them (feature
+        rows from ``item_features`` where it has them), then id rows drawn
+        as ``_init_params`` draws them."""
+        N0 = len(self.item_ids)
+        if self.__dict__.get("_feat") and item_features is not None:
+            have = item_features._positions(new) >= 0
+            if have.any():
+                ids, enc = self.item_features.encode_new(item_features.table(new[have]),
+                                                         item_features.item_col)
+                self._grow(ids, enc)
+            new = new[~have]
+        if len(new) and self.__dict__.get("_feat"):
+            log.info("warm_start: %d new items have no feature row (their features are zero)",
+                     len(new))
+        if len(new):
+            self._grow(new, None)
+        N = len(self.item_ids)
+
+        def uniform(cols):
+            s = math.sqrt(6.0 / (N + cols))
+            return rng.uniform(-s, s, (N - N0, cols)).astype(np.float32)
+
+        if self.mode == 0:
+            H = self.layers[0]
+            self.params["W_ih0"][N0:] = np.concatenate([uniform(H) for _ in range(3)], axis=1)
+        elif self.mode == 1:
+            self.params["emb"][N0:] = uniform(self.embedding)
+        self.params["W_y"][N0:] = uniform(self.layers[-1])
+
     def _fit_sessions(self, sd: SessionData, callback, plan=None,
                       show_bar: Optional[bool] = None, item_features=None) -> bool:
         """Train ``self`` (a private copy, see ``fit``) from scratch; False
@@ -513,10 +670,20 @@ class GRU4Rec(SessionRecommender):
             self._set_features(enc, FeatureSpec(item_features.spec()))
             self._init_feature_params(rng)
         self.popularity = np.bincount(sd.items, minlength=n_items).astype(np.int64)
-        pop = self.popularity.astype(np.float32)
         self.epochs_trained = 0
         self.history = []
         self.best_epoch = None
+        return self._train_epochs(sd.offsets, sd.items, int(sd.n_events - sd.n_sessions), rng,
+                                  callback, plan, show_bar)
+
+    def _train_epochs(self, offsets, items, n_train_events, rng, callback, plan,
+                      show_bar) -> bool:
+        """``n_epochs`` epochs over sessions ``offsets`` / ``items`` (model
+        indices) from the current weights and optimizer state, in place;
+        epochs are numbered after ``epochs_trained``. False when Ctrl-C cut
+        training short."""
+        pop = self.popularity.astype(np.float32)
+        e0 = self.epochs_trained
         L = len(self.layers)
         args = (
             [self._triple(f"W_ih{l}") for l in range(L)],
@@ -528,8 +695,8 @@ class GRU4Rec(SessionRecommender):
             self._triple("emb") if self.mode == 1 else None,
         )
         features = self._feature_args(self._triple)
-        n_train_events = int(sd.n_events - sd.n_sessions)
-        for epoch in range(self.n_epochs):
+        out_features = self._feature_args(self._triple, "output")
+        for epoch in range(e0, e0 + self.n_epochs):
             cfg = dict(
                 loss=self.loss, elu_param=self.elu_param, bpreg=self.bpreg, logq=self.logq,
                 batch_size=self.batch_size, n_sample=self.n_sample,
@@ -546,7 +713,7 @@ class GRU4Rec(SessionRecommender):
             if show_bar:
                 from tqdm.auto import tqdm
 
-                bar = tqdm(total=n_train_events, desc=f"epoch {epoch + 1}/{self.n_epochs}",
+                bar = tqdm(total=n_train_events, desc=f"epoch {epoch + 1}/{e0 + self.n_epochs}",
                            unit="ev", unit_scale=True, leave=True)
             seen = [0]
 
@@ -562,8 +729,9 @@ class GRU4Rec(SessionRecommender):
                 return True
 
             t0 = time.perf_counter()
-            r = _core.train_epoch(*args, cfg, sd.offsets, sd.items, pop, progress,
-                                  **({"features": features} if features else {}))
+            r = _core.train_epoch(*args, cfg, offsets, items, pop, progress,
+                                  **({"features": features} if features else {}),
+                                  **({"out_features": out_features} if out_features else {}))
             dt = time.perf_counter() - t0
             if bar is not None:
                 bar.close()
@@ -669,7 +837,8 @@ class GRU4Rec(SessionRecommender):
     def score_items(self, h: np.ndarray) -> np.ndarray:
         """Scores of every item for final hidden states ``h`` (B, H_L): a dense
         (B, n_items) matrix; ``recommend`` never builds one."""
-        return h @ self.params["W_y"].T + self.params["b_y"]
+        W, b = self._output_params()
+        return h @ W.T + b
 
     def _score(self, rows, items, n):
         # score_prefixes(): dense scores of every item after each prefix.
@@ -689,16 +858,19 @@ class GRU4Rec(SessionRecommender):
             ex_idx = key % self.n_items
             ex_off = np.searchsorted(key // self.n_items, np.arange(n_sess + 1)).astype(np.int64)
         allowed = None if candidate.all() else candidate
-        return _topk_csr(h, self.params["W_y"], self.params["b_y"], k, ex_off, ex_idx, allowed,
-                         self.num_threads, index=self._topk_index)
+        W, b = self._output_params()
+        return _topk_csr(h, W, b, k, ex_off, ex_idx, allowed, self.num_threads,
+                         index=self._topk_index)
 
     def item_vectors(self) -> np.ndarray:
         """float32 (n_items, H): the output item table ``W_y`` (a copy), row i
         for ``item_ids[i]``; with ``constrained_embedding`` also the input
-        vectors. ``similar_items`` ranks by their cosine similarity. (The
-        per-item output bias ``params["b_y"]`` is not part of them.)"""
+        vectors; with output-side item features the scoring vectors (``W_y``
+        plus the feature projection). ``similar_items`` ranks by their cosine
+        similarity. (The per-item output bias ``params["b_y"]`` is not part
+        of them.)"""
         self._check_fitted()
-        return self.params["W_y"].copy()
+        return self._output_params()[0].copy()
 
     def prepare_serving(self, num_threads: int = 0) -> "GRU4Rec":
         """Prepare the output item table for fast top-k: ``recommend`` and live
@@ -711,9 +883,111 @@ class GRU4Rec(SessionRecommender):
         from .topk import TopkIndex
 
         self._check_fitted()
-        self._topk_index = TopkIndex(self.params["W_y"], self.params["b_y"],
-                                     num_threads=num_threads)
+        W, b = self._output_params()
+        self._topk_index = TopkIndex(W, b, num_threads=num_threads)
         return self
+
+    def add_items(self, table, item_col: Optional[str] = None, *, items=None) -> "GRU4Rec":
+        """Add items never seen in training (cold items), with no retraining:
+        ``table`` holds their features, in any form ``grurec.ItemFeatures``
+        reads, with the columns the model was fitted with (``item_col``:
+        default, the fitted features' item column). Each new item gets a
+        scoring vector from its features alone (id row and bias zero), joins
+        ``item_ids`` (popularity 0), and from then on ``recommend``,
+        ``evaluate``, live sessions and ``UserGRU.recommend`` rank it with the
+        others, and ``filter_items`` / ``exclude_seen`` apply to it; with
+        ``feature_mode="both"`` a click on it also feeds its input features
+        to the GRU. Categories not in the training vocabularies count as
+        unknown (logged). Needs a model fitted with ``item_features`` and
+        ``feature_mode`` ``"output"`` or ``"both"``; an id the model already
+        has raises ValueError. A ``prepare_serving`` index is rebuilt.
+        ``table`` may also be a ``grurec.ItemFeatures``: ``items`` then picks
+        its rows (default: every item of it the model does not have).
+        Returns the model."""
+        self._check_fitted()
+        if not self.__dict__.get("_feat"):
+            raise ValueError("add_items: the model has no item features; fit it with "
+                             "item_features=... and feature_mode='output' or 'both'")
+        if not self._feat_out():
+            raise ValueError("add_items: with feature_mode='input' new items would get input "
+                             "rows only and nothing to score them with; fit with "
+                             "feature_mode='output' or 'both' to serve cold items")
+        from .features import ItemFeatures
+
+        if isinstance(table, ItemFeatures):
+            if items is None:
+                have = self._lookup(list(table.item_ids), coerce_ids=True)
+                items = table.item_ids[have < 0]
+            item_col = table.item_col
+            table = table.table(items)
+        elif items is not None:
+            raise ValueError("add_items: items= picks rows of an ItemFeatures; for a table, "
+                             "pass only the new items' rows")
+        ids, enc = self.item_features.encode_new(table, item_col)
+        if len(ids) == 0:
+            return self
+        kind_int = self.item_ids.dtype.kind in "iu"
+        if kind_int != (ids.dtype.kind in "iu"):
+            raise TypeError(f"add_items: the model's item ids are "
+                            f"{'integers' if kind_int else 'strings'}, the new ones "
+                            f"{'integers' if not kind_int else 'strings'} (e.g. {str(ids[0])!r})")
+        known = self._lookup(list(ids), lambda j: f"add_items row {j}")
+        if (known >= 0).any():
+            from .features import _py
+
+            j = int(np.flatnonzero(known >= 0)[0])
+            raise ValueError(f"add_items: item {_py(ids[j])!r} is already in the model (add only "
+                             "new items; fit(..., warm_start=True) trains known ones)")
+        for c, n in enc.n_unknown.items():
+            if n:
+                log.info("add_items: %d values of %r are not in the training vocabulary "
+                         "(they add nothing)", n, c)
+        work = self._snapshot()
+        work._grow(ids, enc)
+        if work._topk_index is not None:
+            work.prepare_serving(self.num_threads)
+        self._publish(work)
+        return self
+
+    def _grow(self, ids, enc) -> None:
+        """Append items ``ids`` with encoded features ``enc`` (or None: zero
+        features): zero id rows, biases and optimizer state, popularity 0.
+        New arrays throughout (readers of the old model keep theirs)."""
+        n_new = len(ids)
+        N = len(self.item_ids)
+        new_ids = np.asarray(ids)
+        if self.item_ids.dtype.kind in "iu":
+            new_ids = new_ids.astype(self.item_ids.dtype)
+        self.item_ids = np.concatenate([self.item_ids, new_ids])
+        by_items = [k for k, shape in self._param_shapes(N).items()
+                    if shape[0] == N and k in ("W_y", "b_y", "emb", "W_ih0")
+                    and not (k == "W_ih0" and self.mode != 0)]
+
+        def grow(a):
+            return np.concatenate([a, np.zeros((n_new,) + a.shape[1:], a.dtype)])
+
+        self.params = dict(self.params)
+        self._opt = dict(self._opt)
+        self._vel = dict(self._vel)
+        for k in by_items:
+            self.params[k] = grow(self.params[k])
+            for st in (self._opt, self._vel):
+                if k in st:
+                    st[k] = grow(st[k])
+        if self.__dict__.get("_feat"):
+            feat = dict(self._feat)
+            z = enc.z if enc is not None else np.zeros((n_new, feat["z"].shape[1]), np.float32)
+            feat["z"] = np.ascontiguousarray(np.concatenate([feat["z"], z]), np.float32)
+            for f in range(len(self.item_features.categorical)):
+                off, cid = feat[f"off{f}"], feat[f"ids{f}"]
+                o2 = enc.cat_offsets[f] if enc is not None else np.zeros(n_new + 1, np.int64)
+                c2 = enc.cat_ids[f] if enc is not None else np.zeros(0, np.int32)
+                feat[f"off{f}"] = np.concatenate([off, off[-1] + o2[1:]]).astype(np.int64)
+                feat[f"ids{f}"] = np.concatenate([cid, c2]).astype(np.int32)
+            self._feat = feat
+        self._input_cache = self._output_cache = None
+        if self.popularity is not None:
+            self.popularity = np.concatenate([self.popularity, np.zeros(n_new, np.int64)])
 
     def new_session(self) -> "LiveSession":
         """A live session: ``click(item_id)`` advances it by one GRU step,

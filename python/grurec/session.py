@@ -118,6 +118,7 @@ class LiveSession:
         k = min(k, n_cand)
         if k < 1:
             return m.item_ids[:0], np.zeros(0, np.float32)
-        top, scores = _topk_csr(self._states[-1], m.params["W_y"], m.params["b_y"], k, ex_off,
+        W, b = m._output_params()
+        top, scores = _topk_csr(self._states[-1], W, b, k, ex_off,
                                 ex_idx, allowed, num_threads, index=m._topk_index)
         return m.item_ids[top[0]], scores[0]

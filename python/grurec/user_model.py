@@ -171,7 +171,7 @@ class UserGRU(GRU4Rec):
     def fit(self, data, user_col: str = "UserId", item_col: str = "ItemId",
             time_col: str = "Time", callback=None, *, show_progress: Optional[bool] = None,
             on_interrupt: str = "raise", valid=None, patience=None, metric: str = "mrr@20",
-            item_features=None, value_col: Optional[str] = None):
+            item_features=None, value_col: Optional[str] = None, warm_start: bool = False):
         """Train on every user's events for ``n_epochs`` epochs, then store
         every user's state after their whole history.
 
@@ -184,8 +184,16 @@ class UserGRU(GRU4Rec):
         target). Needs an event table or file, not a ``SessionData``.
         ``valid`` / ``patience`` are not yet
         supported for users (choose the epochs with ``grurec.evaluate_users``
-        on a leave-one-out split).
+        on a leave-one-out split). ``warm_start=True`` is not supported for
+        users yet (the stored user states would have to follow the new
+        weights): it raises ValueError and leaves the model as it is.
         """
+        from .base import _as_bool as _b
+
+        if _b("warm_start", warm_start):
+            raise ValueError("warm_start: not supported by UserGRU yet (its stored user states "
+                             "would not follow the new weights); refit, or use update() for "
+                             "new events of known items")
         if valid is not None or patience is not None:
             raise ValueError("valid / patience: not supported by UserGRU yet; choose n_epochs "
                              "on a leave-one-out split (grurec.splits.leave_last_out)")
@@ -383,7 +391,8 @@ class UserGRU(GRU4Rec):
                 k_eff = min(k_eff, min(left))
         from .topk import _topk_csr
 
-        top, scores = _topk_csr(h, m.params["W_y"], m.params["b_y"], max(k_eff, 0), ex_off,
+        W, b = m._output_params()
+        top, scores = _topk_csr(h, W, b, max(k_eff, 0), ex_off,
                                 ex_idx, candidate, m.num_threads, index=m._topk_index)
         return m.item_ids[top], scores
 
