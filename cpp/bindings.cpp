@@ -257,7 +257,7 @@ py::dict train_epoch(py::list W_ih, py::list W_hh, py::list b, py::list b_hh, py
                      py::handle b_y,
                      py::handle emb, py::dict cfg, py::handle offsets, py::handle items,
                      py::handle pop, py::object progress, py::object features,
-                     py::object out_features) {
+                     py::object out_features, py::object readout) {
   grurec::Net net;
   grurec::TrainConfig c;
   c.loss = loss_kind(cfg["loss"].cast<std::string>());
@@ -325,6 +325,22 @@ py::dict train_epoch(py::list W_ih, py::list W_hh, py::list b, py::list b_hh, py
     bool vel_ok = net.out_features.Z == 0 || (c.momentum > 0) == (net.out_features.W_z.vel != nullptr);
     for (const auto& f : net.out_features.fields) vel_ok &= (c.momentum > 0) == (f.table.vel != nullptr);
     if (!vel_ok) throw py::value_error("momentum > 0 needs velocity buffers (and only then)");
+  }
+  if (!readout.is_none()) {
+    // {"A1", "A2", "v", "W_q"}: (w, acc, vel) triples (core/attention.hpp)
+    py::dict rd = readout.cast<py::dict>();
+    grurec::AttentionWeights& a = net.readout;
+    a.A1 = param("A1", rd["A1"]);
+    a.A2 = param("A2", rd["A2"]);
+    a.v = param("v", rd["v"]);
+    a.W_q = param("W_q", rd["W_q"]);
+    const int64_t HL = net.layers.back(), A = a.A1.cols;
+    if (a.A1.rows != HL || a.A2.rows != HL || a.A2.cols != A || a.v.rows != A ||
+        a.v.cols != 1 || a.W_q.rows != 2 * HL || a.W_q.cols != net.W_y.cols)
+      throw py::value_error("readout: expected A1, A2 [H, A], v [A], W_q [2H, D] with H the "
+                            "last layer's size and D W_y's columns");
+    if ((c.momentum > 0) != (a.W_q.vel != nullptr) || (c.momentum > 0) != (a.A1.vel != nullptr))
+      throw py::value_error("momentum > 0 needs velocity buffers (and only then)");
   }
   const int64_t S = dim("offsets", offsets, 1, 0) - 1;
   const int64_t E = py::reinterpret_borrow<py::array>(items).size();
@@ -447,12 +463,37 @@ grurec::Net net_from_params(py::dict p, const std::vector<int64_t>& layers, int 
   return net;
 }
 
+// The attention readout's weights att_A1, att_A2 [HL, A], att_v [A], att_W_q
+// [2 HL, D] from a parameter dict (read-only).
+void readout_from_params(py::dict p, grurec::Net& net) {
+  auto get = [&](const char* key) -> py::handle {
+    if (!p.contains(key)) throw py::value_error(std::string("params: missing '") + key + "'");
+    return p[key];
+  };
+  const int64_t HL = net.layers.back(), A = dim("att_A1", get("att_A1"), 2, 1);
+  const int64_t D = net.W_y.cols;
+  auto set = [&](grurec::Param& q, const char* key, int64_t r, int64_t c, bool vec) {
+    q.w = checked(key, get(key), vec ? Shape{r} : Shape{r, c}, false);
+    q.rows = r;
+    q.cols = c;
+  };
+  set(net.readout.A1, "att_A1", HL, A, false);
+  set(net.readout.A2, "att_A2", HL, A, false);
+  set(net.readout.v, "att_v", A, 1, true);
+  set(net.readout.W_q, "att_W_q", 2 * HL, D, false);
+}
+
 py::array_t<float> session_states(py::dict params, std::vector<int64_t> layers, int mode,
                                   py::array_t<int64_t, py::array::c_style> offsets,
                                   py::array_t<int32_t, py::array::c_style> items,
                                   bool all_prefixes, int num_threads, py::object h0,
-                                  bool all_layers) {
+                                  bool all_layers, bool readout, int64_t window) {
   grurec::Net net = net_from_params(params, layers, mode);
+  if (readout) {
+    readout_from_params(params, net);
+    if (!h0.is_none() || all_layers)
+      throw py::value_error("readout: h0 and all_layers are for plain GRU states");
+  }
   if (offsets.ndim() != 1 || offsets.shape(0) < 1)
     throw py::value_error("offsets: expected a 1-D array of n_sessions + 1 values");
   if (items.ndim() != 1) throw py::value_error("items: expected a 1-D array");
@@ -478,10 +519,20 @@ py::array_t<float> session_states(py::dict params, std::vector<int64_t> layers, 
   for (int64_t H : layers) Hsum += H;
   const float* ph0 = h0.is_none() ? nullptr : checked("h0", h0, {S, Hsum}, false);
   const int64_t rows = all_prefixes ? E - S : S;
-  py::array_t<float> out(std::vector<py::ssize_t>{rows, all_layers ? Hsum : HL});
+  const int64_t width = readout ? net.readout.W_q.cols : all_layers ? Hsum : HL;
+  py::array_t<float> out(std::vector<py::ssize_t>{rows, width});
   float* pout = out.mutable_data();
   const int nt = resolve_threads(num_threads);
   SigintGuard sigint;
+  if (readout) {
+    {
+      py::gil_scoped_release nogil;
+      grurec::session_queries(net, mode, po, S, pi, all_prefixes, window, pout, nt,
+                              sigint.flag());
+    }
+    sigint.finish();
+    return out;
+  }
   {
     py::gil_scoped_release nogil;
     grurec::session_states(net, mode, po, S, pi, all_prefixes, all_layers ? nullptr : pout, nt,
@@ -489,6 +540,39 @@ py::array_t<float> session_states(py::dict params, std::vector<int64_t> layers, 
   }
   sigint.finish();
   return out;
+}
+
+// Leave-one-click-out queries (infer.hpp drop_one_queries): (q [n + 1, D],
+// alpha [n] with the readout, else None).
+py::tuple drop_one(py::dict params, std::vector<int64_t> layers, int mode,
+                   py::array_t<int32_t, py::array::c_style> items, bool readout,
+                   int64_t window) {
+  grurec::Net net = net_from_params(params, layers, mode);
+  if (readout) readout_from_params(params, net);
+  if (items.ndim() != 1 || items.shape(0) < 1)
+    throw py::value_error("items: expected a 1-D array of at least one item index");
+  const int64_t n = items.shape(0);
+  const int32_t* pi = items.data();
+  for (int64_t e = 0; e < n; ++e)
+    if (pi[e] < 0 || pi[e] >= net.n_items)
+      throw py::value_error("items: index " + std::to_string(pi[e]) + " at position " +
+                            std::to_string(e) + " is outside [0, " +
+                            std::to_string(net.n_items) + ")");
+  const int64_t D = readout ? net.readout.W_q.cols : layers.back();
+  py::array_t<float> q(std::vector<py::ssize_t>{n + 1, D});
+  py::object alpha = py::none();
+  float* pa = nullptr;
+  if (readout) {
+    py::array_t<float> a(n);
+    pa = a.mutable_data();
+    alpha = a;
+  }
+  float* pq = q.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    grurec::drop_one_queries(net, mode, pi, n, window, pq, pa);
+  }
+  return py::make_tuple(q, alpha);
 }
 
 // --- top-k and rank counts (cpp/topk.hpp) ---------------------------------
@@ -1025,6 +1109,7 @@ PYBIND11_MODULE(_core, m) {
         py::arg("b_hh"), py::arg("W_y"), py::arg("b_y"), py::arg("emb"), py::arg("config"), py::arg("offsets"),
         py::arg("items"), py::arg("pop"), py::arg("progress") = py::none(),
         py::arg("features") = py::none(), py::arg("out_features") = py::none(),
+        py::arg("readout") = py::none(),
         "One GRU4Rec training epoch in C++ (GIL released); see cpp/train.hpp.");
   m.def("feature_tower", &feature_tower, py::arg("items"), py::arg("id_table"),
         py::arg("fields"), py::arg("z"), py::arg("W_z"), py::arg("dx") = py::none(),
@@ -1058,8 +1143,14 @@ PYBIND11_MODULE(_core, m) {
   m.def("session_states", &session_states, py::arg("params"), py::arg("layers"),
         py::arg("mode"), py::arg("offsets"), py::arg("items"), py::arg("all_prefixes"),
         py::arg("num_threads") = 0, py::arg("h0") = py::none(), py::arg("all_layers") = false,
+        py::arg("readout") = false, py::arg("window") = 0,
         "Last-layer GRU states after each session (or after every prefix), or every layer's "
-        "(all_layers), optionally from initial states h0 [S, sum H]; see cpp/infer.hpp.");
+        "(all_layers), optionally from initial states h0 [S, sum H]; with readout, the "
+        "attention queries (params att_*, spans of window); see cpp/infer.hpp.");
+  m.def("drop_one_queries", &drop_one, py::arg("params"), py::arg("layers"), py::arg("mode"),
+        py::arg("items"), py::arg("readout") = false, py::arg("window") = 0,
+        "Queries after a sequence and after each leave-one-click-out variant of it "
+        "(explanations); see cpp/infer.hpp.");
   m.def("gru_forward", &gru_forward, py::arg("h_out"), py::arg("gates"), py::arg("rh"),
         py::arg("x"), py::arg("h0"), py::arg("W_ih"), py::arg("W_hh"), py::arg("b"),
         py::arg("b_hh") = py::none(), py::arg("num_threads") = 0);

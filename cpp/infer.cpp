@@ -4,7 +4,9 @@
 #include <cstring>
 #include <vector>
 
+#include "core/attention.hpp"
 #include "gru.hpp"
+#include "kernels.hpp"
 
 namespace grurec {
 namespace {
@@ -15,7 +17,7 @@ constexpr int64_t kBlock = 256;  // sessions per block
 // single-threaded (threads split blocks).
 void run_block(const Net& net, int mode, const int64_t* offsets, int64_t s0, int64_t s1,
                const int32_t* items, bool all_prefixes, float* out, const float* h0,
-               float* out_all, const StopFlag* stop) {
+               float* out_all, const StopFlag* stop, float* every = nullptr) {
   const int64_t L = static_cast<int64_t>(net.layers.size());
   const int64_t HL = net.layers.back(), nb = s1 - s0;
   const int64_t I0 = mode == 1 ? net.emb.cols : (mode == 2 ? HL : 0);
@@ -77,6 +79,14 @@ void run_block(const Net& net, int mode, const int64_t* offsets, int64_t s0, int
         xin = h[l].data();
       }
     }
+    if (every) {  // [block events, HL]: the state after every event
+      for (int64_t b = 0; b < nb; ++b) {
+        const int64_t s = s0 + b;
+        if (offsets[s] + t < offsets[s + 1])
+          std::memcpy(every + (offsets[s] - offsets[s0] + t) * HL, &st[L - 1][b * HL],
+                      HL * sizeof(float));
+      }
+    }
     if (all_prefixes) {
       for (int64_t b = 0; b < nb; ++b) {
         const int64_t s = s0 + b;
@@ -106,6 +116,122 @@ void session_states(const Net& net, int mode, const int64_t* offsets, int64_t n_
     const int64_t s0 = blk * kBlock, s1 = std::min(n_sessions, s0 + kBlock);
     if (stop_requested(stop)) continue;
     run_block(net, mode, offsets, s0, s1, items, all_prefixes, out, h0, out_all, stop);
+  }
+}
+
+void session_queries(const Net& net, int mode, const int64_t* offsets, int64_t n_sessions,
+                     const int32_t* items, bool all_prefixes, int64_t window, float* out,
+                     int num_threads, const StopFlag* stop) {
+  const int64_t nblocks = (n_sessions + kBlock - 1) / kBlock;
+  const int64_t HL = net.layers.back(), D = net.readout.W_q.cols;
+  const int nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(num_threads, nblocks)));
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)
+  for (int64_t blk = 0; blk < nblocks; ++blk) {
+    const int64_t s0 = blk * kBlock, s1 = std::min(n_sessions, s0 + kBlock);
+    if (stop_requested(stop)) continue;
+    std::vector<float> every((offsets[s1] - offsets[s0]) * HL), y, q, scratch;
+    run_block(net, mode, offsets, s0, s1, items, false, nullptr, nullptr, nullptr, stop,
+              every.data());
+    if (stop_requested(stop)) continue;
+    for (int64_t s = s0; s < s1; ++s) {
+      const int64_t len = offsets[s + 1] - offsets[s];
+      // The known positions' states, in order; known[t]: index of the last
+      // known position <= t, -1 if none.
+      std::vector<int64_t> last(len);
+      int64_t nk = 0;
+      y.resize(len * HL);
+      for (int64_t t = 0; t < len; ++t) {
+        if (items[offsets[s] + t] >= 0) {
+          std::memcpy(&y[nk * HL], &every[(offsets[s] - offsets[s0] + t) * HL],
+                      HL * sizeof(float));
+          ++nk;
+        }
+        last[t] = nk - 1;
+      }
+      if (!all_prefixes) {
+        float* o = out + s * D;
+        if (nk == 0)
+          std::fill(o, o + D, 0.0f);
+        else
+          attention_last(net.readout, y.data(), nk, window, HL, o, nullptr, scratch);
+        continue;
+      }
+      q.resize(std::max<int64_t>(nk, 1) * D);
+      attention_queries(net.readout, y.data(), nk, window, HL, q.data(), nullptr, scratch);
+      for (int64_t t = 0; t + 1 < len; ++t) {
+        float* o = out + (offsets[s] - s + t) * D;
+        if (last[t] < 0)
+          std::fill(o, o + D, 0.0f);
+        else
+          std::memcpy(o, &q[last[t] * D], D * sizeof(float));
+      }
+    }
+  }
+}
+
+void drop_one_queries(const Net& net, int mode, const int32_t* items, int64_t n,
+                      int64_t window, float* q, float* alpha) {
+  const int64_t L = static_cast<int64_t>(net.layers.size()), HL = net.layers.back();
+  const int64_t R = n + 1;  // row 0: the whole sequence; row 1 + i: without click i
+  const int64_t I0 = mode == 1 ? net.emb.cols : (mode == 2 ? HL : 0);
+  const bool att = net.readout.active();
+  const int64_t D = att ? net.readout.W_q.cols : HL;
+  std::vector<std::vector<float>> st(L), h(L), gates(L), rh(L);
+  for (int64_t l = 0; l < L; ++l) {
+    const int64_t H = net.layers[l];
+    st[l].assign(R * H, 0.0f);  // [R, H]
+    h[l].resize(R * H);
+    gates[l].resize(R * 3 * H);
+    rh[l].resize(R * H);
+  }
+  // With the readout: every row's top-layer states by position [R, n, HL].
+  std::vector<float> ys(att ? R * n * HL : 0), g0(3 * net.layers[0]), scratch;
+  const Kernels& k = K();
+  for (int64_t t = 0; t < n; ++t) {
+    // Row t + 1 (the sequence without click t) is born with the state before t.
+    for (int64_t l = 0; l < L; ++l) {
+      const int64_t H = net.layers[l];
+      std::memcpy(&st[l][(t + 1) * H], &st[l][0], H * sizeof(float));
+    }
+    if (att) std::memcpy(&ys[(t + 1) * n * HL], &ys[0], t * HL * sizeof(float));
+    const int64_t B = t + 1;  // rows 0..t read click t
+    // Layer 0's input pre-activations, the same for every row: b0 + x W_ih0.
+    const int64_t H03 = 3 * net.layers[0];
+    const int64_t it = items[t];
+    if (mode == 0) {
+      const float* row = net.W_ih[0].w + it * H03;
+      for (int64_t j = 0; j < H03; ++j) g0[j] = net.b[0].w[j] + row[j];
+    } else {
+      const float* x = (mode == 1 ? net.emb.w : net.W_y.w) + it * I0;
+      std::memcpy(g0.data(), net.b[0].w, H03 * sizeof(float));
+      k.sgemm(1, H03, I0, 1.0f, x, I0, 1, net.W_ih[0].w, H03, 1, 1.0f, g0.data(), H03, 1);
+    }
+    for (int64_t b = 0; b < B; ++b)
+      std::memcpy(&gates[0][b * H03], g0.data(), H03 * sizeof(float));
+    const float* xin = nullptr;
+    for (int64_t l = 0; l < L; ++l) {
+      const int64_t H = net.layers[l];
+      const int64_t I = l == 0 ? I0 : net.layers[l - 1];
+      gru_forward(h[l].data(), gates[l].data(), rh[l].data(), xin, st[l].data(),
+                  net.W_ih[l].w, net.W_hh[l].w, net.b[l].w, net.b_hh[l].w, 1, B, I, H, 1);
+      std::memcpy(st[l].data(), h[l].data(), B * H * sizeof(float));
+      xin = h[l].data();
+    }
+    if (att)
+      for (int64_t b = 0; b < B; ++b)  // row 0 at position t, the others at t - 1
+        std::memcpy(&ys[(b * n + (b == 0 ? t : t - 1)) * HL], &st[L - 1][b * HL],
+                    HL * sizeof(float));
+  }
+  for (int64_t r = 0; r < R; ++r) {
+    const int64_t len = r == 0 ? n : n - 1;
+    float* o = q + r * D;
+    if (!att)
+      std::memcpy(o, &st[L - 1][r * HL], HL * sizeof(float));
+    else if (len == 0)
+      std::fill(o, o + D, 0.0f);
+    else
+      attention_last(net.readout, &ys[r * n * HL], len, window, HL, o, r == 0 ? alpha : nullptr,
+                     scratch);
   }
 }
 

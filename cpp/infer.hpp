@@ -35,4 +35,26 @@ void session_states(const Net& net, int mode, const int64_t* offsets, int64_t n_
                     const StopFlag* stop = nullptr, const float* h0 = nullptr,
                     float* out_all = nullptr);
 
+// session_states for a net with the attention readout (net.readout active,
+// core/attention.hpp): out holds queries [., D] in place of states, in the
+// same rows (all_prefixes or not). Unknown items (-1) are no positions: the
+// attention reads the states after known events only, and a prefix's query
+// is that of its last known event (zero when it has none). window: the
+// attention spans (the training bptt; <= 0: whole sessions).
+void session_queries(const Net& net, int mode, const int64_t* offsets, int64_t n_sessions,
+                     const int32_t* items, bool all_prefixes, int64_t window, float* out,
+                     int num_threads, const StopFlag* stop = nullptr);
+
+// Leave-one-click-out queries of one sequence of n known items (every item
+// >= 0), for explanations: q [n + 1, D], row 0 the query after the whole
+// sequence, row 1 + i the query after the sequence without click i. One
+// batched run: the variant without click i starts from the full run's state
+// before click i (the prefix is shared), so step t advances the full run and
+// the variants without clicks 0..t-1 together, t + 1 rows, all reading click
+// t. With the readout (window as in session_queries) the queries are
+// attention queries and alpha [n] (optional) receives the full sequence's
+// attention weights of its last position. Single-threaded.
+void drop_one_queries(const Net& net, int mode, const int32_t* items, int64_t n,
+                      int64_t window, float* q, float* alpha);
+
 }  // namespace grurec

@@ -42,6 +42,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/attention.hpp"  // AttentionWeights
 #include "core/epoch.hpp"  // EpochStats, Progress
 #include "core/item_features.hpp"
 #include "core/optim.hpp"  // Param
@@ -86,6 +87,10 @@ struct Net {
   // Item features added to the output rows (a FeatureTower over W_y that the
   // sampled head gathers candidates from) when active(); tables [V_f+1, H_L].
   ItemFeatureInputs out_features;
+  // NARM's attention readout between the GRU stack and the head (the query
+  // is [h_t ; c_t] W_q, core/attention.hpp) when active(); its spans are the
+  // bptt windows.
+  AttentionWeights readout;
 };
 
 // offsets [S+1] into items [E]: sessions in training order, each of length

@@ -218,3 +218,12 @@ class TestUserGRU(Contract):
         return grurec.UserGRU(**{**dict(layers=[16], batch_size=8, n_sample=16, n_epochs=2,
                                         bptt=3, num_threads=1, random_state=0,
                                         show_progress=False), **kw})
+
+
+class TestNARM(Contract):
+    """GRU4Rec with NARM's attention readout: sessions, windows of bptt steps."""
+
+    def make(self, **kw):
+        return grurec.NARM(**{**dict(layers=[16], batch_size=8, n_sample=16, n_epochs=2,
+                                     bptt=6, num_threads=1, random_state=0,
+                                     show_progress=False), **kw})

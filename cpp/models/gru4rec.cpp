@@ -5,6 +5,7 @@
 #include <cstring>
 #include <vector>
 
+#include "core/attention.hpp"
 #include "core/gru_stack.hpp"
 #include "core/head.hpp"
 #include "core/item_tower.hpp"
@@ -68,6 +69,9 @@ class Gru4RecStream final : public Stream {
     tower_ = make_tower(net, cfg, R, head_, kt);
     enc_ = std::make_unique<GruStack>(stack_weights(net), tower_->dim(), tower_->projected(),
                                       cfg.dropout_hidden, Bmax, T_);
+    if (net.readout.active())
+      enc_ = std::make_unique<AttentionReadout>(std::move(enc_), net.readout, net.layers.back(),
+                                                Bmax, T_);
     D_ = net.W_y.cols;
     weights_ = cfg.weights;
     if (weights_) w_c_.resize(R);
@@ -175,7 +179,7 @@ class Gru4RecStream final : public Stream {
   std::unique_ptr<FeatureTower> out_;  // output-side features, or null
   SampledHead head_;
   std::unique_ptr<ItemTower> tower_;
-  std::unique_ptr<GruStack> enc_;
+  std::unique_ptr<Encoder> enc_;  // a GruStack, or the attention readout around one
   std::vector<float> x_, dx_;  // [T, Bmax, I]: gathered rows, their gradient
   std::vector<float> dq_;      // [T, Bmax, D]
   int64_t T_ = 1, D_ = 0;

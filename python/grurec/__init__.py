@@ -17,6 +17,7 @@ from .features import ItemFeatures
 from .io import ModelFileError, load
 from .model import GRU4Rec, ModelFitError
 from .user_model import UserGRU
+from .narm import NARM
 from .ops import gru_backward, gru_forward
 from .topk import TopkIndex, topk
 from .user_evaluation import evaluate_users
@@ -26,6 +27,7 @@ __version__ = "0.2.0"
 __all__ = [
     "GRU4Rec",
     "UserGRU",
+    "NARM",
     "ItemFeatures",
     "ModelFitError",
     "ModelFileError",

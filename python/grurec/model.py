@@ -305,6 +305,10 @@ class GRU4Rec(SessionRecommender):
         """Steps per back-propagation window: 1 for GRU4Rec (UserGRU: bptt)."""
         return 1
 
+    def _readout_args(self) -> Optional[dict]:
+        """The attention readout's weights as train_epoch takes them (NARM), or None."""
+        return None
+
     def _row_width(self) -> int:
         """Width of an item's input row: what the feature tables project to."""
         return {0: 3 * self.layers[0], 1: self.embedding, 2: self.layers[-1]}[self.mode]
@@ -696,6 +700,7 @@ class GRU4Rec(SessionRecommender):
         )
         features = self._feature_args(self._triple)
         out_features = self._feature_args(self._triple, "output")
+        readout = self._readout_args()
         for epoch in range(e0, e0 + self.n_epochs):
             cfg = dict(
                 loss=self.loss, elu_param=self.elu_param, bpreg=self.bpreg, logq=self.logq,
@@ -731,7 +736,8 @@ class GRU4Rec(SessionRecommender):
             t0 = time.perf_counter()
             r = _core.train_epoch(*args, cfg, offsets, items, pop, progress,
                                   **({"features": features} if features else {}),
-                                  **({"out_features": out_features} if out_features else {}))
+                                  **({"out_features": out_features} if out_features else {}),
+                                  **({"readout": readout} if readout else {}))
             dt = time.perf_counter() - t0
             if bar is not None:
                 bar.close()
@@ -861,6 +867,16 @@ class GRU4Rec(SessionRecommender):
         W, b = self._output_params()
         return _topk_csr(h, W, b, k, ex_off, ex_idx, allowed, self.num_threads,
                          index=self._topk_index)
+
+    def explain(self, sequence, items=None, k: int = 10, coerce_ids: bool = False):
+        """Why the model recommends what it does after ``sequence`` (item ids,
+        oldest first): for each of the top ``k`` items (or the given
+        ``items``), the score change when each click is left out, computed in
+        C++ in one batched run (``grurec.explain``). Returns an
+        ``Explanation``; clicks on unknown items contribute 0."""
+        from .explain import explain
+
+        return explain(self, sequence, items, k, coerce_ids)
 
     def item_vectors(self) -> np.ndarray:
         """float32 (n_items, H): the output item table ``W_y`` (a copy), row i

@@ -1,0 +1,307 @@
+"""NARM's attention readout (cpp/core/attention.hpp), checked end to end
+against a float64 NumPy reference, as tests/test_bptt.py checks truncated
+BPTT: the reference replays the session-parallel windows, takes each
+window's gradient by central finite differences of its loss (attention
+included: every query reads the states of its window, so the differences go
+through the attention into the GRU), and steps plain SGD; the native trainer
+runs the same epoch with Adagrad turned into exact SGD. Every SIMD level, 1
+and 2 threads. Then inference (queries after every prefix, unknown items,
+spans shorter than a session) against the same formulas.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import grurec
+from grurec import _core
+from reference import gru_forward, loss_rows
+from test_bptt import ACC0, ETA, SEQS, _fd_grad, _init, _layout
+
+
+def _attend(p, Y):
+    """Queries [n, D] after each position of one sequence's states Y [n, H]
+    (spans: the whole sequence)."""
+    a1, a2 = Y @ p["att_A1"], Y @ p["att_A2"]
+    Q = []
+    for t in range(len(Y)):
+        e = (1 / (1 + np.exp(-(a1[t] + a2[:t + 1])))) @ p["att_v"]
+        a = np.exp(e - e.max())
+        a /= a.sum()
+        c = a @ Y[:t + 1]
+        Q.append(np.concatenate([Y[t], c]) @ p["att_W_q"])
+    return np.array(Q)
+
+
+def _window_loss(p, states, ins, tgs, cfg):
+    T, B = ins.shape
+    n_items = len(p["b_y"])
+    hs = [s.copy() for s in states]
+    Y = np.zeros((T, B, cfg["layers"][-1]))
+    for t in range(T):
+        it = ins[t]
+        ok = it >= 0
+        if cfg["mode"] == 0:
+            x = np.zeros((B, n_items))
+            x[np.flatnonzero(ok), it[ok]] = 1.0
+        else:
+            table = p["emb"] if cfg["mode"] == 1 else p["W_y"]
+            x = np.where(ok[:, None], table[np.maximum(it, 0)], 0.0)
+        for l in range(len(cfg["layers"])):
+            h, _ = gru_forward(x[None], hs[l], p[f"W_ih{l}"], p[f"W_hh{l}"], p[f"b{l}"],
+                               p.get(f"bh{l}"))
+            hs[l] = h[0]
+            x = hs[l]
+        Y[t] = hs[-1]
+    q, tg = [], []
+    for t in range(T):  # rows in the trainer's order: t * B + b
+        for b in range(B):
+            if tgs[t, b] >= 0:
+                q.append(_attend(p, Y[:t + 1, b])[t])
+                tg.append(tgs[t, b])
+    if not tg:
+        return 0.0, hs
+    q, tg = np.array(q), np.array(tg)
+    R = q @ p["W_y"][tg].T + p["b_y"][tg]
+    return loss_rows(cfg["loss"], R, None, cfg["elu"], cfg["bpreg"]).sum(), hs
+
+
+def reference_epoch(p, seqs, cfg):
+    """test_bptt.reference_epoch with the attention in the window loss."""
+    p = {k: v.copy() for k, v in p.items()}
+    B, T = min(cfg["batch_size"], len(seqs)), cfg["bptt"]
+    scale = 1.0 / (cfg["batch_size"] * T)
+    local, pos, nxt = list(range(B)), [0] * B, B
+    states = [np.zeros((B, H)) for H in cfg["layers"]]
+    total = 0.0
+    while B > 0:
+        ins = np.full((T, B), -1)
+        tgs = np.full((T, B), -1)
+        for b in range(B):
+            s = seqs[local[b]]
+            for t in range(T):
+                if pos[b] + t + 1 < len(s):
+                    ins[t, b], tgs[t, b] = s[pos[b] + t], s[pos[b] + t + 1]
+        if cfg["loss"] != "cross-entropy" and (tgs >= 0).sum() < 2:
+            new_states = _window_loss(p, states, ins, np.full_like(tgs, -1), cfg)[1]
+        else:
+            loss, new_states = _window_loss(p, states, ins, tgs, cfg)
+            total += loss
+            g = _fd_grad(lambda w: _window_loss(w, states, ins, tgs, cfg)[0] * scale, p)
+            for k in p:
+                p[k] -= ETA * g[k]
+        reset, moves, Bn, b = [False] * B, [], B, 0
+        while b < Bn:
+            pos[b] += T
+            live = pos[b] + 1 < len(seqs[local[b]])
+            r = False
+            if not live and nxt < len(seqs):
+                local[b], pos[b], nxt = nxt, 0, nxt + 1
+                live = r = True
+            reset[b] = r
+            if live:
+                b += 1
+                continue
+            Bn -= 1
+            if b == Bn:
+                break
+            local[b], pos[b] = local[Bn], pos[Bn]
+            moves.append((Bn, b))
+        for st in new_states:
+            for fr, to in moves:
+                st[to] = st[fr]
+            for bb in range(Bn):
+                if reset[bb]:
+                    st[bb] = 0.0
+        states = [st[:Bn].copy() for st in new_states]
+        local, pos, B = local[:Bn], pos[:Bn], Bn
+    return p, total
+
+
+def _att_init(rng, p, H, A):
+    p = dict(p)
+    # Large enough that the sigmoids differ across positions: A1's gradient
+    # is a second-order effect (A1^T h_t is common to every j of a softmax).
+    p["att_A1"] = rng.uniform(-2.0, 2.0, (H, A))
+    p["att_A2"] = rng.uniform(-2.0, 2.0, (H, A))
+    p["att_v"] = rng.uniform(-3.0, 3.0, A)
+    p["att_W_q"] = rng.uniform(-0.6, 0.6, (2 * H, H))
+    return {k: v.astype(np.float32).astype(np.float64) for k, v in p.items()}
+
+
+def native_epoch(p, seqs, cfg, num_threads):
+    layers = cfg["layers"]
+    w = {k: v.astype(np.float32) for k, v in p.items()}
+    acc = {k: np.full_like(v, ACC0) for k, v in w.items()}
+
+    def trip(k):
+        return (w[k], acc[k], None) if k in w else None
+
+    offsets, items = _layout(seqs)
+    pop = np.bincount(items, minlength=len(p["b_y"])).astype(np.float32) + 1
+    conf = dict(loss=cfg["loss"], elu_param=cfg["elu"], bpreg=cfg["bpreg"], logq=0.0,
+                batch_size=cfg["batch_size"], n_sample=0, sample_alpha=0.5, mode=cfg["mode"],
+                dropout_p_embed=0.0, dropout_p_hidden=0.0, learning_rate=ETA * 2.0 ** 20,
+                momentum=0.0, seed=1, num_threads=num_threads, workers=1, bptt=cfg["bptt"])
+    L = len(layers)
+    readout = {k: trip(f"att_{k}") for k in ("A1", "A2", "v", "W_q")}
+    r = _core.train_epoch([trip(f"W_ih{l}") for l in range(L)],
+                          [trip(f"W_hh{l}") for l in range(L)],
+                          [trip(f"b{l}") for l in range(L)],
+                          [trip(f"bh{l}") for l in range(L)],
+                          trip("W_y"), trip("b_y"), trip("emb"), conf, offsets, items, pop,
+                          None, readout=readout)
+    return w, r
+
+
+CONFIGS = [
+    dict(mode=2, layers=[4], loss="cross-entropy", elu=0.0, bpreg=0.0, bptt=4, cell="ra", A=3),
+    dict(mode=1, layers=[3, 4], loss="bpr-max", elu=0.5, bpreg=0.3, bptt=3, cell="rb", A=2),
+    dict(mode=0, layers=[4], loss="top1-max", elu=0.0, bpreg=0.0, bptt=7, cell="ra", A=5),
+    dict(mode=2, layers=[4], loss="cross-entropy", elu=0.0, bpreg=0.0, bptt=1, cell="ra", A=3),
+]
+
+
+@pytest.fixture(scope="module", params=range(len(CONFIGS)),
+                ids=lambda i: "{mode}-{loss}-T{bptt}-A{A}".format(**CONFIGS[i]))
+def case(request):
+    cfg = dict(CONFIGS[request.param], batch_size=3)
+    rng = np.random.default_rng(100 + request.param)
+    p = _init(rng, 7, cfg["layers"], cfg["mode"], 3, cfg["cell"] == "ra")
+    p = _att_init(rng, p, cfg["layers"][-1], cfg["A"])
+    return cfg, p, reference_epoch(p, SEQS, cfg)
+
+
+@pytest.mark.parametrize("level", grurec.available_simd_levels())
+@pytest.mark.parametrize("threads", [1, 2])
+def test_attention_epoch_matches_reference(case, level, threads):
+    cfg, p0, (p_ref, loss_ref) = case
+    old = grurec.simd_level()
+    grurec.set_simd_level(level)
+    try:
+        w, r = native_epoch(p0, SEQS, cfg, threads)
+    finally:
+        grurec.set_simd_level(old)
+    assert r["status"] == "done"
+    assert r["events"] == sum(len(s) - 1 for s in SEQS)
+    assert r["loss_sum"] == pytest.approx(loss_ref, rel=1e-4)
+    for k in p0:
+        d_nat = w[k].astype(np.float64) - p0[k]
+        d_ref = p_ref[k] - p0[k]
+        # T = 1: one state to attend to, alpha = 1, nothing reaches A1, A2, v.
+        still = k.startswith("b") or (cfg["bptt"] == 1 and k in ("att_A1", "att_A2", "att_v"))
+        assert np.abs(d_ref).max() > 0 or still, k
+        np.testing.assert_allclose(d_nat, d_ref, rtol=2e-3, atol=2e-6, err_msg=k)
+        if k.startswith("att_"):  # their updates are small: also relative to their own size
+            tol = 2e-2 * np.abs(d_ref).max() + 3e-7
+            np.testing.assert_allclose(d_nat, d_ref, rtol=0, atol=tol, err_msg=k)
+
+
+def test_the_reference_sees_the_attention():
+    """Without the attention block the reference moves other weights: the
+    test above would notice a readout that did nothing."""
+    cfg = dict(CONFIGS[0], batch_size=3)
+    rng = np.random.default_rng(0)
+    p = _att_init(rng, _init(rng, 7, cfg["layers"], 2, 3, True), 4, 3)
+    a, _ = reference_epoch(p, SEQS, cfg)
+    q = dict(p, att_v=np.zeros(3))  # uniform attention
+    b, _ = reference_epoch(q, SEQS, cfg)
+    assert not np.allclose(a["W_hh0"], b["W_hh0"])
+    assert np.abs(a["att_A1"] - p["att_A1"]).max() > 1e-6
+
+
+# ------------------------------------------------------------------- inference
+def _ref_queries(p, layers, mode, seq, window):
+    """Queries after every position of one sequence (item indices, -1 =
+    unknown: no position), spans of `window`."""
+    hs = [np.zeros(H) for H in layers]
+    Y = []
+    n_items = len(p["b_y"])
+    for it in seq:
+        if it < 0:
+            continue
+        x = (np.eye(n_items)[it] if mode == 0 else (p["emb"] if mode == 1 else p["W_y"])[it])
+        for l in range(len(layers)):
+            h, _ = gru_forward(x[None, None], hs[l][None], p[f"W_ih{l}"], p[f"W_hh{l}"],
+                               p[f"b{l}"], p.get(f"bh{l}"))
+            hs[l] = h[0, 0]
+            x = hs[l]
+        Y.append(hs[-1])
+    Y = np.array(Y)
+    Q = []
+    for t in range(len(Y)):
+        s0 = (t // window) * window if window > 0 else 0
+        Q.append(_attend(p, Y[s0:t + 1])[-1])
+    return np.array(Q)
+
+
+@pytest.mark.parametrize("mode,layers,window", [(2, [5], 0), (1, [4, 5], 3), (0, [5], 2)])
+def test_inference_queries_match_the_formulas(simd, mode, layers, window):
+    rng = np.random.default_rng(7)
+    p = _att_init(rng, _init(rng, 9, layers, mode, 4, True), layers[-1], 3)
+    seqs = [[1, 2, 3, 4, 5, 6, 7], [8, -1, 0, 0], [3], [-1, 2, 5, -1, 6, 1, 1, 2], [4, 4]]
+    offsets, items = _layout(seqs)
+    w = {k: v.astype(np.float32) for k, v in p.items()}
+    for nt in (1, 2):
+        allp = _core.session_states(w, layers, mode, offsets, items, True, nt, readout=True,
+                                    window=window)
+        last = _core.session_states(w, layers, mode, offsets, items, False, nt, readout=True,
+                                    window=window)
+        for s, seq in enumerate(seqs):
+            Q = _ref_queries(p, layers, mode, seq, window)
+            known = np.cumsum(np.asarray(seq) >= 0) - 1  # last known position <= t
+            for t in range(len(seq) - 1):
+                want = Q[known[t]] if known[t] >= 0 else np.zeros(layers[-1])
+                np.testing.assert_allclose(allp[offsets[s] - s + t], want, rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(last[s], Q[-1], rtol=1e-4, atol=1e-5)
+
+
+def test_drop_one_queries_equal_the_sequences_without_each_click(simd):
+    rng = np.random.default_rng(3)
+    for mode, layers, readout, window in [(2, [6], True, 4), (0, [5, 6], False, 0),
+                                          (1, [6], True, 0), (2, [6], False, 0)]:
+        p = _init(rng, 11, layers, mode, 4, True)
+        if readout:
+            p = _att_init(rng, p, layers[-1], 3)
+        w = {k: v.astype(np.float32) for k, v in p.items()}
+        seq = np.array([3, 1, 4, 1, 5, 9, 2, 6, 5], np.int32)
+        q, alpha = _core.drop_one_queries(w, layers, mode, seq, readout=readout, window=window)
+        variants = [seq] + [np.delete(seq, i) for i in range(len(seq))]
+        offsets, items = _layout(variants)
+        want = _core.session_states(w, layers, mode, offsets, items, False, 1,
+                                    readout=readout, window=window)
+        np.testing.assert_allclose(q, want, rtol=1e-5, atol=1e-6)
+        assert (alpha is None) == (not readout)
+        if readout:
+            span = (len(seq) - 1) // window * window if window else 0
+            assert alpha[:span].sum() == 0 and alpha[span:].sum() == pytest.approx(1, rel=1e-5)
+
+
+# ---------------------------------------------------------------------- model
+def test_narm_learns_and_starts_as_gru4rec():
+    from grurec.synthetic import generate_sessions
+
+    tr = generate_sessions(n_events=3000, n_items=120, mean_length=5, signal=0.8, seed=11)
+    kw = dict(layers=[16], batch_size=8, n_sample=16, num_threads=1, random_state=0,
+              show_progress=False)
+    m0 = grurec.NARM(n_epochs=0, **kw).fit(tr)
+    assert set(m0.params) >= {"att_A1", "att_A2", "att_v", "att_W_q"}
+    # Untrained: the query is h_t (W_q = [I; 0]), GRU4Rec's readout.
+    seqs = [list(tr.ItemId.unique()[:4])]
+    idx = [m0._lookup(s) for s in seqs]
+    g = grurec.GRU4Rec(n_epochs=0, **kw).fit(tr)
+    g.params = {k: v for k, v in m0.params.items() if not k.startswith("att_")}
+    g._opt = {k: m0._opt[k] for k in g.params}
+    np.testing.assert_allclose(m0.score_prefixes(idx), g.score_prefixes(idx), rtol=1e-5,
+                               atol=1e-6)
+    m = grurec.NARM(n_epochs=3, **kw).fit(tr)
+    assert m.history[-1]["loss"] < m.history[0]["loss"]
+    assert not np.allclose(m.params["att_A1"], m0.params["att_A1"])
+    assert not np.allclose(m.params["att_W_q"][16:], 0)
+
+
+def test_bad_hyperparameters_are_named():
+    with pytest.raises(ValueError, match="bptt"):
+        grurec.NARM(bptt=0)
+    with pytest.raises(ValueError, match="attention_dim"):
+        grurec.NARM(attention_dim=0)
