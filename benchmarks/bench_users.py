@@ -39,8 +39,11 @@ from _machine import cpu_line  # (benchmarks/, the script's folder, is on sys.pa
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "bench_users.json"
 DATASETS = ("beauty-s3rec", "amazon-beauty", "ml-100k")
-MODELS = ("Popularity", "ItemKNN", "VSKNN", "GRU4Rec", "GRU4Rec-xe", "UserGRU")
-SEEDED = ("GRU4Rec", "GRU4Rec-xe", "UserGRU")
+MODELS = ("Popularity", "ItemKNN", "VSKNN", "GRU4Rec", "GRU4Rec-xe", "UserGRU",
+          "UserGRU+attributes")
+SEEDED = ("GRU4Rec", "GRU4Rec-xe", "UserGRU", "UserGRU+attributes")
+# Item features for "UserGRU+attributes" (preset "<data>-attributes").
+FEATURES = {"beauty-s3rec": ("beauty-s3rec/Beauty_item2attributes.json", "beauty_attributes")}
 CUTOFFS = (10, 20)
 
 
@@ -59,7 +62,7 @@ def make(name: str, data: str, seed: int, threads: int):
     m = None
     if hasattr(cls, "from_preset"):
         try:
-            m = cls.from_preset(data)
+            m = cls.from_preset(data + ("-attributes" if name == "UserGRU+attributes" else ""))
         except (KeyError, ValueError):
             m = None
     if m is None:
@@ -75,7 +78,14 @@ def make(name: str, data: str, seed: int, threads: int):
 def run_one(name, data, ds, train, seed, threads, mode="standard") -> dict:
     m = make(name, data, seed, threads)
     t0 = time.perf_counter()
-    m.fit(train)
+    if name == "UserGRU+attributes":
+        from grurec import features
+
+        rel, loader = FEATURES[data]
+        m.fit(train, item_features=getattr(features, loader)(
+            grurec.datasets.shared_data_dir() / rel))
+    else:
+        m.fit(train)
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     r = grurec.evaluate_users(m, ds, protocol="loo", cutoffs=CUTOFFS, exclude_seen=True,
@@ -103,6 +113,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     models = list(args.models)
+    if "UserGRU+attributes" in models and set(args.data) - set(FEATURES):
+        p.error(f"UserGRU+attributes: item features only for {sorted(FEATURES)}")
     if "UserGRU" in models and not hasattr(grurec, "UserGRU"):
         print("note: grurec.UserGRU not in this build; skipped", file=sys.stderr)
         models.remove("UserGRU")
