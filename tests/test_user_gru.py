@@ -256,3 +256,36 @@ def test_cli_trains_and_saves_a_user_model(events, tmp_path):
     assert rc == 0
     m = grurec.load(out)
     assert type(m) is grurec.UserGRU and m.bptt == 3 and len(m.user_ids) > 0
+
+
+def test_warm_start_continues_weights_and_user_states(events):
+    users = sorted(events.UserId.unique())
+    old = events[events.UserId.isin(users[: len(users) // 2])]
+    m = grurec.UserGRU(bptt=3, **SMALL).fit(old)
+    before = {k: v.copy() for k, v in m.params.items()}
+    states0 = m._users.states[: m._users.n].copy()
+    m.fit(None, warm_start=True)  # nothing new: nothing changes
+    for k in before:
+        np.testing.assert_array_equal(m.params[k], before[k])
+    known = users[0]
+    new_items = [m.item_ids[2], m.item_ids[9], m.item_ids[4]]
+    t0 = events.Time.max() + 1
+    new = pd.DataFrame(dict(UserId=[known] * 3 + [10**9] * 2,
+                            ItemId=new_items + new_items[:2],
+                            Time=t0 + np.arange(5)))
+    m.fit(new, warm_start=True)
+    assert any(not np.array_equal(m.params[k], before[k]) for k in before)
+    # The known user's state: its old state advanced over the new events,
+    # with the new weights; a new user starts from zero.
+    r = m._users.index[known]
+    idx = m._lookup(new_items)
+    want = m._all_states(np.array([0, 3]), idx, h0=states0[r:r + 1])
+    np.testing.assert_allclose(m._users.states[r:r + 1], want, rtol=1e-6, atol=1e-7)
+    a = m.recommend(users=[10**9], k=5)
+    b = m.recommend([new_items[:2]], k=5, exclude_seen=True)
+    np.testing.assert_array_equal(a[0], b[0])
+    # Other users keep their states; the new items count as seen.
+    other = users[1]
+    ro = m._users.index[other]
+    np.testing.assert_array_equal(m._users.states[ro], states0[ro])
+    assert set(new_items) <= set(m.item_ids[m._users.seen(r)].tolist())

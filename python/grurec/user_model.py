@@ -184,16 +184,22 @@ class UserGRU(GRU4Rec):
         target). Needs an event table or file, not a ``SessionData``.
         ``valid`` / ``patience`` are not yet
         supported for users (choose the epochs with ``grurec.evaluate_users``
-        on a leave-one-out split). ``warm_start=True`` is not supported for
-        users yet (the stored user states would have to follow the new
-        weights): it raises ValueError and leaves the model as it is.
+        on a leave-one-out split). ``warm_start=True``: continue training on
+        new events (``GRU4Rec.fit``'s warm start: current weights and
+        optimizer state, new item ids added; a known user's new events train
+        as a sequence of their own, from a zero state), then advance the
+        stored state of every user in ``data`` over their new events with the
+        new weights (new users start from zero). Users without new events
+        keep their states as they were.
         """
         from .base import _as_bool as _b
 
         if _b("warm_start", warm_start):
-            raise ValueError("warm_start: not supported by UserGRU yet (its stored user states "
-                             "would not follow the new weights); refit, or use update() for "
-                             "new events of known items")
+            if value_col is not None or valid is not None or patience is not None:
+                raise ValueError("warm_start: value_col / valid / patience are not supported "
+                                 "with warm_start yet")
+            return self._fit_users_warm(data, user_col, item_col, time_col, callback,
+                                        show_progress, on_interrupt, item_features)
         if valid is not None or patience is not None:
             raise ValueError("valid / patience: not supported by UserGRU yet; choose n_epochs "
                              "on a leave-one-out split (grurec.splits.leave_last_out)")
@@ -253,6 +259,38 @@ class UserGRU(GRU4Rec):
         work.interrupted = not finished
         work._users = work._store_from(full)
         self._publish(work)
+        return self
+
+    def _fit_users_warm(self, data, user_col, item_col, time_col, callback, show_progress,
+                        on_interrupt, item_features):
+        self._check_users()
+        if data is None or (hasattr(data, "__len__") and not isinstance(data, (str, bytes))
+                            and len(data) == 0):
+            log.info("warm_start: no new events; the model is unchanged")
+            return self
+        new = to_sessions(data, user_col, item_col, time_col)
+        progress = self.show_progress if show_progress is None else show_progress
+        train = new
+        if self.max_len is not None:
+            lengths = train.lengths()
+            from_end = np.repeat(train.offsets[1:], lengths) - np.arange(train.n_events)
+            train = train.select_events(from_end <= self.max_len)
+        # GRU4Rec's warm start trains a copy and publishes it; the user store
+        # is not part of it: it is advanced below, under its lock.
+        GRU4Rec._fit_warm(self, train, "SessionId", "ItemId", "Time", callback, progress,
+                          on_interrupt, item_features)
+        vmap = self._lookup(np.asarray(new.item_ids))
+        idx = vmap[new.items] if len(new.items) else np.empty(0, np.int64)
+        st = self._users
+        with st.lock:
+            rows = np.array([st.row(st.key(u, f"user {u!r}"), create=True)
+                             for u in new.session_ids.tolist()], np.int64)
+            h0 = np.ascontiguousarray(st.states[rows])
+            st.states[rows] = self._all_states(new.offsets, idx, h0=h0)
+            for j, r in enumerate(rows.tolist()):
+                seq = idx[new.offsets[j]:new.offsets[j + 1]]
+                if (seq >= 0).any():
+                    st.extra.setdefault(r, []).extend(seq[seq >= 0].tolist())
         return self
 
     def _store_from(self, sd: SessionData) -> _UserStore:
