@@ -309,5 +309,5 @@ def test_warm_start_rejects_what_it_cannot_do(events):
     with pytest.raises(RuntimeError, match="not fitted"):
         grurec.GRU4Rec(**settings()).fit(events, warm_start=True)
     u = grurec.UserGRU(**settings(n_epochs=1)).fit(events.rename(columns={"SessionId": "UserId"}))
-    with pytest.raises(ValueError, match="not supported by UserGRU"):
-        u.fit(events.rename(columns={"SessionId": "UserId"}), warm_start=True)
+    with pytest.raises(ValueError, match="value_col / valid / patience"):
+        u.fit(events.rename(columns={"SessionId": "UserId"}), warm_start=True, valid=0.1)
