@@ -54,12 +54,13 @@ def _weights(seqs):
     return (0.25 + 0.5 * (np.arange(n) % 4)).astype(np.float32)
 
 
-def _window_loss(p, states, ins, tgs, cfg, wts=None):
-    """(sum of the per-position losses, final states of every layer)."""
+def _forward_window(p, states, ins, cfg):
+    """The GRU stack over a window: (top-layer outputs Y [T, B, H], final
+    states of every layer). Padding (-1) reads a zero input."""
     T, B = ins.shape
     n_items = len(p["b_y"])
     hs = [s.copy() for s in states]
-    Q = []
+    Y = np.zeros((T, B, cfg["layers"][-1]))
     for t in range(T):
         it = ins[t]
         ok = it >= 0
@@ -74,8 +75,14 @@ def _window_loss(p, states, ins, tgs, cfg, wts=None):
                                p.get(f"bh{l}"))
             hs[l] = h[0]
             x = hs[l]
-        Q.append(hs[-1])
-    Q = np.concatenate(Q)  # [T*B, H], row t*B + b
+        Y[t] = hs[-1]
+    return Y, hs
+
+
+def _window_loss(p, states, ins, tgs, cfg, wts=None):
+    """(sum of the per-position losses, final states of every layer)."""
+    Y, hs = _forward_window(p, states, ins, cfg)
+    Q = Y.reshape(-1, Y.shape[-1])  # row t*B + b
     tg = tgs.reshape(-1)
     q, tg = Q[tg >= 0], tg[tg >= 0]
     if len(tg) == 0:
@@ -104,9 +111,12 @@ def _fd_grad(f, p, h=1e-6):
     return g
 
 
-def reference_epoch(p, seqs, cfg):
+def reference_epoch(p, seqs, cfg, window_loss=None):
     """SGD (step ETA * gradient) over one epoch of windows; returns the
-    weights and the summed per-position loss."""
+    weights and the summed per-position loss. ``window_loss(p, states, ins,
+    tgs, cfg, wts)`` defaults to the GRU stack's (test_narm passes its
+    attention readout's)."""
+    window_loss = window_loss or _window_loss
     p = {k: v.copy() for k, v in p.items()}
     B, T = min(cfg["batch_size"], len(seqs)), cfg["bptt"]
     scale = 1.0 / (cfg["batch_size"] * T)
@@ -129,11 +139,11 @@ def reference_epoch(p, seqs, cfg):
                         wts[t, b] = W[starts[local[b]] + q + 1]
         if cfg["loss"] != "cross-entropy" and (tgs >= 0).sum() < 2:
             # A ranking loss without a negative column: the state only advances.
-            new_states = _window_loss(p, states, ins, np.full_like(tgs, -1), cfg)[1]
+            new_states = window_loss(p, states, ins, np.full_like(tgs, -1), cfg, None)[1]
         else:
-            loss, new_states = _window_loss(p, states, ins, tgs, cfg, wts)
+            loss, new_states = window_loss(p, states, ins, tgs, cfg, wts)
             total += loss
-            g = _fd_grad(lambda w: _window_loss(w, states, ins, tgs, cfg, wts)[0] * scale, p)
+            g = _fd_grad(lambda w: window_loss(w, states, ins, tgs, cfg, wts)[0] * scale, p)
             for k in p:
                 p[k] -= ETA * g[k]
         # The scheduler's advance: move on T events, take a new sequence or retire.
@@ -167,7 +177,9 @@ def reference_epoch(p, seqs, cfg):
     return p, total
 
 
-def native_epoch(p, seqs, cfg, num_threads):
+def native_epoch(p, seqs, cfg, num_threads, readout=None):
+    """The native trainer's epoch (Adagrad as exact SGD, see the module
+    docstring); ``readout``: names of attention weights in ``p`` (test_narm)."""
     layers = cfg["layers"]
     w = {k: v.astype(np.float32) for k, v in p.items()}
     acc = {k: np.full_like(v, ACC0) for k, v in w.items()}
@@ -184,12 +196,13 @@ def native_epoch(p, seqs, cfg, num_threads):
                 momentum=0.0, seed=1, num_threads=num_threads, workers=1, bptt=cfg["bptt"],
                 weights=_weights(seqs) if cfg.get("weighted") else None)
     L = len(layers)
+    extra = {} if readout is None else {"readout": {k: trip(v) for k, v in readout.items()}}
     r = _core.train_epoch([trip(f"W_ih{l}") for l in range(L)],
                           [trip(f"W_hh{l}") for l in range(L)],
                           [trip(f"b{l}") for l in range(L)],
                           [trip(f"bh{l}") for l in range(L)],
                           trip("W_y"), trip("b_y"), trip("emb"), conf, offsets, items, pop,
-                          None)
+                          None, **extra)
     return w, r
 
 

@@ -16,7 +16,8 @@ import pytest
 import grurec
 from grurec import _core
 from reference import gru_forward, loss_rows
-from test_bptt import ACC0, ETA, SEQS, _fd_grad, _init, _layout
+import test_bptt as bptt
+from test_bptt import SEQS, _forward_window, _init, _layout
 
 
 def _attend(p, Y):
@@ -33,26 +34,12 @@ def _attend(p, Y):
     return np.array(Q)
 
 
-def _window_loss(p, states, ins, tgs, cfg):
+def _window_loss(p, states, ins, tgs, cfg, wts=None):
+    """test_bptt's window loss with the attention readout between the GRU
+    stack and the scores (query of position t from the window's states 0..t)."""
+    assert wts is None  # no weighted cases here
     T, B = ins.shape
-    n_items = len(p["b_y"])
-    hs = [s.copy() for s in states]
-    Y = np.zeros((T, B, cfg["layers"][-1]))
-    for t in range(T):
-        it = ins[t]
-        ok = it >= 0
-        if cfg["mode"] == 0:
-            x = np.zeros((B, n_items))
-            x[np.flatnonzero(ok), it[ok]] = 1.0
-        else:
-            table = p["emb"] if cfg["mode"] == 1 else p["W_y"]
-            x = np.where(ok[:, None], table[np.maximum(it, 0)], 0.0)
-        for l in range(len(cfg["layers"])):
-            h, _ = gru_forward(x[None], hs[l], p[f"W_ih{l}"], p[f"W_hh{l}"], p[f"b{l}"],
-                               p.get(f"bh{l}"))
-            hs[l] = h[0]
-            x = hs[l]
-        Y[t] = hs[-1]
+    Y, hs = _forward_window(p, states, ins, cfg)
     q, tg = [], []
     for t in range(T):  # rows in the trainer's order: t * B + b
         for b in range(B):
@@ -68,54 +55,7 @@ def _window_loss(p, states, ins, tgs, cfg):
 
 def reference_epoch(p, seqs, cfg):
     """test_bptt.reference_epoch with the attention in the window loss."""
-    p = {k: v.copy() for k, v in p.items()}
-    B, T = min(cfg["batch_size"], len(seqs)), cfg["bptt"]
-    scale = 1.0 / (cfg["batch_size"] * T)
-    local, pos, nxt = list(range(B)), [0] * B, B
-    states = [np.zeros((B, H)) for H in cfg["layers"]]
-    total = 0.0
-    while B > 0:
-        ins = np.full((T, B), -1)
-        tgs = np.full((T, B), -1)
-        for b in range(B):
-            s = seqs[local[b]]
-            for t in range(T):
-                if pos[b] + t + 1 < len(s):
-                    ins[t, b], tgs[t, b] = s[pos[b] + t], s[pos[b] + t + 1]
-        if cfg["loss"] != "cross-entropy" and (tgs >= 0).sum() < 2:
-            new_states = _window_loss(p, states, ins, np.full_like(tgs, -1), cfg)[1]
-        else:
-            loss, new_states = _window_loss(p, states, ins, tgs, cfg)
-            total += loss
-            g = _fd_grad(lambda w: _window_loss(w, states, ins, tgs, cfg)[0] * scale, p)
-            for k in p:
-                p[k] -= ETA * g[k]
-        reset, moves, Bn, b = [False] * B, [], B, 0
-        while b < Bn:
-            pos[b] += T
-            live = pos[b] + 1 < len(seqs[local[b]])
-            r = False
-            if not live and nxt < len(seqs):
-                local[b], pos[b], nxt = nxt, 0, nxt + 1
-                live = r = True
-            reset[b] = r
-            if live:
-                b += 1
-                continue
-            Bn -= 1
-            if b == Bn:
-                break
-            local[b], pos[b] = local[Bn], pos[Bn]
-            moves.append((Bn, b))
-        for st in new_states:
-            for fr, to in moves:
-                st[to] = st[fr]
-            for bb in range(Bn):
-                if reset[bb]:
-                    st[bb] = 0.0
-        states = [st[:Bn].copy() for st in new_states]
-        local, pos, B = local[:Bn], pos[:Bn], Bn
-    return p, total
+    return bptt.reference_epoch(p, seqs, cfg, _window_loss)
 
 
 def _att_init(rng, p, H, A):
@@ -130,28 +70,8 @@ def _att_init(rng, p, H, A):
 
 
 def native_epoch(p, seqs, cfg, num_threads):
-    layers = cfg["layers"]
-    w = {k: v.astype(np.float32) for k, v in p.items()}
-    acc = {k: np.full_like(v, ACC0) for k, v in w.items()}
-
-    def trip(k):
-        return (w[k], acc[k], None) if k in w else None
-
-    offsets, items = _layout(seqs)
-    pop = np.bincount(items, minlength=len(p["b_y"])).astype(np.float32) + 1
-    conf = dict(loss=cfg["loss"], elu_param=cfg["elu"], bpreg=cfg["bpreg"], logq=0.0,
-                batch_size=cfg["batch_size"], n_sample=0, sample_alpha=0.5, mode=cfg["mode"],
-                dropout_p_embed=0.0, dropout_p_hidden=0.0, learning_rate=ETA * 2.0 ** 20,
-                momentum=0.0, seed=1, num_threads=num_threads, workers=1, bptt=cfg["bptt"])
-    L = len(layers)
-    readout = {k: trip(f"att_{k}") for k in ("A1", "A2", "v", "W_q")}
-    r = _core.train_epoch([trip(f"W_ih{l}") for l in range(L)],
-                          [trip(f"W_hh{l}") for l in range(L)],
-                          [trip(f"b{l}") for l in range(L)],
-                          [trip(f"bh{l}") for l in range(L)],
-                          trip("W_y"), trip("b_y"), trip("emb"), conf, offsets, items, pop,
-                          None, readout=readout)
-    return w, r
+    return bptt.native_epoch(p, seqs, cfg, num_threads,
+                             readout={k: f"att_{k}" for k in ("A1", "A2", "v", "W_q")})
 
 
 CONFIGS = [
