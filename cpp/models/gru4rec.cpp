@@ -78,10 +78,10 @@ class Gru4RecStream final : public Stream {
     x_.resize(R * tower_->dim());
     dx_.resize(R * tower_->dim());
     dq_.resize(R * D_);
-    if (T_ > 1) {
-      pos_.resize(R);
-      in_c_.resize(R);
-      tg_c_.resize(R);
+    pos_.resize(R);
+    in_c_.resize(R);
+    tg_c_.resize(R);
+    if (T_ > 1) {  // compaction buffers: only windows can have padding
       xc_.resize(R * tower_->dim());
       qc_.resize(R * D_);
       dqc_.resize(R * D_);
@@ -92,42 +92,15 @@ class Gru4RecStream final : public Stream {
 
   // The draws keep GRU4Rec's order: negatives, the embedding dropout mask,
   // then the hidden masks step by step, layer by layer.
+  //
+  // The window's positions with an event go through the tower and the head
+  // as one batch in row order t * B + b. A window with padding (T > 1, a
+  // sequence that ends inside it) is compacted first: its rows pos_[0..n)
+  // are copied to and from the tower's and head's buffers, and padding gets
+  // zero input and zero gradient. Without padding (always at T = 1, GRU4Rec)
+  // the window's own buffers are used as they are.
   bool step() override {
     const Window& w = slots_.window();
-    if (T_ > 1) return step_window(w);
-    const int64_t B = w.B;
-    const float* row_w = nullptr;
-    if (weights_) {
-      for (int64_t b = 0; b < B; ++b) w_c_[b] = weights_[w.tpos[b]];
-      row_w = w_c_.data();
-    }
-    head_.draw(w.target, B, rng_);
-    tower_->gather(w.in, B, x_.data(), rng_);
-    const float* q = enc_->forward(w, x_.data(), rng_, kt_);
-    last_events = B;
-    if (head_.degenerate()) {
-      head_.clear();
-      next();
-      return true;
-    }
-    const double total = head_.loss(q, kt_, row_w);
-    if (!std::isfinite(total)) return false;
-    head_.backward(q, dq_.data(), kt_);
-    enc_->backward(w, dq_.data(), dx_.data(), kt_);
-    tower_->scatter_grad(w.in, B, dx_.data());
-    enc_->apply(opt_, kt_);
-    head_.apply(opt_, kt_);
-    tower_->apply(opt_, kt_);
-    loss_sum += total;
-    next();
-    return true;
-  }
-
- private:
-  // T > 1: the window's positions with an event (pos_, n of them) go through
-  // the tower and the head as one compact batch; padding rows get zero input
-  // and zero gradient.
-  bool step_window(const Window& w) {
     const int64_t TB = w.T * w.B, I = tower_->dim(), D = D_;
     int64_t n = 0;
     for (int64_t r = 0; r < TB; ++r)
@@ -138,11 +111,15 @@ class Gru4RecStream final : public Stream {
         if (weights_) w_c_[n] = weights_[w.tpos[r]];
         ++n;
       }
+    const bool compact = n < TB;
+    float* xc = compact ? xc_.data() : x_.data();
     head_.draw(tg_c_.data(), n, rng_);
-    tower_->gather(in_c_.data(), n, xc_.data(), rng_);
-    std::fill(x_.begin(), x_.begin() + TB * I, 0.0f);
-    for (int64_t i = 0; i < n; ++i)
-      std::memcpy(&x_[pos_[i] * I], &xc_[i * I], I * sizeof(float));
+    tower_->gather(in_c_.data(), n, xc, rng_);
+    if (compact) {
+      std::fill(x_.begin(), x_.begin() + TB * I, 0.0f);
+      for (int64_t i = 0; i < n; ++i)
+        std::memcpy(&x_[pos_[i] * I], &xc_[i * I], I * sizeof(float));
+    }
     const float* q = enc_->forward(w, x_.data(), rng_, kt_);
     last_events = n;
     if (head_.degenerate()) {
@@ -150,18 +127,24 @@ class Gru4RecStream final : public Stream {
       next();
       return true;
     }
-    for (int64_t i = 0; i < n; ++i)
-      std::memcpy(&qc_[i * D], q + pos_[i] * D, D * sizeof(float));
-    const double total = head_.loss(qc_.data(), kt_, weights_ ? w_c_.data() : nullptr);
+    if (compact)
+      for (int64_t i = 0; i < n; ++i)
+        std::memcpy(&qc_[i * D], q + pos_[i] * D, D * sizeof(float));
+    const float* qh = compact ? qc_.data() : q;
+    float* dqh = compact ? dqc_.data() : dq_.data();
+    const double total = head_.loss(qh, kt_, weights_ ? w_c_.data() : nullptr);
     if (!std::isfinite(total)) return false;
-    head_.backward(qc_.data(), dqc_.data(), kt_);
-    std::fill(dq_.begin(), dq_.begin() + TB * D, 0.0f);
-    for (int64_t i = 0; i < n; ++i)
-      std::memcpy(&dq_[pos_[i] * D], &dqc_[i * D], D * sizeof(float));
+    head_.backward(qh, dqh, kt_);
+    if (compact) {
+      std::fill(dq_.begin(), dq_.begin() + TB * D, 0.0f);
+      for (int64_t i = 0; i < n; ++i)
+        std::memcpy(&dq_[pos_[i] * D], &dqc_[i * D], D * sizeof(float));
+    }
     enc_->backward(w, dq_.data(), dx_.data(), kt_);
-    for (int64_t i = 0; i < n; ++i)
-      std::memcpy(&xc_[i * I], &dx_[pos_[i] * I], I * sizeof(float));
-    tower_->scatter_grad(in_c_.data(), n, xc_.data());
+    if (compact)
+      for (int64_t i = 0; i < n; ++i)
+        std::memcpy(&xc_[i * I], &dx_[pos_[i] * I], I * sizeof(float));
+    tower_->scatter_grad(in_c_.data(), n, compact ? xc_.data() : dx_.data());
     enc_->apply(opt_, kt_);
     head_.apply(opt_, kt_);
     tower_->apply(opt_, kt_);
@@ -170,6 +153,7 @@ class Gru4RecStream final : public Stream {
     return true;
   }
 
+ private:
   void next() { enc_->carry(slots_.advance()); }
 
   int kt_;
@@ -183,7 +167,8 @@ class Gru4RecStream final : public Stream {
   std::vector<float> x_, dx_;  // [T, Bmax, I]: gathered rows, their gradient
   std::vector<float> dq_;      // [T, Bmax, D]
   int64_t T_ = 1, D_ = 0;
-  // T > 1: the positions with an event, their items, the compacted rows.
+  // The positions with an event, their items and targets; with padding
+  // (T > 1 only) the compacted rows.
   std::vector<int64_t> pos_;
   std::vector<int32_t> in_c_, tg_c_;
   std::vector<float> xc_, qc_, dqc_;
