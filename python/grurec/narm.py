@@ -146,21 +146,12 @@ class NARM(GRU4Rec):
 class _NarmLiveSession(LiveSession):
     __slots__ = ()
 
-    def click(self, item_id, unknown: str = "skip", coerce_ids: bool = False):
-        if unknown not in ("skip", "error"):
-            raise ValueError(f"unknown: must be 'skip' or 'error', got {unknown!r}")
+    def _step(self, idx: int) -> None:
         m = self._model
-        idx = int(m._lookup([item_id], lambda j: "click", coerce_ids)[0])
-        if idx < 0:
-            if unknown == "error":
-                raise ValueError(f"item {item_id!r} is not in the model's vocabulary")
-            self.n_unknown += 1
-            return self
         self._items.append(idx)
         seq = np.asarray(self._items, np.int32)
         # _states[-1] is what LiveSession.recommend scores: here the query.
         self._states[-1] = m._states(np.array([0, len(seq)], np.int64), seq, num_threads=1)
-        return self
 
 
 __all__ = ["NARM"]

@@ -60,13 +60,19 @@ class LiveSession:
         unless ``coerce_ids`` converts it, as in ``recommend``."""
         if unknown not in ("skip", "error"):
             raise ValueError(f"unknown: must be 'skip' or 'error', got {unknown!r}")
-        m = self._model
-        idx = int(m._lookup([item_id], lambda j: "click", coerce_ids)[0])
+        idx = int(self._model._lookup([item_id], lambda j: "click", coerce_ids)[0])
         if idx < 0:
             if unknown == "error":
                 raise ValueError(f"item {item_id!r} is not in the model's vocabulary")
             self.n_unknown += 1
             return self
+        self._step(idx)
+        return self
+
+    def _step(self, idx: int) -> None:
+        """One GRU step for the known item index ``idx`` (a model with another
+        query, NARM's, overrides it)."""
+        m = self._model
         p, mode = m._input_params()
         x = None
         if mode == 1:
@@ -85,7 +91,6 @@ class LiveSession:
             self._states[l][...] = h[0]
             x = h
         self._items.append(idx)
-        return self
 
     def recommend(self, k: int = 20, exclude_seen: bool = False, filter_items=None,
                   num_threads: int = 1):

@@ -219,9 +219,7 @@ class UserGRU(GRU4Rec):
             full, rows, values = _with_values(data, user_col, item_col, time_col, value_col)
         train = full
         if self.max_len is not None:
-            lengths = train.lengths()
-            from_end = np.repeat(train.offsets[1:], lengths) - np.arange(train.n_events)
-            keep = from_end <= self.max_len
+            keep = _last_events(train, self.max_len)
             train = train.select_events(keep)
             rows = None if rows is None else rows.select_events(keep)
         keep = train.lengths() >= 2
@@ -272,9 +270,7 @@ class UserGRU(GRU4Rec):
         progress = self.show_progress if show_progress is None else show_progress
         train = new
         if self.max_len is not None:
-            lengths = train.lengths()
-            from_end = np.repeat(train.offsets[1:], lengths) - np.arange(train.n_events)
-            train = train.select_events(from_end <= self.max_len)
+            train = train.select_events(_last_events(train, self.max_len))
         # GRU4Rec's warm start trains a copy and publishes it; the user store
         # is not part of it: it is advanced below, under its lock.
         GRU4Rec._fit_warm(self, train, "SessionId", "ItemId", "Time", callback, progress,
@@ -433,6 +429,12 @@ class UserGRU(GRU4Rec):
         top, scores = _topk_csr(h, W, b, max(k_eff, 0), ex_off,
                                 ex_idx, candidate, m.num_threads, index=m._topk_index)
         return m.item_ids[top], scores
+
+
+def _last_events(sd: SessionData, n: int) -> np.ndarray:
+    """bool [n_events]: the events among each sequence's last ``n``."""
+    from_end = np.repeat(sd.offsets[1:], sd.lengths()) - np.arange(sd.n_events)
+    return from_end <= n
 
 
 def _with_values(data, user_col, item_col, time_col, value_col):
