@@ -94,6 +94,29 @@ def _cut_value(cut, unit: str) -> float:
     return ts.timestamp() / _SECONDS[unit]
 
 
+def _check_cut_args(days, cut, unit) -> None:
+    """The argument checks time_split and user_time_split share."""
+    if (days is None) == (cut is None):
+        raise ValueError("give exactly one of days= and cut=")
+    if not isinstance(unit, str) or unit not in _SECONDS:
+        raise ValueError(f"unit must be one of {tuple(_SECONDS)}, got {unit!r}")
+    if days is not None and not (isinstance(days, (int, float, np.integer, np.floating))
+                                 and not isinstance(days, (bool, np.bool_))
+                                 and np.isfinite(days) and days > 0):
+        raise ValueError(f"days must be > 0 (a number of days), got {days!r}")
+
+
+def _cut_time(sd, days, cut, unit, what: str) -> float:
+    """The cut in ``sd``'s time unit: ``days`` before its last event, or ``cut``."""
+    if sd.times is None:
+        raise ValueError(f"{what} needs event times; this SessionData has none")
+    if sd.n_events == 0:
+        raise ValueError("no events to split")
+    if days is not None:
+        return float(sd.times.max()) - days * 86400.0 / _SECONDS[unit]
+    return _cut_value(cut, unit)
+
+
 def time_split(events, *, days: Optional[float] = None, cut=None, unit: str = "s",
                straddling: str = "truncate", drop_unseen_items: bool = False,
                min_length: int = 2, session_col: str = "SessionId", item_col: str = "ItemId",
@@ -105,26 +128,12 @@ def time_split(events, *, days: Optional[float] = None, cut=None, unit: str = "s
     ``"us"`` or ``"ns"``). ``cut``: an explicit split time instead (a number
     in the data's unit, or a date/time: naive ones are UTC).
     """
-    if (days is None) == (cut is None):
-        raise ValueError("give exactly one of days= and cut=")
+    _check_cut_args(days, cut, unit)
     if not isinstance(straddling, str) or straddling not in STRADDLING:
         raise ValueError(f"straddling must be one of {STRADDLING}, got {straddling!r}")
-    if not isinstance(unit, str) or unit not in _SECONDS:
-        raise ValueError(f"unit must be one of {tuple(_SECONDS)}, got {unit!r}")
     min_length = _min_length(min_length, 1)
-    if days is not None and not (isinstance(days, (int, float, np.integer, np.floating))
-                                 and not isinstance(days, (bool, np.bool_))
-                                 and np.isfinite(days) and days > 0):
-        raise ValueError(f"days must be > 0 (a number of days), got {days!r}")
     sd = to_sessions(events, session_col, item_col, time_col)
-    if sd.times is None:
-        raise ValueError("time_split needs event times; this SessionData has none")
-    if sd.n_events == 0:
-        raise ValueError("no events to split")
-    if days is not None:
-        cut_v = float(sd.times.max()) - days * 86400.0 / _SECONDS[unit]
-    else:
-        cut_v = _cut_value(cut, unit)
+    cut_v = _cut_time(sd, days, cut, unit, "time_split")
     t = sd.times
     lengths = sd.lengths()
     first, last = t[sd.offsets[:-1]], t[sd.offsets[1:] - 1]
@@ -233,23 +242,9 @@ def user_time_split(events, *, cut=None, days: Optional[float] = None, unit: str
     targets are exactly the test events at or after it with an earlier event
     of the same user.
     """
-    if (days is None) == (cut is None):
-        raise ValueError("give exactly one of days= and cut=")
-    if not isinstance(unit, str) or unit not in _SECONDS:
-        raise ValueError(f"unit must be one of {tuple(_SECONDS)}, got {unit!r}")
-    if days is not None and not (isinstance(days, (int, float, np.integer, np.floating))
-                                 and not isinstance(days, (bool, np.bool_))
-                                 and np.isfinite(days) and days > 0):
-        raise ValueError(f"days must be > 0 (a number of days), got {days!r}")
+    _check_cut_args(days, cut, unit)
     sd = to_sessions(events, user_col, item_col, time_col)
-    if sd.times is None:
-        raise ValueError("user_time_split needs event times; this SessionData has none")
-    if sd.n_events == 0:
-        raise ValueError("no events to split")
-    if days is not None:
-        cut_v = float(sd.times.max()) - days * 86400.0 / _SECONDS[unit]
-    else:
-        cut_v = _cut_value(cut, unit)
+    cut_v = _cut_time(sd, days, cut, unit, "user_time_split")
     rep = Report("user_time_split")
     c0 = counts(sd)
     rep.add("input", "all", c0, c0)
