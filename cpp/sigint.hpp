@@ -111,8 +111,17 @@ class SigintGuard {
     static const unsigned long main_ident =
         py::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>();
     if (PyThread_get_thread_ident() != main_ident) return false;
-    py::module_ signal = py::module_::import("signal");
-    return signal.attr("getsignal")(signal.attr("SIGINT")).is(signal.attr("default_int_handler"));
+    // _signal's getsignal and handler, looked up once: signal.getsignal
+    // converts the number to an enum on every call (~8 us, which a serving
+    // call of ~100 us would pay each time). Held for the process's life on
+    // purpose (never released at interpreter exit).
+    static PyObject* const getsignal =
+        py::object(py::module_::import("_signal").attr("getsignal")).release().ptr();
+    static PyObject* const default_handler =
+        py::object(py::module_::import("_signal").attr("default_int_handler")).release().ptr();
+    const py::object h = py::reinterpret_steal<py::object>(PyObject_CallFunction(getsignal, "i", SIGINT));
+    if (!h) throw py::error_already_set();
+    return h.ptr() == default_handler;
   }
 
   bool armed_ = false, nested_ = false;

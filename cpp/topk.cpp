@@ -623,8 +623,7 @@ void target_scores(Scratch& s, const TopkKernels& tk, const Plan& plan, const fl
     s.cnt[2 * q] = s.cnt[2 * q + 1] = 0;
     const int64_t tgt = targets[q];
     if (tgt < 0) continue;
-    float dot = 0.0f;
-    tk.dots(1, 1, D, s.qp.data() + q * plan.dp, plan.dp, items + tgt * D, &dot, 1, s.work.data());
+    const float dot = tk.dot1(D, s.qp.data() + q * plan.dp, items + tgt * D);
     s.st[q] = bias ? dot + bias[tgt] : dot;
   }
 }
@@ -847,8 +846,7 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
     // The canonical score of query q (of the task) and item i, for a pair a
     // prefilter let through; a non-finite one is reported.
     auto exact_score = [&](int64_t q, int64_t i) {
-      float v = 0.0f;
-      tk.dots(1, 1, D, s.qp.data() + q * plan.dp, plan.dp, items + i * D, &v, 1, s.work.data());
+      float v = tk.dot1(D, s.qp.data() + q * plan.dp, items + i * D);
       if (bias) v = v + bias[i];
       if (!std::isfinite(v)) my_bad = true;
       return v;

@@ -533,6 +533,39 @@ void dots(int64_t nq, int64_t nx, int64_t D, const float* Qp, int64_t ldq, const
 }
 #endif
 
+// dot1: one (query, item) pair, the canonical lanes and tree (see
+// topk_kernels.hpp), with no block set-up.
+#if defined(GRUREC_LEVEL_AVX512) || defined(GRUREC_LEVEL_AVX2)
+float dot1(int64_t D, const float* q, const float* x) {
+  __m256 acc = _mm256_setzero_ps();
+  int64_t p = 0;
+  for (; p + L <= D; p += L) acc = _mm256_fmadd_ps(_mm256_loadu_ps(x + p), _mm256_loadu_ps(q + p), acc);
+  if (p < D) acc = _mm256_fmadd_ps(load8(x + p, D - p), _mm256_loadu_ps(q + p), acc);
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));  // l + l+4
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));                                               // l + l+2
+  return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));                              // 0 + 1
+}
+#elif defined(GRUREC_LEVEL_NEON)
+float dot1(int64_t D, const float* q, const float* x) {
+  float32x4_t lo = vdupq_n_f32(0.0f), hi = vdupq_n_f32(0.0f);
+  int64_t p = 0;
+  for (; p + L <= D; p += L) {
+    lo = vfmaq_f32(lo, vld1q_f32(q + p), vld1q_f32(x + p));
+    hi = vfmaq_f32(hi, vld1q_f32(q + p + 4), vld1q_f32(x + p + 4));
+  }
+  if (p < D) {
+    const int64_t c = D - p;
+    lo = vfmaq_f32(lo, vld1q_f32(q + p), ld_tail(x + p, c));
+    hi = vfmaq_f32(hi, vld1q_f32(q + p + 4), ld_tail(x + p + 4, c - 4));
+  }
+  const float32x4_t s = vaddq_f32(lo, hi);
+  const float32x2_t t = vadd_f32(vget_low_f32(s), vget_high_f32(s));
+  return vget_lane_f32(t, 0) + vget_lane_f32(t, 1);
+}
+#else
+float dot1(int64_t D, const float* q, const float* x) { return dot8(D, q, x); }
+#endif
+
 inline int popcount(uint32_t m) { return __builtin_popcount(m); }
 
 // s_j = row[j] (+ bias[j]) for the chunk at j, c <= W lanes valid.
@@ -787,8 +820,8 @@ void scan8(int64_t ng, int64_t D, const int8_t* x8, const float* sc, const float
 // Query rows handed to dots are zero-padded to a multiple of 8.
 constexpr int PAD = L;
 
-const grurec::TopkKernels kTopk = {GRUREC_LEVEL_NAME, PAD,  PANEL,      dots,
-                                   above,             count, stream_max, scan8};
+const grurec::TopkKernels kTopk = {GRUREC_LEVEL_NAME, PAD,  PANEL,      dots,       above,
+                                   count,             dot1, stream_max, scan8};
 
 }  // namespace
 }  // namespace GRUREC_NS

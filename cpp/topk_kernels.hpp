@@ -46,6 +46,12 @@ struct TopkKernels {
   void (*count)(int64_t n, const float* row, const float* bias, float s, int64_t* gt,
                 int64_t* eq, bool* bad);
 
+  // The canonical dot of one query row q (zero from D to the next multiple
+  // of `pad`) and one item row x[0..D): dots(1, 1, ...)'s value without its
+  // set-up (a one-row call pads a block of rows), for the single pairs a
+  // prefilter passes on and for target scores.
+  float (*dot1)(int64_t D, const float* q, const float* x);
+
   // max(x[0..n)), reading every element once (a memory-bandwidth probe).
   float (*stream_max)(int64_t n, const float* x);
 

@@ -341,12 +341,17 @@ void check_topk_table(bool fma) {
         std::vector<float> work(static_cast<size_t>(((nq + tk.panel - 1) / tk.panel * tk.panel + 16) *
                                                     8 * ((D + 7) / 8) + nx * D + 64));
         tk.dots(nq, nx, D, Qp.data(), ldq, X.data(), T.data(), ldt, work.data());
-        bool ok = true;
+        bool ok = true, ok1 = true;
         for (int64_t b = 0; b < nq && ok; ++b)
           for (int64_t j = 0; j < nx && ok; ++j) {
             const float want = canon_dot(Qp.data() + b * ldq, X.data() + j * D, D, fma);
             ok = std::memcmp(&T[b * ldt + j], &want, 4) == 0;
+            // dot1, the same pair alone (item rows are unpadded: its tail
+            // must not read past the row; the last one ends X's allocation)
+            const float one = tk.dot1(D, Qp.data() + b * ldq, X.data() + j * D);
+            ok1 = ok1 && std::memcmp(&one, &want, 4) == 0;
           }
+        check(ok1, "topk dot1 bit-exact D=" + std::to_string(D));
         char tag[96];
         std::snprintf(tag, sizeof tag, "topk dots bit-exact D=%lld nq=%lld nx=%lld",
                       static_cast<long long>(D), static_cast<long long>(nq),
