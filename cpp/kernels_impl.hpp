@@ -228,6 +228,70 @@ void gemm_tile(int64_t i0, int64_t i1, int64_t j0, int64_t j1, int64_t K,
   }
 }
 
+// One row of C (M == 1), alpha 1, beta 0 or 1, B row-major: the packed
+// path's arithmetic for every C[0, j] (per KC block an FMA chain from zero
+// over k in order, then stored (beta 0, first block) or added to C), without
+// packing: at M == 1 packing B costs far more than the FMAs (a GRU step of
+// one live session: 17 us instead of ~3). So a row's result does not depend
+// on whether it was computed alone or in a batch.
+constexpr int GV = 8;  // accumulator registers per column group
+inline V::reg ld_pad(const float* p, int64_t c) {  // c < W floats, zero past them
+  float t[W] = {};
+  for (int64_t i = 0; i < c; ++i) t[i] = p[i];
+  return V::load(t);
+}
+inline void st_part(float* p, int64_t c, V::reg r) {
+  float t[W];
+  V::store(t, r);
+  for (int64_t i = 0; i < c; ++i) p[i] = t[i];
+}
+void gemv1(int64_t N, int64_t K, const float* A, int64_t csa, const float* B, int64_t rsb,
+           float beta, float* C) {
+  int64_t j0 = 0;
+  for (; j0 + GV * W <= N; j0 += GV * W) {  // whole groups: accumulators in registers
+    for (int64_t pc = 0; pc < K; pc += KC) {
+      const int64_t k1 = imin(K, pc + KC);
+      V::reg acc[GV];
+#pragma GCC unroll 8
+      for (int v = 0; v < GV; ++v) acc[v] = V::zero();
+      for (int64_t k = pc; k < k1; ++k) {
+        const V::reg a = V::set1(A[k * csa]);
+        const float* b = B + k * rsb + j0;
+#pragma GCC unroll 8
+        for (int v = 0; v < GV; ++v) acc[v] = V::fmadd(a, V::load(b + v * W), acc[v]);
+      }
+      const bool add = pc > 0 || beta != 0.0f;
+#pragma GCC unroll 8
+      for (int v = 0; v < GV; ++v) {
+        float* c = C + j0 + v * W;
+        V::store(c, add ? V::add(acc[v], V::load(c)) : acc[v]);
+      }
+    }
+  }
+  if (j0 == N) return;
+  const int64_t nv = (N - j0) / W, rem = (N - j0) % W;  // nv < GV
+  for (int64_t pc = 0; pc < K; pc += KC) {
+    const int64_t k1 = imin(K, pc + KC);
+    V::reg acc[GV + 1];
+    for (int v = 0; v <= nv; ++v) acc[v] = V::zero();
+    for (int64_t k = pc; k < k1; ++k) {
+      const V::reg a = V::set1(A[k * csa]);
+      const float* b = B + k * rsb + j0;
+      for (int64_t v = 0; v < nv; ++v) acc[v] = V::fmadd(a, V::load(b + v * W), acc[v]);
+      if (rem) acc[nv] = V::fmadd(a, ld_pad(b + nv * W, rem), acc[nv]);
+    }
+    const bool add = pc > 0 || beta != 0.0f;
+    for (int64_t v = 0; v < nv; ++v) {
+      float* c = C + j0 + v * W;
+      V::store(c, add ? V::add(acc[v], V::load(c)) : acc[v]);
+    }
+    if (rem) {
+      float* c = C + j0 + nv * W;
+      st_part(c, rem, add ? V::add(acc[nv], ld_pad(c, rem)) : acc[nv]);
+    }
+  }
+}
+
 void sgemm(int64_t M, int64_t N, int64_t K, float alpha, const float* A,
            int64_t rsa, int64_t csa, const float* B, int64_t rsb, int64_t csb,
            float beta, float* C, int64_t ldc, int num_threads) {
@@ -236,6 +300,10 @@ void sgemm(int64_t M, int64_t N, int64_t K, float alpha, const float* A,
     for (int64_t i = 0; i < M; ++i)
       for (int64_t j = 0; j < N; ++j)
         C[i * ldc + j] = (beta == 0.0f) ? 0.0f : beta * C[i * ldc + j];
+    return;
+  }
+  if (M == 1 && alpha == 1.0f && (beta == 0.0f || beta == 1.0f) && csb == 1) {
+    gemv1(N, K, A, csa, B, rsb, beta, C);
     return;
   }
   // Thread grid tn x tm over column and row panels: the one whose busiest

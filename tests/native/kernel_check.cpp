@@ -66,6 +66,25 @@ bool close(const float* got, const double* want, int64_t n, double rtol, double 
 }
 
 // --- sgemm --------------------------------------------------------------------
+// A row computed alone (M == 1: sgemm's unpacked path for alpha 1, beta 0
+// or 1 and row-major B) equals the same row computed in a batch, bit for bit.
+void check_sgemm_row_alone(int nt) {
+  for (int64_t N : {1, 5, 16, 100, 129, 300})
+    for (int64_t Kd : {1, 7, 100, 300, 600})
+      for (int bz = 0; bz < 2; ++bz) {
+        const int64_t M = 9, r = 5;
+        const std::vector<float> A = randn(M * Kd), B = randn(Kd * N);
+        std::vector<float> C = randn(M * N), C1(C.begin() + r * N, C.begin() + (r + 1) * N);
+        const float beta = bz ? 0.0f : 1.0f;
+        K().sgemm(M, N, Kd, 1.0f, A.data(), Kd, 1, B.data(), N, 1, beta, C.data(), N, nt);
+        K().sgemm(1, N, Kd, 1.0f, A.data() + r * Kd, Kd, 1, B.data(), N, 1, beta, C1.data(), N, nt);
+        char buf[96];
+        std::snprintf(buf, sizeof buf, "sgemm row alone == in batch N=%lld K=%lld beta=%d nt=%d",
+                      static_cast<long long>(N), static_cast<long long>(Kd), bz ? 0 : 1, nt);
+        check(std::memcmp(C1.data(), C.data() + r * N, N * sizeof(float)) == 0, buf);
+      }
+}
+
 void check_sgemm(int nt) {
   const int64_t shapes[][3] = {{1, 1, 1},   {7, 5, 3},    {13, 29, 17}, {64, 96, 100},
                                {33, 70, 300}, {100, 13, 9}, {6, 24, 257}, {130, 40, 64}};
@@ -473,6 +492,7 @@ int main(int argc, char** argv) {
     check(grurec::set_level(h.c_str()) && level == K().name, "set_level");
     const bool fma = h != "scalar";
     for (int nt : {1, 2}) check_sgemm(nt);
+    for (int nt : {1, 2}) check_sgemm_row_alone(nt);
     check_gru();
     check_gru_reset_after();
     check_small();
