@@ -346,12 +346,15 @@ class UserGRU(GRU4Rec):
         if isinstance(items, (str, bytes)) or not hasattr(items, "__len__"):
             items = [items]
         idx = self._lookup(list(items), lambda j: f"items[{j}]", coerce_ids)
-        if unknown == "error" and (idx < 0).any():
-            j = int(np.flatnonzero(idx < 0)[0])
+        missing = idx < 0
+        n_missing = int(np.count_nonzero(missing))
+        if unknown == "error" and n_missing:
+            j = int(np.flatnonzero(missing)[0])
             raise ValueError(f"items[{j}]: item {list(items)[j]!r} is not in the model's "
                              "vocabulary (pass unknown='skip' to ignore it)")
-        self.last_unknown_count = int((idx < 0).sum())
-        idx = idx[idx >= 0]
+        self.last_unknown_count = n_missing
+        if n_missing:
+            idx = idx[~missing]
         st = self._users
         user = st.key(user)
         m = self._snapshot()
@@ -361,11 +364,14 @@ class UserGRU(GRU4Rec):
                 st.states[r] = m._all_states(np.array([0, len(idx)]), idx,
                                              h0=st.states[r:r + 1])[0]
             elif len(idx):  # a live event: one GRU step per item, no batching set-up
-                bounds = np.cumsum([0] + list(m.layers))
-                hs = [st.states[r:r + 1, a:b].copy() for a, b in zip(bounds[:-1], bounds[1:])]
+                spans, a = [], 0  # each layer's columns of the state row
+                for H in m.layers:
+                    spans.append((a, a + H))
+                    a += H
+                hs = [st.states[r:r + 1, a:b].copy() for a, b in spans]
                 for i in idx.tolist():
                     m._step(hs, np.array([i], np.int64))
-                for (a, b), h in zip(zip(bounds[:-1], bounds[1:]), hs):
+                for (a, b), h in zip(spans, hs):
                     st.states[r, a:b] = h[0]
             if len(idx):
                 st.extra.setdefault(r, []).extend(idx.tolist())
