@@ -1181,7 +1181,7 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("has_bias", [](const TopkInt8Index& x) { return x.has_bias; })
       .def_property_readonly("nbytes", [](const TopkInt8Index& x) {
         return static_cast<int64_t>((x.items.size() + x.bias.size() + x.t.sc.size() +
-                                     x.t.E.size() + x.t.bp.size()) * sizeof(float) +
+                                     x.t.E.size() + x.t.F.size() + x.t.bp.size()) * sizeof(float) +
                                     x.t.x8.size());
       })
       .def("items", [](py::object self) {

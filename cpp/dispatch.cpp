@@ -33,7 +33,10 @@ bool cpu_has_avx2() {
 bool cpu_has_avx512() {
 #if defined(GRUREC_HAVE_X86_LEVELS) && (defined(__GNUC__) || defined(__clang__))
   __builtin_cpu_init();
-  return cpu_has_avx2() && __builtin_cpu_supports("avx512f");
+  // AVX512BW too (every AVX-512 server and desktop CPU has it; the Xeon Phi
+  // lines did not): the int8 top-k scan widens and multiplies int16 in zmm.
+  return cpu_has_avx2() && __builtin_cpu_supports("avx512f") &&
+         __builtin_cpu_supports("avx512bw");
 #else
   return false;
 #endif

@@ -319,9 +319,10 @@ void i16_pack_queries(int64_t nq, int64_t D, const float* Qp, int64_t ldq, int64
 }
 
 // The int8 table (topk_kernels.hpp, "the int8 prefilter", for the bound).
-// Per item: the scale, the int8 row, and E and bp in double, rounded up.
-void int8_item(const float* x, float b, bool has_bias, int64_t D, int8_t* x8, int64_t stride,
-               float* sc, float* E, float* bp) {
+// Per item: the scale, the int8 row (dim k at x8[k]), and E, F and bp in
+// double, rounded up.
+void int8_item(const float* x, float b, bool has_bias, int64_t D, int8_t* x8, float* sc,
+               float* E, float* F, float* bp) {
   const double d = static_cast<double>(D), sd = std::sqrt(d);
   const RowStats rs = row_stats(x, D);
   const double m = rs.m, ss = rs.ss;
@@ -336,41 +337,30 @@ void int8_item(const float* x, float b, bool has_bias, int64_t D, int8_t* x8, in
     for (int64_t k = 0; k < D; ++k) {
       double q = 0.0;
       if (s > 0.0f) q = std::max(-127.0, std::min(127.0, std::nearbyint(static_cast<double>(x[k]) / s)));
-      x8[k * stride] = static_cast<int8_t>(q);
+      x8[k] = static_cast<int8_t>(q);
       const double e = static_cast<double>(x[k]) - static_cast<double>(s) * q;
       es += e * e;
     }
   } else {
-    for (int64_t k = 0; k < D; ++k) x8[k * stride] = 0;
+    for (int64_t k = 0; k < D; ++k) x8[k] = 0;
     es = finite ? ss : 0.0;
   }
   const double en = std::sqrt(es) * double_slack(D) + 2.0 * kT * sd;
+  const double rel = 1.25, div = 1.0 - 9.01 * kU;
   *sc = s;
   if (!finite || !(nx < std::ldexp(1.0, 63))) {
-    *E = kInf;
+    *E = *F = kInf;
   } else {
-    const double rel = 1.25;
-    const double e0 = gamma_n(d + 1) * (nx + en) + gamma_n(d + 4) * nx + kT * sd;
-    *E = round_up((en + rel * (e0 + 3.1 * kU * (nx + en) * (1.0 + gamma_n(d + 1)))) /
-                  (1.0 - 2.01 * kU));
+    *E = round_up(rel * (en + gamma_n(d + 4) * nx + kT * sd + 9.01 * kU * (nx + en)) / div);
+    *F = round_up(rel * (nx + en) * (1.0 + 9.01 * kU) / div);
   }
   const double bb = has_bias ? static_cast<double>(b) : 0.0;
   if (!(std::fabs(bb) < std::ldexp(1.0, 126))) {
     *bp = kInf;
   } else {
-    const double a0 =
-        static_cast<double>(s) * (129.0 * d + 2.0) * kT + (d + 14.0) * kT + kT * sd * nx;
-    const double eb = 2.0 * (1.01 * a0 + 2.1 * kU * std::fabs(bb)) / (1.0 - 2.1 * kU);
+    const double eb = 2.0 * (9.01 * kU * std::fabs(bb) + (d + 23.0) * kT + 2.0 * kT * sd * nx) / div;
     *bp = round_up(bb + eb);
   }
-}
-
-// nqf >= ||q|| (inf for a norm >= 2^63 or a non-finite query).
-float int8_query_norm(const float* q, int64_t D) {
-  double ss = 0.0;
-  for (int64_t k = 0; k < D; ++k) ss += static_cast<double>(q[k]) * q[k];
-  const double n = std::sqrt(ss) * double_slack(D);
-  return n < std::ldexp(1.0, 63) ? round_up(n) : kInf;
 }
 
 struct Cand {
@@ -559,7 +549,8 @@ struct Scratch {
   // int8 prefilter (i8 only): scan masks [groups of a block + 2, QB], per
   // query its norm and threshold
   std::vector<uint16_t> m8;
-  std::vector<float> q8;     // [2, QB]: nqf, th
+  std::vector<uint32_t> q8v;  // [D2, 8] int16 query pairs (i16_pack_queries)
+  std::vector<float> q8f;     // [4, 8]: sq, nq, neq, th per query lane
   // int16 prefilter (plan.i16 only)
   std::vector<uint32_t> q16v;  // [D2, QL16] int16 query pairs
   std::vector<float> q16f;     // [4, QL16] sq, nq, neq, th
@@ -599,7 +590,8 @@ struct Scratch {
     }
     if (p.QB <= kInt8MaxQueries) {
       m8.resize((p.Nb / 16 + 2) * p.QB);
-      q8.resize(2 * p.QB);
+      q8v.resize(p.D2 * kInt8MaxQueries);
+      q8f.resize(4 * kInt8MaxQueries);
     }
   }
 };
@@ -855,11 +847,10 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
     // scan's threshold, the higher of its own K-th best and just below the
     // shared one.
     const bool use_i8 = plan_i8 && nQ <= kInt8MaxQueries;
-    float* const nqf = use_i8 ? s.q8.data() : nullptr;
-    float* const th8 = use_i8 ? s.q8.data() + plan.QB : nullptr;
+    constexpr int64_t QL8 = kInt8MaxQueries;  // query lanes of the packed pairs
+    float* const th8 = use_i8 ? s.q8f.data() + 3 * QL8 : nullptr;
     int64_t n8_pairs = 0, n8_exact = 0, n8_blocks = 0;
-    if (use_i8)
-      for (int64_t q = 0; q < nQ; ++q) nqf[q] = int8_query_norm(s.qp.data() + q * plan.dp, D);
+    if (use_i8) i16_pack_queries(nQ, D, s.qp.data(), plan.dp, QL8, s.q8v.data(), s.q8f.data());
     auto th_i8 = [&](int64_t q) {
       float t = s.run[q].thr;
       if (shared) t = std::max(t, below(shared[qa + q].load(std::memory_order_relaxed)));
@@ -871,9 +862,9 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
     auto i8_block = [&](int64_t i0, int64_t nb) {
       const int64_t g0 = i0 / 16, g1 = ceil_div(i0 + nb, 16), ng = g1 - g0;
       for (int64_t q = 0; q < nQ; ++q) th8[q] = th_i8(q);
-      tk.scan8(ng, D, i8->x8.data() + g0 * 16 * D, i8->sc.data() + g0 * 16,
-               i8->E.data() + g0 * 16, i8->bp.data() + g0 * 16, nQ, s.qp.data(), plan.dp, nqf,
-               th8, s.m8.data());
+      tk.scan8(ng, i8->D2, i8->x8.data() + g0 * 32 * i8->D2, i8->sc.data() + g0 * 16,
+               i8->E.data() + g0 * 16, i8->F.data() + g0 * 16, i8->bp.data() + g0 * 16, nQ,
+               s.q8v.data(), QL8, s.q8f.data(), th8, s.m8.data());
       int64_t exact = 0;
       for (int64_t g = 0; g < ng; ++g) {
         const int64_t base = (g0 + g) * 16;
@@ -1182,27 +1173,32 @@ bool i16_probe(float* U, const float* queries, const float* items, const float* 
 
 bool topk_int8_build(TopkInt8& t, const float* items, const float* bias, int64_t N, int64_t D,
                      int num_threads) {
-  const int64_t NG = ceil_div(N, 16);
+  const int64_t NG = ceil_div(N, 16), D2 = (D + 1) / 2;
   try {
-    t.x8.assign(NG * 16 * D, 0);
+    t.x8.assign(NG * 32 * D2, 0);
     t.sc.assign(NG * 16, 0.0f);
     t.E.assign(NG * 16, 0.0f);
+    t.F.assign(NG * 16, 0.0f);
     t.bp.assign(NG * 16, -kInf);
   } catch (...) {
     return false;
   }
   t.N = N;
   t.D = D;
+  t.D2 = D2;
   t.NG = NG;
   const int nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(num_threads, NG / 64)));
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
 #endif
   for (int64_t g = 0; g < NG; ++g) {
+    std::vector<int8_t> row(static_cast<size_t>(std::max<int64_t>(D, 1)));
+    int8_t* const xg = t.x8.data() + g * 32 * D2;
     for (int64_t l = 0; l < 16 && g * 16 + l < N; ++l) {
       const int64_t i = g * 16 + l;
-      int8_item(items + i * D, bias ? bias[i] : 0.0f, bias != nullptr, D,
-                t.x8.data() + g * 16 * D + l, 16, &t.sc[i], &t.E[i], &t.bp[i]);
+      int8_item(items + i * D, bias ? bias[i] : 0.0f, bias != nullptr, D, row.data(), &t.sc[i],
+                &t.E[i], &t.F[i], &t.bp[i]);
+      for (int64_t k = 0; k < D; ++k) xg[(k / 2) * 32 + 2 * l + k % 2] = row[k];
     }
   }
   (void)nt;
@@ -1211,17 +1207,20 @@ bool topk_int8_build(TopkInt8& t, const float* items, const float* bias, int64_t
 
 int64_t int8_probe(const float* queries, const float* scores, const TopkInt8& t, int64_t Q) {
   const TopkKernels& tk = TK();
-  const int64_t N = t.N, D = t.D;
+  const int64_t N = t.N, D = t.D, D2 = t.D2, QL = kInt8MaxQueries;
+  const int64_t dp = std::max<int64_t>(8, ceil_div(D, 8) * 8);
+  std::vector<float> qp(static_cast<size_t>(dp), 0.0f), qf(4 * QL);
+  std::vector<uint32_t> qv(static_cast<size_t>(std::max<int64_t>(D2, 1) * QL));
   int64_t bad = 0;
   uint16_t m = 0;
   for (int64_t q = 0; q < Q; ++q) {
-    const float* qr = queries + q * D;
-    const float nq = int8_query_norm(qr, D);
+    std::copy(queries + q * D, queries + (q + 1) * D, qp.begin());
+    i16_pack_queries(1, D, qp.data(), dp, QL, qv.data(), qf.data());
     for (int64_t i = 0; i < N; ++i) {
       const int64_t g = i / 16;
       const float th = scores[q * N + i];
-      tk.scan8(1, D, t.x8.data() + g * 16 * D, t.sc.data() + g * 16, t.E.data() + g * 16,
-               t.bp.data() + g * 16, 1, qr, D, &nq, &th, &m);
+      tk.scan8(1, D2, t.x8.data() + g * 32 * D2, t.sc.data() + g * 16, t.E.data() + g * 16,
+               t.F.data() + g * 16, t.bp.data() + g * 16, 1, qv.data(), QL, qf.data(), &th, &m);
       if (!((m >> (i % 16)) & 1u)) ++bad;
     }
   }

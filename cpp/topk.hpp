@@ -47,9 +47,9 @@ namespace grurec {
 // sc, the bound per unit of query norm E and bp = bias + slack. Items past N
 // in the last group have sc = E = 0 and bp = -inf (never pass).
 struct TopkInt8 {
-  int64_t N = 0, D = 0, NG = 0;
-  std::vector<int8_t> x8;
-  std::vector<float> sc, E, bp;
+  int64_t N = 0, D = 0, D2 = 0, NG = 0;  // D2 = ceil(D / 2) pairs of dims
+  std::vector<int8_t> x8;                 // [NG][D2][16][2] (topk_kernels.hpp)
+  std::vector<float> sc, E, F, bp;        // [NG * 16] per item
 };
 
 // Fills t from items[N, D] and bias[N] (or null); false when memory ran out.

@@ -642,174 +642,186 @@ float stream_max(int64_t n, const float* x) {
 }
 
 
+constexpr int64_t kScanAhead = 4;  // int8 scan: groups prefetched ahead
+
 // The int8 prefilter's scan (topk_kernels.hpp): 16 items in lanes, up to 8
-// (avx512) or 4 (avx2) queries at a time, each int8 chunk converted once and
-// used by all of them.
+// queries at a time. Each pair of dimensions of a group is widened to int16
+// once and multiplied with every query's int16 pair (pmaddwd: two products
+// and their sum per int32 lane, exact), so the integer dot I is exact; only
+// the test at the end is floating point.
 #if defined(GRUREC_LEVEL_AVX512)
-// NR queries, each with SP partial sums over d (d mod SP): NR * SP
-// independent FMA chains, enough to hide the FMA latency for one query.
-template <int NR, int SP>
-inline void scan8_group(int64_t D, const int8_t* xg, const float* q0, int64_t ldq, __m512 sc,
-                        __m512 E, __m512 bp, const float* nqf, const float* th, uint16_t* m) {
-  __m512 acc[SP][NR];
-  for (int p = 0; p < SP; ++p)
-    for (int j = 0; j < NR; ++j) acc[p][j] = _mm512_setzero_ps();
-  auto cvt = [xg](int64_t d) {
-    return _mm512_cvtepi32_ps(
-        _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(xg + d * 16))));
-  };
-  int64_t d = 0;
-  for (; d + SP <= D; d += SP) {
+template <int NR>
+inline void scan8_group(int64_t D2, const int8_t* xg, const uint32_t* qv, int64_t QL,
+                        __m512 sc, __m512 E, __m512 F, __m512 bp, const float* qf,
+                        const float* th, uint16_t* m) {
+  __m512i acc[NR];
 #pragma GCC unroll 8
-    for (int p = 0; p < SP; ++p) {
-      const __m512 xv = cvt(d + p);
+  for (int j = 0; j < NR; ++j) acc[j] = _mm512_setzero_si512();
+  for (int64_t k = 0; k < D2; ++k) {
+    // the group kScanAhead groups on, a line per two steps (a prefetch never faults)
+    if (!(k & 1)) __builtin_prefetch(xg + kScanAhead * 32 * D2 + k * 32, 0, 3);
+    // 32 int8: item l's dims 2k, 2k+1 at 2l, 2l+1 -> int16 lanes 2l, 2l+1
+    const __m512i x = _mm512_cvtepi8_epi16(
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xg + k * 32)));
 #pragma GCC unroll 8
-      for (int j = 0; j < NR; ++j)
-        acc[p][j] = _mm512_fmadd_ps(_mm512_set1_ps(q0[j * ldq + d + p]), xv, acc[p][j]);
-    }
-  }
-  for (int p = 0; d < D; ++d, ++p) {
-    const __m512 xv = cvt(d);
     for (int j = 0; j < NR; ++j)
-      acc[p][j] = _mm512_fmadd_ps(_mm512_set1_ps(q0[j * ldq + d]), xv, acc[p][j]);
+      acc[j] = _mm512_add_epi32(
+          acc[j], _mm512_madd_epi16(x, _mm512_set1_epi32(static_cast<int>(qv[k * QL + j]))));
   }
+#pragma GCC unroll 8
   for (int j = 0; j < NR; ++j) {
-    __m512 a = acc[0][j];
-    for (int p = 1; p < SP; ++p) a = _mm512_add_ps(a, acc[p][j]);
-    const __m512 t1 = _mm512_fmadd_ps(sc, a, bp);
-    const __m512 t2 = _mm512_fmadd_ps(_mm512_set1_ps(nqf[j]), E, t1);
-    m[j] = static_cast<uint16_t>(_mm512_cmp_ps_mask(t2, _mm512_set1_ps(th[j]), _CMP_NLT_UQ));
+    const __m512 b1 = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[j]), _mm512_set1_ps(qf[j]));
+    const __m512 t1 = _mm512_fmadd_ps(b1, sc, bp);
+    const __m512 t2 = _mm512_fmadd_ps(_mm512_set1_ps(qf[QL + j]), E, t1);
+    const __m512 t3 = _mm512_fmadd_ps(_mm512_set1_ps(qf[2 * QL + j]), F, t2);
+    m[j] = static_cast<uint16_t>(_mm512_cmp_ps_mask(t3, _mm512_set1_ps(th[j]), _CMP_NLT_UQ));
   }
 }
 
-void scan8(int64_t ng, int64_t D, const int8_t* x8, const float* sc, const float* E,
-           const float* bp, int64_t nq, const float* Qr, int64_t ldq, const float* nqf,
-           const float* th, uint16_t* m) {
+void scan8(int64_t ng, int64_t D2, const int8_t* x8, const float* sc, const float* E,
+           const float* F, const float* bp, int64_t nq, const uint32_t* qv, int64_t QL,
+           const float* qf, const float* th, uint16_t* m) {
   for (int64_t g = 0; g < ng; ++g) {
-    const int8_t* xg = x8 + g * 16 * D;
+    const int8_t* xg = x8 + g * 32 * D2;
     const __m512 s = _mm512_loadu_ps(sc + g * 16), e = _mm512_loadu_ps(E + g * 16),
-                 b = _mm512_loadu_ps(bp + g * 16);
+                 f = _mm512_loadu_ps(F + g * 16), b = _mm512_loadu_ps(bp + g * 16);
     for (int64_t r = 0; r < nq; r += 8) {
-      const float* q0 = Qr + r * ldq;
+      const uint32_t* q = qv + r;
+      const float* f3 = qf + r;
       uint16_t* mo = m + g * nq + r;
       switch (lmin(8, nq - r)) {
-        case 1: scan8_group<1, 8>(D, xg, q0, ldq, s, e, b, nqf + r, th + r, mo); break;
-        case 2: scan8_group<2, 4>(D, xg, q0, ldq, s, e, b, nqf + r, th + r, mo); break;
-        case 3: scan8_group<3, 2>(D, xg, q0, ldq, s, e, b, nqf + r, th + r, mo); break;
-        case 4: scan8_group<4, 2>(D, xg, q0, ldq, s, e, b, nqf + r, th + r, mo); break;
-        case 5: scan8_group<5, 1>(D, xg, q0, ldq, s, e, b, nqf + r, th + r, mo); break;
-        case 6: scan8_group<6, 1>(D, xg, q0, ldq, s, e, b, nqf + r, th + r, mo); break;
-        case 7: scan8_group<7, 1>(D, xg, q0, ldq, s, e, b, nqf + r, th + r, mo); break;
-        default: scan8_group<8, 1>(D, xg, q0, ldq, s, e, b, nqf + r, th + r, mo); break;
+        case 1: scan8_group<1>(D2, xg, q, QL, s, e, f, b, f3, th + r, mo); break;
+        case 2: scan8_group<2>(D2, xg, q, QL, s, e, f, b, f3, th + r, mo); break;
+        case 3: scan8_group<3>(D2, xg, q, QL, s, e, f, b, f3, th + r, mo); break;
+        case 4: scan8_group<4>(D2, xg, q, QL, s, e, f, b, f3, th + r, mo); break;
+        case 5: scan8_group<5>(D2, xg, q, QL, s, e, f, b, f3, th + r, mo); break;
+        case 6: scan8_group<6>(D2, xg, q, QL, s, e, f, b, f3, th + r, mo); break;
+        case 7: scan8_group<7>(D2, xg, q, QL, s, e, f, b, f3, th + r, mo); break;
+        default: scan8_group<8>(D2, xg, q, QL, s, e, f, b, f3, th + r, mo); break;
       }
     }
   }
 }
 #elif defined(GRUREC_LEVEL_AVX2)
+// Items 0-7 and 8-15 of a group in two halves of 16 bytes per pair of dims.
 template <int NR>
-inline void scan8_group(int64_t D, const int8_t* xg, const float* q0, int64_t ldq,
-                        const float* sc, const float* E, const float* bp, const float* nqf,
-                        const float* th, uint16_t* m) {
-  __m256 lo[NR], hi[NR];
-  for (int j = 0; j < NR; ++j) lo[j] = hi[j] = _mm256_setzero_ps();
-  for (int64_t d = 0; d < D; ++d) {
-    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(xg + d * 16));
-    const __m256 xl = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(raw));
-    const __m256 xh = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(raw, raw)));
+inline void scan8_group(int64_t D2, const int8_t* xg, const uint32_t* qv, int64_t QL,
+                        const float* sc, const float* E, const float* F, const float* bp,
+                        const float* qf, const float* th, uint16_t* m) {
+  __m256i lo[NR], hi[NR];
+#pragma GCC unroll 4
+  for (int j = 0; j < NR; ++j) lo[j] = hi[j] = _mm256_setzero_si256();
+  for (int64_t k = 0; k < D2; ++k) {
+    if (!(k & 1)) __builtin_prefetch(xg + kScanAhead * 32 * D2 + k * 32, 0, 3);
+    const __m256i xl = _mm256_cvtepi8_epi16(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(xg + k * 32)));
+    const __m256i xh = _mm256_cvtepi8_epi16(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(xg + k * 32 + 16)));
 #pragma GCC unroll 4
     for (int j = 0; j < NR; ++j) {
-      const __m256 qv = _mm256_broadcast_ss(q0 + j * ldq + d);
-      lo[j] = _mm256_fmadd_ps(qv, xl, lo[j]);
-      hi[j] = _mm256_fmadd_ps(qv, xh, hi[j]);
+      const __m256i q = _mm256_set1_epi32(static_cast<int>(qv[k * QL + j]));
+      lo[j] = _mm256_add_epi32(lo[j], _mm256_madd_epi16(xl, q));
+      hi[j] = _mm256_add_epi32(hi[j], _mm256_madd_epi16(xh, q));
     }
   }
-  for (int j = 0; j < NR; ++j) {
-    const __m256 nq = _mm256_set1_ps(nqf[j]), t = _mm256_set1_ps(th[j]);
-    const __m256 t2l = _mm256_fmadd_ps(
-        nq, _mm256_loadu_ps(E), _mm256_fmadd_ps(_mm256_loadu_ps(sc), lo[j], _mm256_loadu_ps(bp)));
-    const __m256 t2h = _mm256_fmadd_ps(nq, _mm256_loadu_ps(E + 8),
-                                       _mm256_fmadd_ps(_mm256_loadu_ps(sc + 8), hi[j],
-                                                       _mm256_loadu_ps(bp + 8)));
-    const int ml = _mm256_movemask_ps(_mm256_cmp_ps(t2l, t, _CMP_NLT_UQ));
-    const int mh = _mm256_movemask_ps(_mm256_cmp_ps(t2h, t, _CMP_NLT_UQ));
-    m[j] = static_cast<uint16_t>(ml | (mh << 8));
-  }
-}
-
-#elif defined(GRUREC_LEVEL_NEON)
-// 16 items in four q registers, NR queries at a time; each int8 row of the
-// group is widened once and used by all of them.
-template <int NR>
-inline void scan8_group(int64_t D, const int8_t* xg, const float* q0, int64_t ldq,
-                        const float* sc, const float* E, const float* bp, const float* nqf,
-                        const float* th, uint16_t* m) {
-  float32x4_t acc[NR][4];
-  for (int j = 0; j < NR; ++j)
-    for (int k = 0; k < 4; ++k) acc[j][k] = vdupq_n_f32(0.0f);
-  for (int64_t d = 0; d < D; ++d) {
-    const int8x16_t raw = vld1q_s8(xg + d * 16);
-    const int16x8_t w0 = vmovl_s8(vget_low_s8(raw)), w1 = vmovl_high_s8(raw);
-    const float32x4_t x[4] = {vcvtq_f32_s32(vmovl_s16(vget_low_s16(w0))),
-                              vcvtq_f32_s32(vmovl_high_s16(w0)),
-                              vcvtq_f32_s32(vmovl_s16(vget_low_s16(w1))),
-                              vcvtq_f32_s32(vmovl_high_s16(w1))};
 #pragma GCC unroll 4
-    for (int j = 0; j < NR; ++j) {
-      const float32x4_t qv = vdupq_n_f32(q0[j * ldq + d]);
-#pragma GCC unroll 4
-      for (int k = 0; k < 4; ++k) acc[j][k] = vfmaq_f32(acc[j][k], qv, x[k]);
-    }
-  }
   for (int j = 0; j < NR; ++j) {
-    const float32x4_t nq = vdupq_n_f32(nqf[j]), t = vdupq_n_f32(th[j]);
-    uint32_t bits = 0;
-    for (int k = 0; k < 4; ++k) {
-      const float32x4_t t1 = vfmaq_f32(vld1q_f32(bp + 4 * k), vld1q_f32(sc + 4 * k), acc[j][k]);
-      const float32x4_t t2 = vfmaq_f32(t1, nq, vld1q_f32(E + 4 * k));
-      bits |= bits4(vmvnq_u32(vcltq_f32(t2, t))) << (4 * k);  // !(t2 < th): NaN kept
+    const __m256 sq = _mm256_set1_ps(qf[j]), nq = _mm256_set1_ps(qf[QL + j]);
+    const __m256 neq = _mm256_set1_ps(qf[2 * QL + j]), t = _mm256_set1_ps(th[j]);
+    int bits = 0;
+    for (int h = 0; h < 2; ++h) {
+      const __m256 b1 = _mm256_mul_ps(_mm256_cvtepi32_ps(h ? hi[j] : lo[j]), sq);
+      const __m256 t1 = _mm256_fmadd_ps(b1, _mm256_loadu_ps(sc + 8 * h), _mm256_loadu_ps(bp + 8 * h));
+      const __m256 t2 = _mm256_fmadd_ps(nq, _mm256_loadu_ps(E + 8 * h), t1);
+      const __m256 t3 = _mm256_fmadd_ps(neq, _mm256_loadu_ps(F + 8 * h), t2);
+      bits |= _mm256_movemask_ps(_mm256_cmp_ps(t3, t, _CMP_NLT_UQ)) << (8 * h);
     }
     m[j] = static_cast<uint16_t>(bits);
   }
 }
-
+#elif defined(GRUREC_LEVEL_NEON)
+// vld2 splits a pair of dims into dim 2k and dim 2k + 1 of the 16 items;
+// vmlal widens each to int32 products (exact) in four q registers.
+template <int NR>
+inline void scan8_group(int64_t D2, const int8_t* xg, const uint32_t* qv, int64_t QL,
+                        const float* sc, const float* E, const float* F, const float* bp,
+                        const float* qf, const float* th, uint16_t* m) {
+  int32x4_t acc[NR][4];
+  for (int j = 0; j < NR; ++j)
+    for (int c = 0; c < 4; ++c) acc[j][c] = vdupq_n_s32(0);
+  for (int64_t k = 0; k < D2; ++k) {
+    const int8x16x2_t v = vld2q_s8(xg + k * 32);
+    const int16x8_t a0 = vmovl_s8(vget_low_s8(v.val[0])), a1 = vmovl_high_s8(v.val[0]);
+    const int16x8_t b0 = vmovl_s8(vget_low_s8(v.val[1])), b1 = vmovl_high_s8(v.val[1]);
+#pragma GCC unroll 4
+    for (int j = 0; j < NR; ++j) {
+      const uint32_t w = qv[k * QL + j];
+      const int16_t qa = static_cast<int16_t>(w & 0xFFFFu), qb = static_cast<int16_t>(w >> 16);
+      acc[j][0] = vmlal_n_s16(vmlal_n_s16(acc[j][0], vget_low_s16(a0), qa), vget_low_s16(b0), qb);
+      acc[j][1] = vmlal_high_n_s16(vmlal_high_n_s16(acc[j][1], a0, qa), b0, qb);
+      acc[j][2] = vmlal_n_s16(vmlal_n_s16(acc[j][2], vget_low_s16(a1), qa), vget_low_s16(b1), qb);
+      acc[j][3] = vmlal_high_n_s16(vmlal_high_n_s16(acc[j][3], a1, qa), b1, qb);
+    }
+  }
+  for (int j = 0; j < NR; ++j) {
+    const float32x4_t sq = vdupq_n_f32(qf[j]), nq = vdupq_n_f32(qf[QL + j]);
+    const float32x4_t neq = vdupq_n_f32(qf[2 * QL + j]), t = vdupq_n_f32(th[j]);
+    uint32_t bits = 0;
+    for (int c = 0; c < 4; ++c) {
+      const float32x4_t b1 = vmulq_f32(vcvtq_f32_s32(acc[j][c]), sq);
+      const float32x4_t t1 = vfmaq_f32(vld1q_f32(bp + 4 * c), b1, vld1q_f32(sc + 4 * c));
+      const float32x4_t t2 = vfmaq_f32(t1, nq, vld1q_f32(E + 4 * c));
+      const float32x4_t t3 = vfmaq_f32(t2, neq, vld1q_f32(F + 4 * c));
+      // !(t3 < t): true for NaN as well
+      bits |= bits4(vmvnq_u32(vcltq_f32(t3, t))) << (4 * c);
+    }
+    m[j] = static_cast<uint16_t>(bits);
+  }
+}
 #endif
 #if defined(GRUREC_LEVEL_AVX2) || defined(GRUREC_LEVEL_NEON)
 // Groups of 16 items, up to 4 queries at a time (scan8_group above).
-void scan8(int64_t ng, int64_t D, const int8_t* x8, const float* sc, const float* E,
-           const float* bp, int64_t nq, const float* Qr, int64_t ldq, const float* nqf,
-           const float* th, uint16_t* m) {
+void scan8(int64_t ng, int64_t D2, const int8_t* x8, const float* sc, const float* E,
+           const float* F, const float* bp, int64_t nq, const uint32_t* qv, int64_t QL,
+           const float* qf, const float* th, uint16_t* m) {
   for (int64_t g = 0; g < ng; ++g) {
-    const int8_t* xg = x8 + g * 16 * D;
-    const float *s = sc + g * 16, *e = E + g * 16, *b = bp + g * 16;
+    const int8_t* xg = x8 + g * 32 * D2;
+    const float *s = sc + g * 16, *e = E + g * 16, *f = F + g * 16, *b = bp + g * 16;
     for (int64_t r = 0; r < nq; r += 4) {
-      const float* q0 = Qr + r * ldq;
+      const uint32_t* q = qv + r;
+      const float* f3 = qf + r;
       uint16_t* mo = m + g * nq + r;
       switch (lmin(4, nq - r)) {
-        case 1: scan8_group<1>(D, xg, q0, ldq, s, e, b, nqf + r, th + r, mo); break;
-        case 2: scan8_group<2>(D, xg, q0, ldq, s, e, b, nqf + r, th + r, mo); break;
-        case 3: scan8_group<3>(D, xg, q0, ldq, s, e, b, nqf + r, th + r, mo); break;
-        default: scan8_group<4>(D, xg, q0, ldq, s, e, b, nqf + r, th + r, mo); break;
+        case 1: scan8_group<1>(D2, xg, q, QL, s, e, f, b, f3, th + r, mo); break;
+        case 2: scan8_group<2>(D2, xg, q, QL, s, e, f, b, f3, th + r, mo); break;
+        case 3: scan8_group<3>(D2, xg, q, QL, s, e, f, b, f3, th + r, mo); break;
+        default: scan8_group<4>(D2, xg, q, QL, s, e, f, b, f3, th + r, mo); break;
       }
     }
   }
 }
-#elif !defined(GRUREC_LEVEL_AVX512)  // scalar: multiply and add rounded separately (the bound allows it)
-void scan8(int64_t ng, int64_t D, const int8_t* x8, const float* sc, const float* E,
-           const float* bp, int64_t nq, const float* Qr, int64_t ldq, const float* nqf,
-           const float* th, uint16_t* m) {
+#elif !defined(GRUREC_LEVEL_AVX512)  // scalar: each product and sum rounded separately (the bound allows it)
+void scan8(int64_t ng, int64_t D2, const int8_t* x8, const float* sc, const float* E,
+           const float* F, const float* bp, int64_t nq, const uint32_t* qv, int64_t QL,
+           const float* qf, const float* th, uint16_t* m) {
   for (int64_t g = 0; g < ng; ++g) {
-    const int8_t* xg = x8 + g * 16 * D;
+    const int8_t* xg = x8 + g * 32 * D2;
     for (int64_t r = 0; r < nq; ++r) {
-      const float* q = Qr + r * ldq;
-      float acc[16] = {};
-      for (int64_t d = 0; d < D; ++d)
-        for (int l = 0; l < 16; ++l) acc[l] = acc[l] + q[d] * static_cast<float>(xg[d * 16 + l]);
+      int32_t acc[16] = {};
+      for (int64_t k = 0; k < D2; ++k) {
+        const uint32_t w = qv[k * QL + r];
+        const int32_t qa = static_cast<int16_t>(w & 0xFFFFu), qb = static_cast<int16_t>(w >> 16);
+        for (int l = 0; l < 16; ++l)
+          acc[l] += qa * xg[k * 32 + 2 * l] + qb * xg[k * 32 + 2 * l + 1];
+      }
       uint32_t bits = 0;
       for (int l = 0; l < 16; ++l) {
         const int64_t i = g * 16 + l;
-        const float t1 = sc[i] * acc[l] + bp[i];
-        const float t2 = nqf[r] * E[i] + t1;
-        if (!(t2 < th[r])) bits |= 1u << l;
+        const float b1 = static_cast<float>(acc[l]) * qf[r];
+        const float t1 = b1 * sc[i] + bp[i];
+        const float t2 = qf[QL + r] * E[i] + t1;
+        const float t3 = qf[2 * QL + r] * F[i] + t2;
+        if (!(t3 < th[r])) bits |= 1u << l;
       }
       m[g * nq + r] = static_cast<uint16_t>(bits);
     }

@@ -56,59 +56,70 @@ struct TopkKernels {
   float (*stream_max)(int64_t n, const float* x);
 
   // The int8 prefilter's scan (below): for ng groups of 16 items (group g:
-  // x8 + g * 16 * D, [d][16] int8; per item sc, E, bp at g * 16 + l) and nq
-  // queries (rows Qr + r * ldq of D floats, norms nqf[r], thresholds th[r]):
-  //   m[g * nq + r] bit l = !(t2 < th[r]),
-  //   t2 = fl(nqf[r] * E + fl(sc * acc + bp)), acc = a float32 sum of
-  //   Qr[r][d] * x8[d][l] over d < D (any order, FMA or not),
+  // x8 + g * 32 * D2, [k][16][2] int8: item l's dims 2k and 2k + 1 at
+  // k * 32 + 2l and + 1, zero past D; per item sc, E, F, bp at g * 16 + l)
+  // and nq <= 8 queries packed as the int16 prefilter packs them
+  // (i16_pack_queries: qv[k * QL + r] = int16 pair k of query r, low half
+  // dim 2k; qf[r] = sq, qf[QL + r] = nq, qf[2 QL + r] = neq; th[r]):
+  //   m[g * nq + r] bit l = !(t3 < th[r]),
+  //   I = sum_d q16_d x8_d (exact int32),
+  //   t3 = fl(neq F + fl(nq E + fl(fl(fl(I) sq) sc + bp))), each fl one or
+  //   two roundings (FMA or not),
   // so a clear bit proves the item's canonical score is below th[r].
-  void (*scan8)(int64_t ng, int64_t D, const int8_t* x8, const float* sc, const float* E,
-                const float* bp, int64_t nq, const float* Qr, int64_t ldq, const float* nqf,
-                const float* th, uint16_t* m);
+  void (*scan8)(int64_t ng, int64_t D2, const int8_t* x8, const float* sc, const float* E,
+                const float* F, const float* bp, int64_t nq, const uint32_t* qv, int64_t QL,
+                const float* qf, const float* th, uint16_t* m);
 };
 
 // --- the int8 prefilter of a prepared table (TopkInt8 in topk.hpp) --------
 // Memory-bound top-k (few queries: every item row is read once per call and
 // used for a handful of dot products) reads a prepared int8 copy of the
 // table instead of the float32 rows: about a quarter of the bytes. Every
-// (query, item) pair gets an upper bound t2 of its canonical score; only
-// pairs with t2 >= the query's threshold are scored canonically (from the
+// (query, item) pair gets an upper bound t3 of its canonical score (an exact
+// integer dot of int8 items and int16 queries, widened by a rigorous error
+// bound); only pairs with t3 >= the query's threshold are scored canonically (from the
 // float32 rows) and offered as before, so results are identical bit for
 // bit. Tasks with rank-count targets do not use it.
 //
 // The table. Item x (float32, length D), m = max |x_d|; s = m / 127 rounded
-// up to float32; x8_d = round(x_d / s) clamped to [-127, 127] (exact small
-// integers in float32); e = x - s x8, en >= ||e|| (double, rounded up, plus
-// 2 T sqrt(D) for a build under DAZ), nx >= ||x||. A row with m < 2^-100
-// gets s = 0 (s is never subnormal, which a DAZ process would read as 0),
-// x8 = 0 and en >= ||x||; a non-finite row or one with nx >= 2^63, E = inf.
+// up to float32; x8_d = round(x_d / s) clamped to [-127, 127]; e = x - s x8,
+// en >= ||e|| (double, rounded up, plus 2 T sqrt(D) for a build under DAZ),
+// nx >= ||x||. A row with m < 2^-100 gets s = 0 (s is never subnormal, which
+// a DAZ process would read as 0), x8 = 0 and en >= ||x||; a non-finite row or
+// one with nx >= 2^63, E = F = inf. Rows are stored in pairs of dimensions
+// (the scan's layout above), zero past D.
+//
+// The query (i16_pack_queries, shared with the int16 prefilter): q16 =
+// round(q / sq) with |q16| <= Qm (127 Qm 2 D2 < 2^31: I never overflows),
+// eq = q - sq q16, nq >= ||q||, neq >= ||eq|| (double, rounded up). Under DAZ
+// the packing reads a subnormal q_d as 0: the q it quantizes differs from
+// the true one by less than T per element.
 //
 // The bound (u = 2^-24, T = 2^-126, g(n) = nu / (1 - nu), S = q.x exact,
-// c the canonical dot of topk_kernels.hpp, bias b):
-//   |acc - sum q_d x8_d| <= g(D+1) sum |q_d x8_d| + (129 D + 2) T
-//     (at most D roundings per term; 2D flushed results; q_d flushed by DAZ
-//     loses |q_d x8_d| <= 127 T), and sum |q_d x8_d| <= ||q|| (nx + en) / s;
-//   |s sum q_d x8_d - S| = |q.e| <= ||q|| en;
+// c the canonical dot of topk_kernels.hpp, bias b, P = sq s I exact):
+//   S = P + sq q16.e + eq.x (+ the DAZ difference, |.| <= T sqrt(D) nx), and
+//   ||sq q16|| <= ||q|| + ||eq||, so S <= P + ||q|| en + ||eq|| (en + nx)
+//   + T sqrt(D) nx;
 //   |c - S| <= g(D+4) ||q|| nx + (D+14) T + T sqrt(D)(||q|| + nx)
 //     (the bf16 derivation above);
-// so c <= s acc + ||q|| E0 + A0 with
-//   E0 = en + g(D+1)(nx + en) + g(D+4) nx + T sqrt(D),
-//   A0 = s (129 D + 2) T + (D + 14) T + T sqrt(D) nx.
-// The test takes at most two roundings per step (the scalar level has no
-// FMA): t1 = fl(fl(s acc) + bp), t2 = fl(fl(nqf E) + t1), nqf >= ||q||.
-// Collecting the rounding errors against |s acc| <= ||q||(nx + en)(1 +
-// g(D+1)) + s (129 D + 2) T and |bp|, t2 >= c + b holds when
-//   E  >= (E0 + 3.1u (nx + en)(1 + g(D+1))) / (1 - 2.01u),
-//   bp >= b + eb,  eb >= (1.01 A0 + 2.1u |b|) / (1 - 2.1u);
-// the build multiplies every term but en by a safety factor (1.25 in E, 2
-// in eb) and rounds up. Decisions, for a float32 threshold t: skip when
-// t2 < t (then c + b < t and the score fl(c + b) <= t is never offered), or
-// when t2 < below(g) for another task's K-th best g (the score is then < g:
-// not in the answer, and never a tie). "t2 < t" is false for NaN, and t2 is
-// inf or NaN whenever a score could be non-finite: an item with a
-// non-finite value or nx >= 2^63 gets E = inf, a query with norm >= 2^63
-// gets nqf = inf, a bias with |b| >= 2^126 gets bp = inf; below those |c + b|
-// < 2^127. So every non-finite score is still computed and reported.
+//   the test's float operations: at most 9 roundings (fl(I), the product
+//   with sq, then three steps of at most two), each at most u of a value
+//   below 1.001 (|P| + |bp| + nq E + neq F), plus T for underflow; and |P|
+//   <= (||q|| + ||eq||)(nx + en) (Cauchy-Schwarz: s x8 = x - e).
+// So t3 >= c + b when
+//   E  >= (en + g(D+4) nx + T sqrt(D) + 9.01u (nx + en)) / (1 - 9.01u),
+//   F  >= (nx + en)(1 + 9.01u) / (1 - 9.01u),
+//   bp >= b + eb,  eb >= (9.01u |b| + (D+23) T + 2 T sqrt(D) nx) / (1 - 9.01u);
+// the build multiplies the relative terms by 1.25 and the absolute ones by 2
+// and rounds up. Decisions, for a float32 threshold t: skip when t3 < t
+// (then c + b < t and the score fl(c + b) <= t is never offered), or when
+// t3 < below(g) for another task's K-th best g (the score is then < g: not
+// in the answer, and never a tie). "t3 < t" is false for NaN, and t3 is inf
+// or NaN whenever a score could be non-finite: an item with a non-finite
+// value or nx >= 2^63 gets E = F = inf, a query with a non-finite value or
+// norm >= 2^63 gets nq = inf, a bias with |b| >= 2^126 gets bp = inf; below
+// those |c + b| < 2^127. So every non-finite score is still computed and
+// reported.
 
 // --- the bf16 prefilter (cpp/topk_bf16.cpp) --------------------------------
 // Compute-bound top-k (many queries per task) first scores every (query,

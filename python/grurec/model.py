@@ -895,7 +895,7 @@ class GRU4Rec(SessionRecommender):
         ``recommend``) up to ~3x faster on large catalogues, with identical
         results. It is a snapshot: ``fit`` drops it (call this again after
         training), and weights changed by hand in ``params`` do not reach it.
-        Costs about n_items * (5 H + 16) bytes. Returns the model."""
+        Costs about n_items * (5 H + 20) bytes. Returns the model."""
         from .topk import TopkIndex
 
         self._check_fitted()

@@ -30,7 +30,8 @@ it decided and those it passed on (for tests).
 A prepared table, ``TopkIndex(items, bias)``, can stand in for ``items``
 (and ``bias``) when the same table is queried again and again (serving):
 it keeps its own float32 copy and an int8 copy (scale per item, a quarter
-of the bytes), and calls of up to 8 queries per task read the int8 copy,
+of the bytes), and calls of up to 8 queries per task read the int8 copy
+(an exact integer dot with the query rounded to int16, ``pmaddwd``),
 bounding every score rigorously and scoring canonically only the items
 the bound cannot rule out. The results are again identical bit for bit;
 memory-bound calls (a few queries against a large table) run up to ~3x
@@ -205,7 +206,7 @@ class TopkIndex:
     are identical, bit for bit, to ``topk(queries, items, k, bias)``.
 
     The index owns its copies: later changes to the arrays it was built from
-    do not reach it (build a new one). Memory: about n_items * (5 d + 16)
+    do not reach it (build a new one). Memory: about n_items * (5 d + 20)
     bytes. Building reads the table once and checks it (a non-finite value
     raises ValueError naming its row and column).
     """

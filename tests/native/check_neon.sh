@@ -33,7 +33,7 @@ fi
 lflags() {  # per-level -m flags, as in CMakeLists.txt
   case $1 in
     avx2) echo "-mavx2 -mfma" ;;
-    avx512) echo "-mavx512f -mavx2 -mfma -mprefer-vector-width=512" ;;
+    avx512) echo "-mavx512f -mavx512bw -mavx2 -mfma -mprefer-vector-width=512" ;;
     bf16) echo "-mavx512f -mavx512bf16 -mavx2 -mfma -mprefer-vector-width=512" ;;
   esac
 }

@@ -407,28 +407,52 @@ void check_topk_table(bool fma) {
     check(tk.stream_max(n, row.data()) == *std::max_element(row.begin(), row.end()),
           "stream_max n=" + std::to_string(n));
   }
-  // scan8: bits against a double evaluation of t2, away from the threshold
+  // scan8: bits against a double evaluation of t3 from the exact integer
+  // dot, away from the threshold
   for (int64_t D : {1, 7, 32, 50})
-    for (int64_t nq : {1, 3, 4, 6}) {
-      const int64_t ng = 3, n = ng * 16, ldq = D + 2;
-      std::vector<int8_t> x8(n * D);
-      for (auto& v : x8) v = static_cast<int8_t>(randint(-127, 127));
-      const std::vector<float> sc = randn(n, 0.01f), E = randn(n, 0.01f), bp = randn(n);
-      const std::vector<float> Q = randn(nq * ldq), nqf = randn(nq), th = randn(nq);
+    for (int64_t nq : {1, 3, 4, 6, 8}) {
+      const int64_t ng = 3, n = ng * 16, D2 = (D + 1) / 2, QL = 8;
+      std::vector<int8_t> x8(ng * 32 * D2, 0);
+      std::vector<int32_t> xd(n * D);  // item i, dim d
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t d = 0; d < D; ++d) {
+          const int v = randint(-127, 127);
+          xd[i * D + d] = v;
+          x8[(i / 16) * 32 * D2 + (d / 2) * 32 + 2 * (i % 16) + d % 2] = static_cast<int8_t>(v);
+        }
+      std::vector<int32_t> q16(QL * D, 0);
+      std::vector<uint32_t> qv(D2 * QL, 0u);
+      for (int64_t r = 0; r < nq; ++r)
+        for (int64_t d = 0; d < D; ++d) {
+          const int v = randint(-32767, 32767);
+          q16[r * D + d] = v;
+          const uint32_t h = static_cast<uint16_t>(static_cast<int16_t>(v));
+          qv[(d / 2) * QL + r] |= (d % 2) ? (h << 16) : h;
+        }
+      const std::vector<float> sc = randn(n, 0.01f), E = randn(n, 0.01f), F = randn(n, 0.01f),
+                               bp = randn(n), th = randn(nq);
+      std::vector<float> qf(4 * QL, 0.0f);
+      for (int64_t r = 0; r < nq; ++r) {
+        qf[r] = 1e-4f * static_cast<float>(randint(1, 100));
+        qf[QL + r] = static_cast<float>(randint(0, 10));
+        qf[2 * QL + r] = static_cast<float>(randint(0, 10));
+      }
       std::vector<uint16_t> m(ng * nq);
-      tk.scan8(ng, D, x8.data(), sc.data(), E.data(), bp.data(), nq, Q.data(), ldq, nqf.data(),
-               th.data(), m.data());
+      tk.scan8(ng, D2, x8.data(), sc.data(), E.data(), F.data(), bp.data(), nq, qv.data(), QL,
+               qf.data(), th.data(), m.data());
       bool ok = true;
       for (int64_t g = 0; g < ng; ++g)
         for (int64_t r = 0; r < nq; ++r)
           for (int l = 0; l < 16; ++l) {
             const int64_t i = g * 16 + l;
-            double acc = 0;
-            for (int64_t d = 0; d < D; ++d) acc += static_cast<double>(Q[r * ldq + d]) * x8[(g * 16 + 0) * D + d * 16 + l];
-            const double t2 = static_cast<double>(nqf[r]) * E[i] + (sc[i] * acc + bp[i]);
-            if (std::fabs(t2 - th[r]) < 1e-3) continue;
+            int64_t I = 0;
+            for (int64_t d = 0; d < D; ++d) I += int64_t{q16[r * D + d]} * xd[i * D + d];
+            const double t3 = static_cast<double>(qf[2 * QL + r]) * F[i] +
+                              static_cast<double>(qf[QL + r]) * E[i] +
+                              (static_cast<double>(I) * qf[r] * sc[i] + bp[i]);
+            if (std::fabs(t3 - th[r]) < 1e-3) continue;
             const bool bit = (m[g * nq + r] >> l) & 1u;
-            ok = ok && bit == !(t2 < th[r]);
+            ok = ok && bit == !(t3 < th[r]);
           }
       check(ok, "scan8 D=" + std::to_string(D) + " nq=" + std::to_string(nq));
     }
