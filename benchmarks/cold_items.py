@@ -12,6 +12,8 @@ genres and release year.
     python benchmarks/cold_items.py [--dataset beauty|ml100k] [--epochs 3]
         [--models "GRU4Rec (ids),output 0.3"] [--data DIR]
     python benchmarks/cold_items.py --time-add-items   # 1,000 items into 12k
+    python benchmarks/cold_items.py --dataset ml100k --models "ContentKNN,output 0.3" \
+        --cold-offsets 0.5 1 1.5 2 3                 # cold vs warm recall trade-off
 """
 import argparse
 import json
@@ -84,6 +86,9 @@ def main():
     ap.add_argument("--data", default=None, help="the data set's folder")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cold-offsets", type=float, nargs="*", default=[],
+                    help="also evaluate each feature model with its cold items' output bias "
+                         "set to each of these values (the warm/cold trade-off)")
     ap.add_argument("--models", default=None,
                     help="comma-separated subset of the model names below (default: all)")
     ap.add_argument("--time-add-items", action="store_true")
@@ -142,6 +147,20 @@ def main():
         print(f"{name:36s} fit {t1 - t0:6.1f}s eval {t2 - t1:5.1f}s  " + "  ".join(
             f"{g}: R@20 {r[g]['recall@20']:.4f} MRR@20 {r[g]['mrr@20']:.4f} (n={r[g]['n_events']})"
             for g in ("all", "warm", "cold")), flush=True)
+        if a.cold_offsets and getattr(m, "params", None) is not None and "b_y" in m.params:
+            # The warm/cold trade-off: every cold item's output bias set to
+            # delta (add_items gives them 0), the rest of the model unchanged.
+            b = m.params["b_y"]
+            saved = b.copy()
+            cold = np.isin(m.item_ids, split.cold_items)
+            for delta in a.cold_offsets:
+                b[cold] = delta
+                r = evaluate_cold(m, split, cutoffs=(20,), mode=a.ties)
+                results[f"{name}, cold bias {delta:g}"] = r
+                print(f"  cold items' bias {delta:4.1f}: " + "  ".join(
+                    f"{g}: R@20 {r[g]['recall@20']:.4f}" for g in ("all", "warm", "cold")),
+                    flush=True)
+            b[:] = saved
     print(json.dumps(results))
 
 
