@@ -21,8 +21,15 @@ the gradient into the previous step's state (truncated BPTT: every step but
 a window's first), and the sampled scores 6 H (T B + S) (a window's T B
 in-batch targets plus S shared negatives, forward and both gradients).
 
+NARM (``--model NARM``, issue 19): grurec.NARM against the PyTorch twin with
+the same readout (benchmarks/torch_narm.py), and grurec's GRU4Rec step
+(UserGRU with bptt 1, bit for bit GRU4Rec's training) at the same H; the
+FLOPs above leave out the attention's.
+
 Usage:
     python benchmarks/bench_train_users.py                      # 2 threads
+    python benchmarks/bench_train_users.py --model NARM --data yoochoose1_64 --bptt 5 20 \
+        --hidden 100 --json benchmarks/results/bench_train_narm.json
     python benchmarks/bench_train_users.py --threads 1 2 --events 100000
 """
 from __future__ import annotations
@@ -30,7 +37,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -45,9 +51,10 @@ from bench_train import measure_ceiling  # noqa: E402
 try:
     import torch
 
+    import torch_narm as tn
     import torch_usergru as tu
 except ImportError:
-    torch = tu = None
+    torch = tu = tn = None
 
 CFG = dict(loss="cross-entropy", batch_size=64, n_sample=2048, sample_alpha=0.5, logq=1.0,
            bpreg=0.0, elu_param=0.0, embedding=0, constrained_embedding=True,
@@ -66,17 +73,18 @@ def first_pairs(sd, n_pairs: int):
     return sd.select_sessions(np.arange(sd.n_sessions) < n)
 
 
-def run_grurec(sd, H, T, threads, parallel):
-    m = grurec.UserGRU(layers=[H], bptt=T, n_epochs=1, num_threads=threads, random_state=0,
-                       show_progress=False, parallel=parallel, **CFG).fit(sd)
+def run_grurec(sd, H, T, threads, parallel, model="UserGRU"):
+    m = getattr(grurec, model)(layers=[H], bptt=T, n_epochs=1, num_threads=threads,
+                               random_state=0, show_progress=False, parallel=parallel,
+                               **CFG).fit(sd)
     h = m.history[-1]
     return h["events"] / h["seconds"]
 
 
-def run_torch(sd, H, T, threads):
+def run_torch(sd, H, T, threads, model="UserGRU"):
     torch.set_num_threads(threads)
-    m = tu.TorchUserGRU(layers=[H], bptt=T, n_epochs=1, num_threads=threads, random_state=0,
-                        **CFG)
+    cls = tn.TorchNARM if model == "NARM" else tu.TorchUserGRU
+    m = cls(layers=[H], bptt=T, n_epochs=1, num_threads=threads, random_state=0, **CFG)
     m.fit(sd)
     h = m.history[-1]
     return h["events"] / h["seconds"]
@@ -90,6 +98,10 @@ def main(argv=None) -> int:
     p.add_argument("--bptt", type=int, nargs="+", default=[1, 8, 32])
     p.add_argument("--threads", type=int, nargs="+", default=[2])
     p.add_argument("--no-torch", action="store_true")
+    p.add_argument("--model", choices=("UserGRU", "NARM"), default="UserGRU",
+                   help="NARM: grurec.NARM against torch_narm.py's twin, plus grurec's "
+                   "GRU4Rec step (UserGRU, bptt 1) at the same H; %% sgemm counts only the "
+                   "GRU and head products")
     p.add_argument("--json", type=Path, default=HERE / "results" / "bench_train_users.json")
     args = p.parse_args(argv)
     print(cpu_line(), flush=True)
@@ -104,12 +116,14 @@ def main(argv=None) -> int:
         ceilings[threads] = measure_ceiling(threads, quick=False)
         for H in args.hidden:
             for T in args.bptt:
-                r = dict(data=args.data, threads=threads, H=H, bptt=T)
-                r["grurec"] = run_grurec(sd, H, T, threads, "hogwild")
+                r = dict(data=args.data, model=args.model, threads=threads, H=H, bptt=T)
+                r["grurec"] = run_grurec(sd, H, T, threads, "hogwild", args.model)
                 if threads > 1:
-                    r["grurec_sync"] = run_grurec(sd, H, T, threads, "sync")
+                    r["grurec_sync"] = run_grurec(sd, H, T, threads, "sync", args.model)
+                if args.model == "NARM":
+                    r["grurec_gru4rec"] = run_grurec(sd, H, 1, threads, "hogwild")
                 if use_torch:
-                    r["torch"] = run_torch(sd, H, T, threads)
+                    r["torch"] = run_torch(sd, H, T, threads, args.model)
                     r["vs_torch"] = r["grurec"] / r["torch"]
                 f = flops_per_event(H, T, CFG["batch_size"], CFG["n_sample"])
                 r["gflops"] = r["grurec"] * f / 1e9
@@ -118,12 +132,14 @@ def main(argv=None) -> int:
                 print(json.dumps(r), flush=True)
     print(f"\n{cpu_line()}; sgemm ceilings (GFLOP/s): "
           + ", ".join(f"{t} thr {c['best']:.0f}" for t, c in ceilings.items()))
-    print(f"{'thr':>3}{'H':>5}{'bptt':>6}{'grurec ev/s':>13}{'sync':>10}{'torch':>10}"
-          f"{'vs torch':>10}{'% sgemm':>9}")
+    extra = "GRU4Rec" if args.model == "NARM" else ""
+    print(f"{args.model}: {'thr':>3}{'H':>5}{'bptt':>6}{'grurec ev/s':>13}{'sync':>10}"
+          f"{'torch':>10}{'vs torch':>10}{'% sgemm':>9}{extra:>10}")
     for r in rows:
-        print(f"{r['threads']:>3}{r['H']:>5}{r['bptt']:>6}{r['grurec']:>13,.0f}"
+        print(f"{args.model}: {r['threads']:>3}{r['H']:>5}{r['bptt']:>6}{r['grurec']:>13,.0f}"
               f"{r.get('grurec_sync', float('nan')):>10,.0f}{r.get('torch', float('nan')):>10,.0f}"
-              f"{r.get('vs_torch', float('nan')):>9.1f}x{r['pct_of_sgemm']:>8.0f}%")
+              f"{r.get('vs_torch', float('nan')):>9.1f}x{r['pct_of_sgemm']:>8.0f}%"
+              + (f"{r['grurec_gru4rec']:>10,.0f}" if extra else ""))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"cpu": cpu_line(), "ceilings": ceilings, "rows": rows,
                                      "config": CFG, "events": args.events}, indent=2))

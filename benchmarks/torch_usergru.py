@@ -223,7 +223,7 @@ class TorchUserGRU(tg.TorchGRU4Rec):
             new_states.append(h.detach())
         if self.loss != "cross-entropy" and C < 2:
             return new_states, 0.0  # nothing to rank the target against (see the GRU4Rec twin)
-        out = x.index_select(0, vidx)  # [V, H_L]
+        out = self._readout(x, T, B, vidx, dense)  # [V, H_L]
         R = torch.addmm(by_c, out, Wy_c.t()).index_select(1, col)  # [V, U] -> [V, C]
         qcorr = None
         if lq_in is not None:
@@ -236,6 +236,13 @@ class TorchUserGRU(tg.TorchGRU4Rec):
         loss.backward()
         self._update(dense, sparse)
         return new_states, row_sum.item()
+
+    def _readout(self, x: torch.Tensor, T: int, B: int, vidx: torch.Tensor,
+                 dense: dict) -> torch.Tensor:
+        """The query of every valid position [V, H_L] from the last layer's
+        outputs x [T B, H_L] (t-major): the output itself (torch_narm.py adds
+        an attention readout)."""
+        return x.index_select(0, vidx)
 
     # -------------------------------------------------------------- inference
     @torch.inference_mode()
