@@ -549,8 +549,8 @@ struct Scratch {
   // int8 prefilter (i8 only): scan masks [groups of a block + 2, QB], per
   // query its norm and threshold
   std::vector<uint16_t> m8;
-  std::vector<uint32_t> q8v;  // [D2, 8] int16 query pairs (i16_pack_queries)
-  std::vector<float> q8f;     // [4, 8]: sq, nq, neq, th per query lane
+  std::vector<uint32_t> q8v;  // [D2, QB rounded up to 8] int16 query pairs (i16_pack_queries)
+  std::vector<float> q8f;     // [4, that]: sq, nq, neq, th per query lane
   // int16 prefilter (plan.i16 only)
   std::vector<uint32_t> q16v;  // [D2, QL16] int16 query pairs
   std::vector<float> q16f;     // [4, QL16] sq, nq, neq, th
@@ -590,8 +590,8 @@ struct Scratch {
     }
     if (p.QB <= kInt8MaxQueries) {
       m8.resize((p.Nb / 16 + 2) * p.QB);
-      q8v.resize(p.D2 * kInt8MaxQueries);
-      q8f.resize(4 * kInt8MaxQueries);
+      q8v.resize(p.D2 * ceil_div(p.QB, 8) * 8);
+      q8f.resize(4 * ceil_div(p.QB, 8) * 8);
     }
   }
 };
@@ -847,7 +847,7 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
     // scan's threshold, the higher of its own K-th best and just below the
     // shared one.
     const bool use_i8 = plan_i8 && nQ <= kInt8MaxQueries;
-    constexpr int64_t QL8 = kInt8MaxQueries;  // query lanes of the packed pairs
+    const int64_t QL8 = ceil_div(nQ, 8) * 8;  // query lanes of the packed pairs
     float* const th8 = use_i8 ? s.q8f.data() + 3 * QL8 : nullptr;
     int64_t n8_pairs = 0, n8_exact = 0, n8_blocks = 0;
     if (use_i8) i16_pack_queries(nQ, D, s.qp.data(), plan.dp, QL8, s.q8v.data(), s.q8f.data());
@@ -1207,7 +1207,7 @@ bool topk_int8_build(TopkInt8& t, const float* items, const float* bias, int64_t
 
 int64_t int8_probe(const float* queries, const float* scores, const TopkInt8& t, int64_t Q) {
   const TopkKernels& tk = TK();
-  const int64_t N = t.N, D = t.D, D2 = t.D2, QL = kInt8MaxQueries;
+  const int64_t N = t.N, D = t.D, D2 = t.D2, QL = 8;  // one query, 8 lanes
   const int64_t dp = std::max<int64_t>(8, ceil_div(D, 8) * 8);
   std::vector<float> qp(static_cast<size_t>(dp), 0.0f), qf(4 * QL);
   std::vector<uint32_t> qv(static_cast<size_t>(std::max<int64_t>(D2, 1) * QL));

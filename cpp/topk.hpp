@@ -86,10 +86,14 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
 // stop: polled once per block of items in every task (and by rank_counts*
 // below); once set, the call returns kTopkStopped soon.
 // i8: the int8 copy of exactly these items and bias (topk_int8_build), or
-// null. Tasks of at most kInt8MaxQueries queries without rank-count targets
-// then scan it instead of the float32 rows (after their first block) and
-// score only the pairs it cannot rule out; the results are the same.
-constexpr int64_t kInt8MaxQueries = 8;
+// null. Tasks without rank-count targets then scan it instead of the float32
+// rows (after their first block) and score only the pairs it cannot rule
+// out; the results are the same. kInt8MaxQueries is the most queries a task
+// holds (make_plan's 256), so every such task uses it: single queries (the
+// rows it skips are memory not read) and batches (its integer products beat
+// the bf16 and int16 prefilters, which pack the float rows on every call:
+// docs/performance.md).
+constexpr int64_t kInt8MaxQueries = 256;
 
 // Totals since the last reset of the int8 prefilter: pairs it bounded,
 // pairs scored exactly after it, item blocks it scanned.

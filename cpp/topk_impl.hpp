@@ -645,7 +645,7 @@ float stream_max(int64_t n, const float* x) {
 constexpr int64_t kScanAhead = 4;  // int8 scan: groups prefetched ahead
 
 // The int8 prefilter's scan (topk_kernels.hpp): 16 items in lanes, up to 8
-// queries at a time. Each pair of dimensions of a group is widened to int16
+// (avx512) or 4 queries at a time. Each pair of dimensions of a group is widened to int16
 // once and multiplied with every query's int16 pair (pmaddwd: two products
 // and their sum per int32 lane, exact), so the integer dot I is exact; only
 // the test at the end is floating point.

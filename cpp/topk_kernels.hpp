@@ -58,7 +58,7 @@ struct TopkKernels {
   // The int8 prefilter's scan (below): for ng groups of 16 items (group g:
   // x8 + g * 32 * D2, [k][16][2] int8: item l's dims 2k and 2k + 1 at
   // k * 32 + 2l and + 1, zero past D; per item sc, E, F, bp at g * 16 + l)
-  // and nq <= 8 queries packed as the int16 prefilter packs them
+  // and nq queries (a task's, up to 256) packed as the int16 prefilter packs them
   // (i16_pack_queries: qv[k * QL + r] = int16 pair k of query r, low half
   // dim 2k; qf[r] = sq, qf[QL + r] = nq, qf[2 QL + r] = neq; th[r]):
   //   m[g * nq + r] bit l = !(t3 < th[r]),

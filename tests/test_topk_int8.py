@@ -70,9 +70,12 @@ def test_skips_most_pairs(simd, nthreads, rng):
     assert st["exact"] < 0.02 * st["pairs"], st
 
 
-def test_not_used_for_more_than_8_queries_per_task(rng):
-    q, x, b = gaussian(rng, 9, N_BIG, 16)
-    same(q, x, 5, b, 1, used=False)
+@pytest.mark.parametrize("Q", [9, 64, 300])
+def test_batches_use_it_too(simd, nthreads, rng, Q):
+    """Every top-k task reads the int8 copy, up to the 256 queries a task
+    holds (300 queries: two tasks), with the results unchanged."""
+    q, x, b = gaussian(rng, Q, N_BIG, 16)
+    same(q, x, 5, b, nthreads)
 
 
 def test_exclusions_and_allowed(simd, nthreads, rng):
