@@ -22,6 +22,7 @@ from . import _core
 from .base import _as_int, register
 from .model import GRU4Rec
 from .narm import _NarmLiveSession
+from .session import LiveSession
 
 
 @register
@@ -169,7 +170,7 @@ class BiGRU4Rec(GRU4Rec):
                                     np.ascontiguousarray(idx, np.int32), False,
                                     self.num_threads, readout=True, window=window, embed=True)
 
-    def new_session(self) -> "_NarmLiveSession":
+    def new_session(self) -> LiveSession:
         """A live session (``click``, ``recommend``) whose query after every
         click is the bidirectional readout over the clicks so far; ``state``
         is that query. Recomputed per click (one native call over the
