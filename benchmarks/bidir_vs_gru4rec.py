@@ -34,14 +34,17 @@ PRESET = {"yoochoose1_64": "search_yoochoose1_64_valid",
 
 
 def _prefixes(test):
-    """(prefixes, last items) of the test sessions with 3+ events."""
-    df = test.sort_values(["SessionId", "Time"], kind="stable")
-    pre, last = [], []
-    for _, g in df.groupby("SessionId", sort=False):
-        it = g.ItemId.tolist()
-        if len(it) >= 3:
-            pre.append(it[:-1])
-            last.append(it[-1])
+    """(prefixes, last items) of the test sessions (a SessionData) with 3+
+    events: the prefixes as item ids without the items the test split's
+    vocabulary marks unknown (-1), the last items as indices, an unknown one
+    as a value of its own (it agrees with nothing)."""
+    ids, pre, last = test.item_ids, [], []
+    for k, (a, b) in enumerate(zip(test.offsets[:-1], test.offsets[1:])):
+        if b - a < 3:
+            continue
+        it = test.items[a:b]
+        pre.append([ids[i] for i in it[:-1] if i >= 0])
+        last.append(int(it[-1]) if it[-1] >= 0 else -2 - k)
     return pre, np.asarray(last)
 
 

@@ -10,10 +10,12 @@
 
 namespace grurec {
 
-void ReverseRuns::forward(const BiWeights& w, const float* y, int64_t H, int64_t step,
-                          const int64_t* end, const int64_t* len, int64_t N, float* out,
-                          int nt) {
+void ReverseRuns::forward(const BiWeights& w, const float* y, int64_t M, int64_t H,
+                          int64_t step, const int64_t* end, const int64_t* len, int64_t N,
+                          float* out, int nt) {
   const int64_t Hr = w.Hr(), H3 = 3 * Hr;
+  y_ = y;
+  M_ = M;
   H_ = H;
   Hr_ = Hr;
   N_ = N;
@@ -42,47 +44,54 @@ void ReverseRuns::forward(const BiWeights& w, const float* y, int64_t H, int64_t
     off_[s] = rows;
     rows += Bs_[s];
   }
-  x_.resize(rows * H);
   h_.resize(rows * Hr);
   gates_.resize(rows * H3);
   rh_.resize(rows * Hr);
   zero_.assign(N * Hr, 0.0f);
+  // G = b + y W_ih once per row of y; every step copies its spans' rows.
+  G_.resize(M * H3);
+  for (int64_t r = 0; r < M; ++r) std::memcpy(&G_[r * H3], w.b.w, H3 * sizeof(float));
+  K().sgemm(M, H3, H, 1.0f, y, H, 1, w.W_ih.w, H3, 1, 1.0f, G_.data(), H3, nt);
   for (int64_t s = 0; s < S_; ++s) {
     const int64_t B = Bs_[s];
-    float* x = &x_[off_[s] * H];
+    float* g = &gates_[off_[s] * H3];
     for (int64_t i = 0; i < B; ++i)
-      std::memcpy(x + i * H, y + (end_[i] - s * step) * H, H * sizeof(float));
+      std::memcpy(g + i * H3, &G_[(end_[i] - s * step) * H3], H3 * sizeof(float));
     const float* h0 = s == 0 ? zero_.data() : &h_[off_[s - 1] * Hr];
-    gru_forward(&h_[off_[s] * Hr], &gates_[off_[s] * H3], &rh_[off_[s] * Hr], x, h0, w.W_ih.w,
-                w.W_hh.w, w.b.w, w.b_hh.w, 1, B, H, Hr, nt);
+    gru_forward(&h_[off_[s] * Hr], g, &rh_[off_[s] * Hr], nullptr, h0, nullptr, w.W_hh.w,
+                nullptr, w.b_hh.w, 1, B, H, Hr, nt);
   }
   for (int64_t i = 0; i < N; ++i)
     std::memcpy(out + order_[i] * Hr, &h_[(off_[len_[i] - 1] + i) * Hr], Hr * sizeof(float));
 }
 
-void ReverseRuns::backward(const BiWeights& w, const float* /*y*/, const float* dout, float* dy,
-                           float* dW_ih, float* dW_hh, float* db, float* dbh, int nt) {
-  const int64_t H = H_, Hr = Hr_, H3 = 3 * Hr;
+void ReverseRuns::backward(const BiWeights& w, const float* dout, float* dy, float* dW_ih,
+                           float* dW_hh, float* db, float* dbh, int nt) {
+  const int64_t M = M_, H = H_, Hr = Hr_, H3 = 3 * Hr;
   if (N_ <= 0) return;
   const int64_t rows = off_[S_ - 1] + Bs_[S_ - 1];
   dh_.assign(rows * Hr, 0.0f);  // dL/dh of every step; step s + 1 adds into step s
   for (int64_t i = 0; i < N_; ++i)
     std::memcpy(&dh_[(off_[len_[i] - 1] + i) * Hr], dout + order_[i] * Hr, Hr * sizeof(float));
-  dx_.resize(Bs_[0] * H);
+  dA_.resize(Bs_[0] * H3);
+  std::fill(G_.begin(), G_.begin() + M * H3, 0.0f);  // now dG: summed per row of y
   for (int64_t s = S_ - 1; s >= 0; --s) {
     const int64_t B = Bs_[s];
-    std::fill(dx_.begin(), dx_.begin() + B * H, 0.0f);
     const float* h0 = s == 0 ? zero_.data() : &h_[off_[s - 1] * Hr];
     float* dh0 = s == 0 ? nullptr : &dh_[off_[s - 1] * Hr];
-    gru_backward(dx_.data(), dh0, dW_ih, dW_hh, db, dbh, nullptr, &dh_[off_[s] * Hr],
-                 &gates_[off_[s] * H3], &rh_[off_[s] * Hr], &x_[off_[s] * H], h0,
-                 &h_[off_[s] * Hr], w.W_ih.w, w.W_hh.w, 1, B, H, Hr, nt);
+    gru_backward(nullptr, dh0, nullptr, dW_hh, db, dbh, dA_.data(), &dh_[off_[s] * Hr],
+                 &gates_[off_[s] * H3], &rh_[off_[s] * Hr], nullptr, h0, &h_[off_[s] * Hr],
+                 nullptr, w.W_hh.w, 1, B, H, Hr, nt);
     for (int64_t i = 0; i < B; ++i) {
-      float* d = dy + (end_[i] - s * step_) * H;
-      const float* g = &dx_[i * H];
-      for (int64_t j = 0; j < H; ++j) d[j] += g[j];
+      float* d = &G_[(end_[i] - s * step_) * H3];
+      const float* g = &dA_[i * H3];
+      for (int64_t j = 0; j < H3; ++j) d[j] += g[j];
     }
   }
+  // dW_ih += y^T dG;  dy += dG W_ih^T.
+  const Kernels& k = K();
+  k.sgemm(H, H3, M, 1.0f, y_, 1, H, G_.data(), H3, 1, 1.0f, dW_ih, H3, nt);
+  k.sgemm(M, H, H3, 1.0f, G_.data(), H3, 1, w.W_ih.w, 1, H3, 1.0f, dy, H, nt);
 }
 
 void bi_queries(const BiWeights& w, const float* y, int64_t n, int64_t T, int64_t H, float* q,
@@ -96,7 +105,7 @@ void bi_queries(const BiWeights& w, const float* y, int64_t n, int64_t T, int64_
     len[t] = t - s0 + 1;
   }
   scratch.resize(n * Hr);
-  rr.forward(w, y, H, 1, end.data(), len.data(), n, scratch.data(), 1);
+  rr.forward(w, y, n, H, 1, end.data(), len.data(), n, scratch.data(), 1);
   const Kernels& k = K();
   k.sgemm(n, D, H, 1.0f, y, H, 1, w.W_q.w, D, 1, 0.0f, q, D, 1);
   k.sgemm(n, D, Hr, 1.0f, scratch.data(), Hr, 1, w.W_q.w + H * D, D, 1, 1.0f, q, D, 1);
@@ -107,9 +116,9 @@ void bi_last(const BiWeights& w, const float* y, int64_t n, int64_t T, int64_t H
   if (n <= 0) return;
   const int64_t Hr = w.Hr(), D = w.W_q.cols;
   const int64_t s0 = T > 0 ? ((n - 1) / T) * T : 0;
-  const int64_t end = n - 1, len = n - s0;
+  const int64_t end = n - 1 - s0, len = n - s0;  // rows of y + s0 * H
   scratch.resize(Hr);
-  rr.forward(w, y, H, 1, &end, &len, 1, scratch.data(), 1);
+  rr.forward(w, y + s0 * H, n - s0, H, 1, &end, &len, 1, scratch.data(), 1);
   const float* yl = y + (n - 1) * H;
   if (q) {
     const Kernels& k = K();
@@ -155,7 +164,7 @@ const float* BiReadout::forward(const Window& win, const float* x, Rng& rng, int
     row_[N] = r;
     ++N;
   }
-  rr_.forward(w_, y_, H, B, end_.data(), len_.data(), N, bn_.data(), nt);
+  rr_.forward(w_, y_, R, H, B, end_.data(), len_.data(), N, bn_.data(), nt);
   std::fill(bf_.begin(), bf_.begin() + R * Hr, 0.0f);
   for (int64_t i = 0; i < N; ++i)
     std::memcpy(&bf_[row_[i] * Hr], &bn_[i * Hr], Hr * sizeof(float));
@@ -181,7 +190,7 @@ void BiReadout::backward(const Window& win, float* dq, float* dx, int nt) {
   std::fill(db_.begin(), db_.end(), 0.0f);
   std::fill(dbh_.begin(), dbh_.end(), 0.0f);
   // The reversed GRU's BPTT: into its weights and every forward state it read.
-  rr_.backward(w_, y_, dbn_.data(), dy_.data(), dW_ih_.data(), dW_hh_.data(), db_.data(),
+  rr_.backward(w_, dbn_.data(), dy_.data(), dW_ih_.data(), dW_hh_.data(), db_.data(),
                dbh_.data(), nt);
   // Padding rows: zero (the inner encoder's contract).
   for (int64_t r = 0; r < R; ++r)

@@ -18,7 +18,12 @@
 // inputs of width H (the forward top layer). It runs many spans as one
 // batch: the spans sorted by length, longest first, so at step s the spans
 // still running are a prefix of the batch and each step is one gru_forward
-// call of T = 1 over them (the same kernels as the forward stack).
+// call of T = 1 over them (the same kernels as the forward stack). Spans
+// share their inputs (position j's state is read by every span that
+// covers j), so the input product h_j W_ih + b is computed once per state,
+// not once per reversed step, and its gradients are summed per state before
+// the two weight products of backward: the O(T^2) part is only the
+// recurrent product and the gate arithmetic.
 //
 // H: forward top-layer width, Hr: reversed width, D: query width (W_y's
 // columns), N spans, T window steps, B slots.
@@ -43,27 +48,28 @@ struct BiWeights {
   int64_t Hr() const { return W_hh.rows; }
 };
 
-// The reversed GRU over N spans of rows of y (row r at y + r * H): span n
-// reads rows end[n], end[n] - step, ..., end[n] - (len[n] - 1) step, in that
+// The reversed GRU over N spans of the M rows of y [M, H]: span n reads
+// rows end[n], end[n] - step, ..., end[n] - (len[n] - 1) step, in that
 // order, from a zero state; out [N, Hr] its final states. Keeps what
-// backward needs until the next forward.
+// backward needs (and y's address) until the next forward.
 class ReverseRuns {
  public:
-  void forward(const BiWeights& w, const float* y, int64_t H, int64_t step, const int64_t* end,
-               const int64_t* len, int64_t N, float* out, int nt);
-  // From dout [N, Hr] (the final states' gradients): adds into dy (rows as
-  // y's) and into the weight gradients dW_ih [H, 3Hr], dW_hh [Hr, 3Hr], db,
-  // dbh [3Hr].
-  void backward(const BiWeights& w, const float* y, const float* dout, float* dy, float* dW_ih,
-                float* dW_hh, float* db, float* dbh, int nt);
+  void forward(const BiWeights& w, const float* y, int64_t M, int64_t H, int64_t step,
+               const int64_t* end, const int64_t* len, int64_t N, float* out, int nt);
+  // From dout [N, Hr] (the final states' gradients): adds into dy [M, H] and
+  // into the weight gradients dW_ih [H, 3Hr], dW_hh [Hr, 3Hr], db, dbh [3Hr].
+  void backward(const BiWeights& w, const float* dout, float* dy, float* dW_ih, float* dW_hh,
+                float* db, float* dbh, int nt);
 
  private:
-  int64_t H_ = 0, Hr_ = 0, N_ = 0, S_ = 0, step_ = 0;
+  const float* y_ = nullptr;
+  int64_t M_ = 0, H_ = 0, Hr_ = 0, N_ = 0, S_ = 0, step_ = 0;
   std::vector<int64_t> order_;   // [N] span of batch row i (longest first)
   std::vector<int64_t> end_, len_;  // [N] by batch row
   std::vector<int64_t> Bs_, off_;   // [S] running spans at step s, their first row
-  std::vector<float> x_, h_, gates_, rh_;  // [sum Bs, H], [sum Bs, Hr], [., 3Hr], [., Hr]
-  std::vector<float> dh_, dx_, zero_;      // [sum Bs, Hr], [max Bs, H], [N, Hr]
+  std::vector<float> G_;            // [M, 3Hr] y W_ih + b per row of y; backward: its gradient
+  std::vector<float> h_, gates_, rh_;  // [sum Bs, Hr], [., 3Hr], [., Hr]
+  std::vector<float> dh_, dA_, zero_;  // [sum Bs, Hr], [max Bs, 3Hr], [N, Hr]
 };
 
 // Inference over one sequence of n states y [n, H]: q [n, D], the query
