@@ -326,7 +326,25 @@ py::dict train_epoch(py::list W_ih, py::list W_hh, py::list b, py::list b_hh, py
     for (const auto& f : net.out_features.fields) vel_ok &= (c.momentum > 0) == (f.table.vel != nullptr);
     if (!vel_ok) throw py::value_error("momentum > 0 needs velocity buffers (and only then)");
   }
-  if (!readout.is_none()) {
+  if (!readout.is_none() && readout.cast<py::dict>().contains("W_ih_r")) {
+    // {"W_ih_r", "W_hh_r", "b_r", "bh_r", "W_q"}: (w, acc, vel) triples (core/bidir.hpp)
+    py::dict rd = readout.cast<py::dict>();
+    grurec::BiWeights& a = net.bidir;
+    a.W_ih = param("W_ih_r", rd["W_ih_r"]);
+    a.W_hh = param("W_hh_r", rd["W_hh_r"]);
+    a.b = param("b_r", rd["b_r"]);
+    a.b_hh = param("bh_r", rd["bh_r"]);
+    a.W_q = param("W_q", rd["W_q"]);
+    const int64_t HL = net.layers.back(), Hr = a.W_hh.rows;
+    if (a.W_ih.rows != HL || a.W_ih.cols != 3 * Hr || a.W_hh.cols != 3 * Hr ||
+        a.b.rows * a.b.cols != 3 * Hr || a.b_hh.rows * a.b_hh.cols != 3 * Hr ||
+        a.W_q.rows != HL + Hr || a.W_q.cols != net.W_y.cols)
+      throw py::value_error("readout: expected W_ih_r [H, 3Hr], W_hh_r [Hr, 3Hr], b_r, bh_r "
+                            "[3Hr], W_q [H + Hr, D] with H the last layer's size and D W_y's "
+                            "columns");
+    if ((c.momentum > 0) != (a.W_q.vel != nullptr) || (c.momentum > 0) != (a.W_hh.vel != nullptr))
+      throw py::value_error("momentum > 0 needs velocity buffers (and only then)");
+  } else if (!readout.is_none()) {
     // {"A1", "A2", "v", "W_q"}: (w, acc, vel) triples (core/attention.hpp)
     py::dict rd = readout.cast<py::dict>();
     grurec::AttentionWeights& a = net.readout;
@@ -463,13 +481,30 @@ grurec::Net net_from_params(py::dict p, const std::vector<int64_t>& layers, int 
   return net;
 }
 
-// The attention readout's weights att_A1, att_A2 [HL, A], att_v [A], att_W_q
-// [2 HL, D] from a parameter dict (read-only).
+// The readout's weights from a parameter dict (read-only): with bi_W_q the
+// bidirectional readout's bi_W_ih [HL, 3Hr], bi_W_hh [Hr, 3Hr], bi_b, bi_bh
+// [3Hr], bi_W_q [HL + Hr, D]; else the attention readout's att_A1, att_A2
+// [HL, A], att_v [A], att_W_q [2 HL, D].
 void readout_from_params(py::dict p, grurec::Net& net) {
   auto get = [&](const char* key) -> py::handle {
     if (!p.contains(key)) throw py::value_error(std::string("params: missing '") + key + "'");
     return p[key];
   };
+  if (p.contains("bi_W_q")) {
+    const int64_t HL = net.layers.back(), Hr = dim("bi_W_hh", get("bi_W_hh"), 2, 0);
+    const int64_t D = net.W_y.cols;
+    auto set = [&](grurec::Param& q, const char* key, int64_t r, int64_t c, bool vec) {
+      q.w = checked(key, get(key), vec ? Shape{r} : Shape{r, c}, false);
+      q.rows = r;
+      q.cols = c;
+    };
+    set(net.bidir.W_ih, "bi_W_ih", HL, 3 * Hr, false);
+    set(net.bidir.W_hh, "bi_W_hh", Hr, 3 * Hr, false);
+    set(net.bidir.b, "bi_b", 3 * Hr, 1, true);
+    set(net.bidir.b_hh, "bi_bh", 3 * Hr, 1, true);
+    set(net.bidir.W_q, "bi_W_q", HL + Hr, D, false);
+    return;
+  }
   const int64_t HL = net.layers.back(), A = dim("att_A1", get("att_A1"), 2, 1);
   const int64_t D = net.W_y.cols;
   auto set = [&](grurec::Param& q, const char* key, int64_t r, int64_t c, bool vec) {
@@ -487,13 +522,15 @@ py::array_t<float> session_states(py::dict params, std::vector<int64_t> layers, 
                                   py::array_t<int64_t, py::array::c_style> offsets,
                                   py::array_t<int32_t, py::array::c_style> items,
                                   bool all_prefixes, int num_threads, py::object h0,
-                                  bool all_layers, bool readout, int64_t window) {
+                                  bool all_layers, bool readout, int64_t window, bool embed) {
   grurec::Net net = net_from_params(params, layers, mode);
   if (readout) {
     readout_from_params(params, net);
     if (!h0.is_none() || all_layers)
       throw py::value_error("readout: h0 and all_layers are for plain GRU states");
   }
+  if (embed && (!readout || !net.bidir.active() || all_prefixes))
+    throw py::value_error("embed: only with the bidirectional readout, after whole sessions");
   if (offsets.ndim() != 1 || offsets.shape(0) < 1)
     throw py::value_error("offsets: expected a 1-D array of n_sessions + 1 values");
   if (items.ndim() != 1) throw py::value_error("items: expected a 1-D array");
@@ -519,7 +556,8 @@ py::array_t<float> session_states(py::dict params, std::vector<int64_t> layers, 
   for (int64_t H : layers) Hsum += H;
   const float* ph0 = h0.is_none() ? nullptr : checked("h0", h0, {S, Hsum}, false);
   const int64_t rows = all_prefixes ? E - S : S;
-  const int64_t width = readout ? net.readout.W_q.cols : all_layers ? Hsum : HL;
+  const int64_t width = embed ? HL + net.bidir.Hr()
+                       : readout ? net.query_width() : all_layers ? Hsum : HL;
   py::array_t<float> out(std::vector<py::ssize_t>{rows, width});
   float* pout = out.mutable_data();
   const int nt = resolve_threads(num_threads);
@@ -528,7 +566,7 @@ py::array_t<float> session_states(py::dict params, std::vector<int64_t> layers, 
     {
       py::gil_scoped_release nogil;
       grurec::session_queries(net, mode, po, S, pi, all_prefixes, window, pout, nt,
-                              sigint.flag());
+                              sigint.flag(), embed);
     }
     sigint.finish();
     return out;
@@ -558,11 +596,11 @@ py::tuple drop_one(py::dict params, std::vector<int64_t> layers, int mode,
       throw py::value_error("items: index " + std::to_string(pi[e]) + " at position " +
                             std::to_string(e) + " is outside [0, " +
                             std::to_string(net.n_items) + ")");
-  const int64_t D = readout ? net.readout.W_q.cols : layers.back();
+  const int64_t D = readout ? net.query_width() : layers.back();
   py::array_t<float> q(std::vector<py::ssize_t>{n + 1, D});
   py::object alpha = py::none();
   float* pa = nullptr;
-  if (readout) {
+  if (net.readout.active()) {  // attention weights: the attention readout only
     py::array_t<float> a(n);
     pa = a.mutable_data();
     alpha = a;
@@ -1143,10 +1181,11 @@ PYBIND11_MODULE(_core, m) {
   m.def("session_states", &session_states, py::arg("params"), py::arg("layers"),
         py::arg("mode"), py::arg("offsets"), py::arg("items"), py::arg("all_prefixes"),
         py::arg("num_threads") = 0, py::arg("h0") = py::none(), py::arg("all_layers") = false,
-        py::arg("readout") = false, py::arg("window") = 0,
+        py::arg("readout") = false, py::arg("window") = 0, py::arg("embed") = false,
         "Last-layer GRU states after each session (or after every prefix), or every layer's "
         "(all_layers), optionally from initial states h0 [S, sum H]; with readout, the "
-        "attention queries (params att_*, spans of window); see cpp/infer.hpp.");
+        "readout queries (params att_* or bi_*, spans of window); with embed, the "
+        "bidirectional readout's session embeddings [h ; b]; see cpp/infer.hpp.");
   m.def("drop_one_queries", &drop_one, py::arg("params"), py::arg("layers"), py::arg("mode"),
         py::arg("items"), py::arg("readout") = false, py::arg("window") = 0,
         "Queries after a sequence and after each leave-one-click-out variant of it "

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/attention.hpp"
+#include "core/bidir.hpp"
 #include "gru.hpp"
 #include "kernels.hpp"
 
@@ -121,15 +122,18 @@ void session_states(const Net& net, int mode, const int64_t* offsets, int64_t n_
 
 void session_queries(const Net& net, int mode, const int64_t* offsets, int64_t n_sessions,
                      const int32_t* items, bool all_prefixes, int64_t window, float* out,
-                     int num_threads, const StopFlag* stop) {
+                     int num_threads, const StopFlag* stop, bool embed) {
   const int64_t nblocks = (n_sessions + kBlock - 1) / kBlock;
-  const int64_t HL = net.layers.back(), D = net.readout.W_q.cols;
+  const int64_t HL = net.layers.back();
+  const int64_t D = embed ? HL + net.bidir.Hr() : net.query_width();
+  const bool bi = net.bidir.active();
   const int nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(num_threads, nblocks)));
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)
   for (int64_t blk = 0; blk < nblocks; ++blk) {
     const int64_t s0 = blk * kBlock, s1 = std::min(n_sessions, s0 + kBlock);
     if (stop_requested(stop)) continue;
     std::vector<float> every((offsets[s1] - offsets[s0]) * HL), y, q, scratch;
+    ReverseRuns rr;
     run_block(net, mode, offsets, s0, s1, items, false, nullptr, nullptr, nullptr, stop,
               every.data());
     if (stop_requested(stop)) continue;
@@ -152,12 +156,19 @@ void session_queries(const Net& net, int mode, const int64_t* offsets, int64_t n
         float* o = out + s * D;
         if (nk == 0)
           std::fill(o, o + D, 0.0f);
+        else if (embed)
+          bi_last(net.bidir, y.data(), nk, window, HL, nullptr, o, rr, scratch);
+        else if (bi)
+          bi_last(net.bidir, y.data(), nk, window, HL, o, nullptr, rr, scratch);
         else
           attention_last(net.readout, y.data(), nk, window, HL, o, nullptr, scratch);
         continue;
       }
       q.resize(std::max<int64_t>(nk, 1) * D);
-      attention_queries(net.readout, y.data(), nk, window, HL, q.data(), nullptr, scratch);
+      if (bi)
+        bi_queries(net.bidir, y.data(), nk, window, HL, q.data(), rr, scratch);
+      else
+        attention_queries(net.readout, y.data(), nk, window, HL, q.data(), nullptr, scratch);
       for (int64_t t = 0; t + 1 < len; ++t) {
         float* o = out + (offsets[s] - s + t) * D;
         if (last[t] < 0)
@@ -174,8 +185,8 @@ void drop_one_queries(const Net& net, int mode, const int32_t* items, int64_t n,
   const int64_t L = static_cast<int64_t>(net.layers.size()), HL = net.layers.back();
   const int64_t R = n + 1;  // row 0: the whole sequence; row 1 + i: without click i
   const int64_t I0 = mode == 1 ? net.emb.cols : (mode == 2 ? HL : 0);
-  const bool att = net.readout.active();
-  const int64_t D = att ? net.readout.W_q.cols : HL;
+  const bool bi = net.bidir.active(), att = net.readout.active() || bi;
+  const int64_t D = att ? net.query_width() : HL;
   std::vector<std::vector<float>> st(L), h(L), gates(L), rh(L);
   for (int64_t l = 0; l < L; ++l) {
     const int64_t H = net.layers[l];
@@ -186,6 +197,7 @@ void drop_one_queries(const Net& net, int mode, const int32_t* items, int64_t n,
   }
   // With the readout: every row's top-layer states by position [R, n, HL].
   std::vector<float> ys(att ? R * n * HL : 0), g0(3 * net.layers[0]), scratch;
+  ReverseRuns rr;
   const Kernels& k = K();
   for (int64_t t = 0; t < n; ++t) {
     // Row t + 1 (the sequence without click t) is born with the state before t.
@@ -229,6 +241,8 @@ void drop_one_queries(const Net& net, int mode, const int32_t* items, int64_t n,
       std::memcpy(o, &st[L - 1][r * HL], HL * sizeof(float));
     else if (len == 0)
       std::fill(o, o + D, 0.0f);
+    else if (bi)
+      bi_last(net.bidir, &ys[r * n * HL], len, window, HL, o, nullptr, rr, scratch);
     else
       attention_last(net.readout, &ys[r * n * HL], len, window, HL, o, r == 0 ? alpha : nullptr,
                      scratch);

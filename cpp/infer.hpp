@@ -35,15 +35,19 @@ void session_states(const Net& net, int mode, const int64_t* offsets, int64_t n_
                     const StopFlag* stop = nullptr, const float* h0 = nullptr,
                     float* out_all = nullptr);
 
-// session_states for a net with the attention readout (net.readout active,
-// core/attention.hpp): out holds queries [., D] in place of states, in the
+// session_states for a net with a readout (net.readout: attention,
+// core/attention.hpp; net.bidir: bidirectional, core/bidir.hpp): out holds
+// queries [., D] in place of states, in the
 // same rows (all_prefixes or not). Unknown items (-1) are no positions: the
 // attention reads the states after known events only, and a prefix's query
 // is that of its last known event (zero when it has none). window: the
-// attention spans (the training bptt; <= 0: whole sessions).
+// readout's spans (the training bptt; <= 0: whole sessions).
+// embed (bidir only, not all_prefixes): out [S, HL + Hr] holds the session
+// embeddings [h_last ; b_last] (b_last over the last position's span) in
+// place of queries; zero for a session without known items.
 void session_queries(const Net& net, int mode, const int64_t* offsets, int64_t n_sessions,
                      const int32_t* items, bool all_prefixes, int64_t window, float* out,
-                     int num_threads, const StopFlag* stop = nullptr);
+                     int num_threads, const StopFlag* stop = nullptr, bool embed = false);
 
 // Leave-one-click-out queries of one sequence of n known items (every item
 // >= 0), for explanations: q [n + 1, D], row 0 the query after the whole

@@ -43,6 +43,7 @@
 #include <vector>
 
 #include "core/attention.hpp"  // AttentionWeights
+#include "core/bidir.hpp"  // BiWeights
 #include "core/epoch.hpp"  // EpochStats, Progress
 #include "core/item_features.hpp"
 #include "core/optim.hpp"  // Param
@@ -91,6 +92,14 @@ struct Net {
   // is [h_t ; c_t] W_q, core/attention.hpp) when active(); its spans are the
   // bptt windows.
   AttentionWeights readout;
+  // The bidirectional readout (a reversed GRU over each prefix's span, the
+  // query [h_t ; b_t] W_q, core/bidir.hpp) when active(); at most one of
+  // readout and bidir is.
+  BiWeights bidir;
+  // The active readout's query width, 0 without one.
+  int64_t query_width() const {
+    return readout.active() ? readout.W_q.cols : bidir.active() ? bidir.W_q.cols : 0;
+  }
 };
 
 // offsets [S+1] into items [E]: sessions in training order, each of length

@@ -227,3 +227,12 @@ class TestNARM(Contract):
         return grurec.NARM(**{**dict(layers=[16], batch_size=8, n_sample=16, n_epochs=2,
                                      bptt=6, num_threads=1, random_state=0,
                                      show_progress=False), **kw})
+
+
+class TestBiGRU4Rec(Contract):
+    """GRU4Rec with the bidirectional readout: sessions, windows of bptt steps."""
+
+    def make(self, **kw):
+        return grurec.BiGRU4Rec(**{**dict(layers=[16], batch_size=8, n_sample=16, n_epochs=2,
+                                          bptt=4, num_threads=1, random_state=0,
+                                          show_progress=False), **kw})

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/attention.hpp"
+#include "core/bidir.hpp"
 #include "core/gru_stack.hpp"
 #include "core/head.hpp"
 #include "core/item_tower.hpp"
@@ -72,6 +73,9 @@ class Gru4RecStream final : public Stream {
     if (net.readout.active())
       enc_ = std::make_unique<AttentionReadout>(std::move(enc_), net.readout, net.layers.back(),
                                                 Bmax, T_);
+    else if (net.bidir.active())
+      enc_ = std::make_unique<BiReadout>(std::move(enc_), net.bidir, net.layers.back(), Bmax,
+                                         T_);
     D_ = net.W_y.cols;
     weights_ = cfg.weights;
     if (weights_) w_c_.resize(R);
@@ -163,7 +167,7 @@ class Gru4RecStream final : public Stream {
   std::unique_ptr<FeatureTower> out_;  // output-side features, or null
   SampledHead head_;
   std::unique_ptr<ItemTower> tower_;
-  std::unique_ptr<Encoder> enc_;  // a GruStack, or the attention readout around one
+  std::unique_ptr<Encoder> enc_;  // a GruStack, or a readout (attention, bidir) around one
   std::vector<float> x_, dx_;  // [T, Bmax, I]: gathered rows, their gradient
   std::vector<float> dq_;      // [T, Bmax, D]
   int64_t T_ = 1, D_ = 0;
