@@ -18,6 +18,7 @@ from .io import ModelFileError, load
 from .model import GRU4Rec, ModelFitError
 from .user_model import UserGRU
 from .narm import NARM
+from .repeat import RepeatAware
 from .ops import gru_backward, gru_forward
 from .topk import TopkIndex, topk
 from .user_evaluation import evaluate_users
@@ -28,6 +29,7 @@ __all__ = [
     "GRU4Rec",
     "UserGRU",
     "NARM",
+    "RepeatAware",
     "ItemFeatures",
     "ModelFitError",
     "ModelFileError",
