@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -33,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 import grurec
-from grurec import presets
+from grurec import evaluation, presets
 from grurec.splits import time_split
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -73,6 +72,93 @@ def trained(name, model, part, data, seed, args):
     return m, fit_s
 
 
+def repeat_flags(test) -> np.ndarray:
+    """Per evaluated event (grurec.evaluate's order): whether the target
+    already occurs earlier in its session."""
+    sd = grurec.to_sessions(test)
+    sd = sd.select_sessions(sd.lengths() >= 2)
+    out = []
+    for s in range(sd.n_sessions):
+        its = sd.items[sd.offsets[s]:sd.offsets[s + 1]]
+        seen = {int(its[0])}
+        for x in its[1:]:
+            out.append(int(x) in seen)
+            seen.add(int(x))
+    return np.array(out, bool)
+
+
+def ranks_of(model, test):
+    """(grurec.evaluate's result at K=20, the rank of every event), the ranks
+    captured from the evaluation's own accumulator (inf: a miss)."""
+    got = []
+    orig = evaluation._Accumulator.add
+
+    def add(self, ranks, known, top):
+        got.append(np.asarray(ranks, np.float64).copy())
+        return orig(self, ranks, known, top)
+
+    evaluation._Accumulator.add = add
+    try:
+        t0 = time.perf_counter()
+        r = grurec.evaluate(model, test, cutoffs=(20,), show_progress=False, num_threads=1)
+        r["eval_s"] = time.perf_counter() - t0
+    finally:
+        evaluation._Accumulator.add = orig
+    return r, np.concatenate(got)
+
+
+def metrics(ranks, mask):
+    r = ranks[mask]
+    hit = r <= 20
+    return (round(100 * float(np.where(hit, 1 / r, 0).mean()), 2),
+            round(100 * float(hit.mean()), 2))
+
+
+def run(name, model, seed, m_tr, m_full, valid, test, args, mixture_seed):
+    rep = repeat_flags(test)
+    out = []
+
+    def row(label, m, extra=None):
+        r, ranks = ranks_of(m, test)
+        assert len(ranks) == len(rep) == r["n_events"]
+        d = dict(data=name, model=label, seed=seed, n_events=r["n_events"],
+                 repeat_share=round(100 * float(rep.mean()), 1),
+                 n_unknown_targets=r["n_unknown_targets"])
+        d["mrr20"], d["recall20"] = metrics(ranks, np.ones(len(rep), bool))
+        d["mrr20_repeat"], d["recall20_repeat"] = metrics(ranks, rep)
+        d["mrr20_new"], d["recall20_new"] = metrics(ranks, ~rep)
+        d["eval_s"] = round(r["eval_s"], 1)
+        d.update(extra or {})
+        print(json.dumps(d), flush=True)
+        out.append(d)
+
+    if model == args.models.split(",")[0] and seed == int(args.seeds.split(",")[0]):
+        row("S-POP", grurec.baselines.SessionPopularity().fit(grurec.datasets.load_prepared(
+            name).train))
+    row(model, m_full)
+    for explore in args.explore.split(","):
+        t0 = time.perf_counter()
+        ra_tr = grurec.RepeatAware(m_tr, explore=explore).fit_mixture(valid)
+        fit_s = time.perf_counter() - t0
+        ra = grurec.RepeatAware(m_full, explore=explore)
+        ra.theta = ra_tr.theta.copy()
+        row(f"{model}+repeat({explore})", ra,
+            dict(mixture_seed=mixture_seed, mixture_fit_s=round(fit_s, 1), valid_events=ra_tr.n_fit_events,
+                 valid_nll=[round(ra_tr.fit_history[0], 4), round(ra_tr.fit_history[-1], 4)],
+                 params={k: round(v, 3) for k, v in ra_tr.params().items()}))
+    return out
+
+
+def table(rows):
+    print("\n| data | model | seed | MRR@20 | R@20 | MRR@20 repeat | R@20 repeat | "
+          "MRR@20 new | R@20 new | eval s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for d in rows:
+        print(f"| {d['data']} | {d['model']} | {d['seed']} | {d['mrr20']:.2f} | "
+              f"{d['recall20']:.2f} | {d['mrr20_repeat']:.2f} | {d['recall20_repeat']:.2f} | "
+              f"{d['mrr20_new']:.2f} | {d['recall20_new']:.2f} | {d['eval_s']} |")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default="rsc15-100k")
@@ -82,6 +168,10 @@ def main():
     ap.add_argument("--bptt", type=int, default=5)
     ap.add_argument("--cache", default="/tmp/grurec_repeat_models")
     ap.add_argument("--train-only", action="store_true")
+    ap.add_argument("--explore", default="all,new")
+    ap.add_argument("--mixture-seed", type=int, default=-1,
+                    help="fit the mixture with this seed's validation-training model for "
+                         "every seed (-1: each seed its own)")
     ap.add_argument("--out", default="")
     args = ap.parse_args()
     print(cpu_line(), flush=True)
@@ -90,13 +180,14 @@ def main():
         tr_tr, valid, train, test = splits(name)
         for seed in (int(s) for s in args.seeds.split(",")):
             for model in args.models.split(","):
-                m_tr, s1 = trained(name, model, "train_tr", tr_tr, seed, args)
+                ms = seed if args.mixture_seed < 0 else args.mixture_seed
+                m_tr, s1 = trained(name, model, "train_tr", tr_tr, ms, args)
                 m_full, s2 = trained(name, model, "train", train, seed, args)
                 print(json.dumps(dict(data=name, model=model, seed=seed, fit_train_tr_s=s1,
                                       fit_train_s=s2)), flush=True)
                 if args.train_only:
                     continue
-                rows.extend(run(name, model, seed, m_tr, m_full, valid, test, args))
+                rows.extend(run(name, model, seed, m_tr, m_full, valid, test, args, ms))
     if not args.train_only:
         table(rows)
         if args.out:
