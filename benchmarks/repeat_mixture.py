@@ -140,11 +140,11 @@ def run(name, model, seed, m_tr, m_full, valid, test, args, mixture_seed):
         t0 = time.perf_counter()
         ra_tr = grurec.RepeatAware(m_tr, explore=explore).fit_mixture(valid)
         fit_s = time.perf_counter() - t0
-        ra = grurec.RepeatAware(m_full, explore=explore)
-        ra.theta = ra_tr.theta.copy()
+        ra = ra_tr.with_model(m_full)
         row(f"{model}+repeat({explore})", ra,
             dict(mixture_seed=mixture_seed, mixture_fit_s=round(fit_s, 1), valid_events=ra_tr.n_fit_events,
                  valid_nll=[round(ra_tr.fit_history[0], 4), round(ra_tr.fit_history[-1], 4)],
+                 beta_nll={round(b, 3): round(v, 4) for b, v in ra_tr.beta_nll.items()},
                  params={k: round(v, 3) for k, v in ra_tr.params().items()}))
     return out
 

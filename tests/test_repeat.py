@@ -30,7 +30,7 @@ def reference(ra, prefix):
     clicks = [int(i) for i in prefix if i >= 0]
     h = m._states(np.array([0, len(prefix)], np.int64), np.asarray(prefix, np.int32))
     W, b = m._output_params()
-    s = (h @ W.T + b)[0].astype(np.float64)
+    s = ra.beta_ * (h @ W.T + b)[0].astype(np.float64)
     N = len(s)
     lse = _lse(s)
     if not clicks:
@@ -84,6 +84,7 @@ def _random_mixture(model, explore, seed):
     ra = RepeatAware(model, explore=explore, recency=R)
     rng = np.random.default_rng(seed)
     ra.theta = rng.normal(0, 1.0, R + 3 + len(GATE_FEATURES))
+    ra.beta_ = float(rng.uniform(0.5, 3.0))
     return ra
 
 
@@ -174,6 +175,7 @@ def test_recommend_is_the_top_k_of_the_mixture(model, explore, exclude_seen):
 def test_gate_zero_is_the_base_model(model, data):
     ra = RepeatAware(model, recency=R)
     ra.theta = np.zeros(R + 3 + len(GATE_FEATURES))
+    ra.beta_ = 2.5
     ra.theta[R + 3] = -1e4  # gate bias: g = 0 whatever the features
     test = data.iloc[:600]
     a = grurec.evaluate(ra, test, cutoffs=(1, 5, 20), show_progress=False)

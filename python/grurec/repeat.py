@@ -11,8 +11,8 @@ them), model scores s over all N items and lse = logsumexp(s):
 
     P(i) = (1 - g) P_explore(i) + g * sum_{tau : x_tau = i} a_tau
 
-    P_explore = softmax(s) over all items        (explore="all")
-              = softmax(s) over items not clicked (explore="new", RepeatNet's)
+    P_explore = softmax(beta s) over all items        (explore="all")
+              = softmax(beta s) over items not clicked (explore="new", RepeatNet's)
     a_tau     = softmax over the clicks tau of
                 w_rec[min(L - tau, R - 1)] + w_s (s_{x_tau} - lse)
                 + w_cnt log(count of x_tau in the prefix) + w_last [tau is x_tau's last click]
@@ -20,7 +20,10 @@ them), model scores s over all N items and lse = logsumexp(s):
                                      lse - max(s), log sum_{i clicked} softmax(s)_i,
                                      max_{i clicked} s_i - max(s)]
 
-(R = ``recency`` positions). A prefix without known clicks has g = 0. The
+with s and lse taken as beta s and logsumexp(beta s) throughout (R =
+``recency`` positions; beta, one scale for the model's scores, is picked on
+a grid by validation likelihood: a model trained with bpr-max has scores far
+from calibrated log-probabilities). A prefix without known clicks has g = 0. The
 scores this model gives are log P(i), exactly normalised over all items. The
 mixture changes only the scores of the session's own items: every other item
 keeps its order by s (shifted by log(1 - g) - lse), so ``recommend`` is the
@@ -36,6 +39,7 @@ computed once. ``docs/repeat.md`` has the measurements.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import io as _io
 import json
@@ -49,11 +53,15 @@ import numpy as np
 from .base import SessionRecommender, _check_int, _IdIndex, _is_bool
 from .data import to_sessions
 
-__all__ = ["RepeatAware", "GATE_FEATURES"]
+__all__ = ["RepeatAware", "GATE_FEATURES", "BETAS"]
 
 GATE_FEATURES = ("bias", "log_length", "distinct_fraction", "last_repeats",
                  "lse_minus_max", "log_session_mass", "session_max_minus_max")
 EXPLORE = ("all", "new")
+SELECT = ("mrr", "nll")
+SELECT_K = 20
+SHIFTS = tuple(float(x) for x in np.arange(-6.0, 3.01, 0.5))  # gate bias shifts tried
+BETAS = tuple(float(2.0 ** (k / 2)) for k in range(-6, 9))  # 1/8 .. 16, steps of sqrt(2)
 MAGIC = b"\x89GRUMIX\n"
 FORMAT_VERSION = 1
 _HEAD = struct.Struct("<8sIIQ")  # magic, version, json length, total length
@@ -82,7 +90,7 @@ class _Events:
     Events: ``lse``, ``feat`` [E, G], ``has`` (any known click), ``lse_new``
     (logsumexp over the items not clicked)."""
 
-    def __init__(self, S, start, length, items, R):
+    def __init__(self, S, start, length, items, R, beta: float = 1.0):
         E, N = S.shape
         start = np.asarray(start, np.int64)
         length = np.asarray(length, np.int64)
@@ -108,14 +116,30 @@ class _Events:
         p_last = np.zeros(P, bool)
         p_last[last_pos] = True
 
-        S64 = S.astype(np.float64)
-        m = S64.max(axis=1) if N else np.zeros(E)
-        lse = m + np.log(np.exp(S64 - m[:, None]).sum(axis=1))
-        del S64
-        u_s = S[u_ev, u_item].astype(np.float64) - lse[u_ev]
+        self.E, self.N, self.R = E, N, R
+        self.p_ev, self.p_rec, self.p_u = ev, np.minimum(rec, R - 1), p_u
+        self.p_logcnt, self.p_last = np.log(cnt[p_u]), p_last
+        self.u_ev, self.u_item = u_ev, u_item
+        self.has = n_known > 0
+        self._n_known, self._first, self._cnt = n_known, first, cnt
+        self.scale(S, beta)
+
+    def scale(self, S, beta: float) -> "_Events":
+        """Set the score-dependent quantities for explore scores beta * S
+        (the click structure stays); returns self."""
+        E, N = S.shape
+        u_ev, p_u, has = self.u_ev, self.p_u, self.has
+        n_known, first, cnt = self._n_known, self._first, self._cnt
+        # float32 exponentials summed in float64 (a few 1e-7 off float64's lse)
+        m = beta * S.max(axis=1).astype(np.float64) if N else np.zeros(E)
+        X = S * np.float32(beta)
+        X -= m.astype(np.float32)[:, None]
+        np.exp(X, out=X)
+        lse = m + np.log(X.sum(axis=1, dtype=np.float64))
+        del X
+        u_s = beta * S[u_ev, self.u_item].astype(np.float64) - lse[u_ev]
         n_distinct = np.bincount(u_ev, minlength=E)
         mass = np.bincount(u_ev, weights=np.exp(u_s), minlength=E)
-        has = n_known > 0
         smax_u = np.full(E, -np.inf)
         np.maximum.at(smax_u, u_ev, u_s + lse[u_ev])
         # Whether the last known click's item was clicked before it.
@@ -131,14 +155,12 @@ class _Events:
         feat[:, 4] = lse - m
         feat[:, 5] = np.where(has, np.log(np.maximum(mass, 1e-300)), 0.0)
         feat[:, 6] = np.where(has, smax_u - m, 0.0)
-
-        self.E, self.N, self.R = E, N, R
-        self.p_ev, self.p_rec, self.p_u = ev, np.minimum(rec, R - 1), p_u
-        self.p_logcnt, self.p_last = np.log(cnt[p_u]), p_last
+        self.beta = beta
         self.p_s = u_s[p_u]
-        self.u_ev, self.u_item, self.u_s = u_ev, u_item, u_s
-        self.lse, self.feat, self.has = lse, feat, has
+        self.u_s = u_s
+        self.lse, self.feat = lse, feat
         self.lse_new = lse + np.log(np.maximum(1.0 - mass, 1e-30))
+        return self
 
     def target_u(self, targets):
         """Index among the distinct items of each event's target (-1: not a
@@ -276,12 +298,22 @@ class RepeatAware(SessionRecommender):
         items are left out of explore: RepeatNet's choice).
     recency: R, the number of recency weights (the last R - 1 clicks get one
         each, older clicks share the last).
+    beta: the scale of the model's scores in explore, softmax(beta * s): None
+        picks it on the grid ``BETAS`` by validation likelihood (a model
+        trained with a ranking loss, bpr-max, has scores that are not
+        calibrated log-probabilities); a number fixes it.
+    select: how beta is picked: ``"nll"`` (the lowest validation negative
+        log-likelihood) or ``"mrr"`` (the highest validation MRR@20, the
+        gate's bias then also shifted by the best of ``SHIFTS``: likelihood
+        is dominated by targets far down the list, MRR by the top of it).
+        The other parameters are fitted by likelihood either way.
     steps, learning_rate, l2: Adam's steps, step size and an L2 penalty on
         the parameters (mean negative log-likelihood + l2 * |theta|^2).
     """
 
-    def __init__(self, model, explore: str = "all", recency: int = 10, steps: int = 300,
-                 learning_rate: float = 0.05, l2: float = 1e-4):
+    def __init__(self, model, explore: str = "all", recency: int = 10, beta=None,
+                 select: str = "mrr", steps: int = 300, learning_rate: float = 0.05,
+                 l2: float = 1e-4):
         from .model import GRU4Rec
         from .user_model import UserGRU
 
@@ -290,12 +322,16 @@ class RepeatAware(SessionRecommender):
         self.model = model
         self.explore = explore
         self.recency = recency
+        self.beta = beta
+        self.select = select
         self.steps = steps
         self.learning_rate = learning_rate
         self.l2 = l2
         self._check_params()
         self.theta: Optional[np.ndarray] = None
+        self.beta_: Optional[float] = None  # the score scale in use (fitted or given)
         self.fit_history: list = []
+        self.beta_nll: dict = {}
         self.last_unknown_count = 0
         self._ids = _IdIndex()
 
@@ -316,7 +352,13 @@ class RepeatAware(SessionRecommender):
         if not isinstance(self.explore, str) or self.explore not in EXPLORE:
             raise ValueError(f"explore must be one of {EXPLORE}, got {self.explore!r}")
         self.recency = _check_int("recency", self.recency, 1)
+        if not isinstance(self.select, str) or self.select not in SELECT:
+            raise ValueError(f"select must be one of {SELECT}, got {self.select!r}")
         self.steps = _check_int("steps", self.steps, 0)
+        if self.beta is not None and (_is_bool(self.beta) or not isinstance(
+                self.beta, (int, float)) or not math.isfinite(self.beta) or self.beta <= 0):
+            raise ValueError(f"beta must be None (fitted) or a finite number > 0, got "
+                             f"{self.beta!r}")
         for name in ("learning_rate", "l2"):
             v = getattr(self, name)
             if _is_bool(v) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
@@ -327,7 +369,7 @@ class RepeatAware(SessionRecommender):
 
     def _check_fitted(self) -> None:
         self.model._check_fitted()
-        if self.theta is None:
+        if self.theta is None or self.beta_ is None:
             raise RuntimeError("the repeat mixture is not fitted: call fit_mixture(valid) "
                                "with validation sessions first")
 
@@ -350,49 +392,124 @@ class RepeatAware(SessionRecommender):
                          unknown="keep")
         sd = sd.select_sessions(sd.lengths() >= 2)
         mix = _Mixture(self.recency, self.explore)
-        parts, ts, tus = [], [], []
+        grid = BETAS if self.beta is None else (float(self.beta),)
+        parts = {b: [] for b in grid}
+        ts = {b: [] for b in grid}
+        tus, raw_t, tops = [], [], []
         for start, length, items, targets, S in _prefix_blocks(m, sd):
             keep = targets >= 0
             if not keep.any():
                 continue
-            ev = _Events(S[keep], start[keep], length[keep], items, self.recency)
-            t = targets[keep]
-            parts.append(ev)
-            ts.append(S[keep][np.arange(len(t)), t].astype(np.float64) - ev.lse)
+            S, t = S[keep], targets[keep]
+            ev = _Events(S, start[keep], length[keep], items, self.recency, grid[0])
             tus.append(ev.target_u(t))
-        if not parts:
+            s_t = S[np.arange(len(t)), t].astype(np.float64)
+            raw_t.append(s_t)
+            # The K best scores outside the session (for the MRR@K selection).
+            X = S.copy()
+            X[ev.u_ev, ev.u_item] = -np.inf
+            K = min(SELECT_K, X.shape[1])
+            tops.append(-np.partition(-X, K - 1, axis=1)[:, :K].astype(np.float64))
+            del X
+            for b in grid:
+                e = ev if b == grid[0] else copy.copy(ev).scale(S, b)
+                parts[b].append(e)
+                ts[b].append(b * s_t - e.lse)
+        if not tus:
             raise ValueError("fit_mixture: the validation data has no event to predict (a "
                              "session of 2+ events whose next item the model knows)")
-        data = _FitData(parts, ts, tus)
         theta = np.zeros(mix.n) if theta0 is None else np.array(theta0, np.float64)
         if theta.shape != (mix.n,):
             raise ValueError(f"theta0: expected {mix.n} values, got shape {theta.shape}")
-        # Adam, full batch.
+        raw_t, tops = np.concatenate(raw_t), np.concatenate(tops)
+        # Every beta of the grid with a third of the steps (each starting where
+        # the previous one ended), then the best one with all of them. "Best":
+        # the lowest NLL, or with select="mrr" the highest validation MRR@K
+        # over beta and a shift of the gate's bias.
+        best = None
+        self.beta_nll, self.beta_mrr = {}, {}
+        th = theta
+        for b in grid:
+            data = _FitData(parts.pop(b), ts.pop(b), tus)
+            th, hist = self._adam(data, mix, th.copy(),
+                                  self.steps if len(grid) == 1 else max(self.steps // 3, 1))
+            self.beta_nll[b] = hist[-1]
+            shift, mrr = self._best_shift(data, mix, th, b, raw_t, tops)
+            self.beta_mrr[b] = mrr
+            key = -hist[-1] if self.select == "nll" else mrr
+            if best is None or key > best[0]:
+                best = (key, b, th, hist, data)
+        _, b, th, hist, data = best
+        if len(grid) > 1:
+            th, hist2 = self._adam(data, mix, th.copy(), self.steps)
+            hist = hist + hist2
+        self.gate_shift_ = 0.0
+        if self.select == "mrr":
+            shift, self.valid_mrr = self._best_shift(data, mix, th, b, raw_t, tops)
+            th = th.copy()
+            th[mix.n_att] += shift  # the gate's bias: its feature is 1
+            self.gate_shift_ = shift
+        self.beta_, self.theta, self.fit_history, self.n_fit_events = b, th, hist, data.ev.E
+        return self
+
+    def _best_shift(self, data, mix, theta, beta, raw_t, tops):
+        """(shift of the gate's bias in ``SHIFTS``, validation MRR@K with it):
+        ranks from the K best scores outside each session (a target below
+        them is a miss at K anyway)."""
+        ev = data.ev
+        K = tops.shape[1]
+        best = (0.0, -1.0)
+        for shift in (SHIFTS if self.select == "mrr" else (0.0,)):
+            th = theta.copy()
+            th[mix.n_att] += shift
+            z, lg, l1g, norm, a, log_rep, m_u = mix.forward(ev, th)
+            c = l1g - norm
+            inS = data.t_u >= 0
+            tu = np.maximum(data.t_u, 0)
+            m_t = np.where(inS, m_u[tu], beta * raw_t + c)
+            thr = np.where(inS, (m_t - c) / beta, raw_t)
+            above = (tops > thr[:, None]).sum(axis=1)
+            sess = np.bincount(ev.u_ev, weights=m_u > m_t[ev.u_ev], minlength=ev.E)
+            rank = 1 + above + sess
+            mrr = float(np.where((above < K) & (rank <= K), 1.0 / rank, 0.0).mean())
+            if mrr > best[1] + 1e-12:
+                best = (float(shift), mrr)
+        return best
+
+    def _adam(self, data, mix, theta, steps):
+        """Full-batch Adam on the penalised mean NLL: (theta, loss per step)."""
         mo, ve = np.zeros_like(theta), np.zeros_like(theta)
         b1, b2, eps = 0.9, 0.999, 1e-8
         hist = []
-        for step in range(1, self.steps + 1):
+        for step in range(1, steps + 1):
             loss, grad = data.nll(mix, theta)
-            loss += self.l2 * float(theta @ theta)
+            hist.append(loss + self.l2 * float(theta @ theta))
             grad = grad + 2 * self.l2 * theta
-            hist.append(loss)
             mo = b1 * mo + (1 - b1) * grad
             ve = b2 * ve + (1 - b2) * grad * grad
             theta = theta - self.learning_rate * (mo / (1 - b1 ** step)) / (
                 np.sqrt(ve / (1 - b2 ** step)) + eps)
         loss, _ = data.nll(mix, theta)
         hist.append(loss + self.l2 * float(theta @ theta))
-        self.theta = theta
-        self.fit_history = hist
-        self.n_fit_events = int(data.ev.E)
-        return self
+        return theta, hist
+
+    def with_model(self, model) -> "RepeatAware":
+        """This fitted mixture on another model (e.g. the model refit on all
+        training data after the mixture was fitted with one trained on the
+        earlier part): the mixture's parameters do not depend on the items."""
+        self._check_fitted()
+        ra = RepeatAware(model, self.explore, self.recency, self.beta, self.select, self.steps,
+                         self.learning_rate, self.l2)
+        ra.theta, ra.beta_ = self.theta.copy(), self.beta_
+        return ra
 
     def params(self) -> dict:
         """The fitted parameters by name."""
         self._check_fitted()
         R = self.recency
         th = self.theta
-        out = {f"w_rec{r}": float(th[r]) for r in range(R)}
+        out = {"beta": float(self.beta_)}
+        out.update({f"w_rec{r}": float(th[r]) for r in range(R)})
         out.update(w_s=float(th[R]), w_cnt=float(th[R + 1]), w_last=float(th[R + 2]))
         out.update({f"v_{n}": float(x) for n, x in zip(GATE_FEATURES, th[R + 3:])})
         return out
@@ -402,7 +519,7 @@ class RepeatAware(SessionRecommender):
         """(events, S) for sessions given as slices with states h."""
         W, b = self.model._output_params()
         S = np.asarray(h @ W.T + b, np.float32)
-        return _Events(S, start, length, items, self.recency), S
+        return _Events(S, start, length, items, self.recency, self.beta_), S
 
     def _score(self, rows, items, n):
         # score_prefixes: dense log-probabilities of every item.
@@ -423,7 +540,7 @@ class RepeatAware(SessionRecommender):
         fast paths must agree with)."""
         mix = self._mixture()
         z, lg, l1g, norm, a, log_rep, m_u = mix.forward(ev)
-        M = S.astype(np.float64) + (l1g - norm)[:, None]
+        M = self.beta_ * S.astype(np.float64) + (l1g - norm)[:, None]
         M[ev.u_ev, ev.u_item] = m_u
         return M
 
@@ -449,7 +566,8 @@ class RepeatAware(SessionRecommender):
             E = r1 - r0
             ex_off = np.searchsorted(ev.u_ev, np.arange(E + 1)).astype(np.int64)
             top, sc = _topk_csr(h, W, b, k, ex_off, ev.u_item, allowed, m.num_threads)
-            cand_sc = np.where(top >= 0, sc.astype(np.float64) + (l1g - norm)[:, None], -np.inf)
+            cand_sc = np.where(top >= 0, self.beta_ * sc.astype(np.float64) + (l1g - norm)[:, None],
+                               -np.inf)
             if exclude_seen:
                 best, best_sc = top, cand_sc
             else:
@@ -502,17 +620,17 @@ class RepeatAware(SessionRecommender):
             r1 = min(r0 + step, n)
             h = h_all[r0:r1]
             S = np.asarray(h @ W.T + b, np.float32)
-            ev = _Events(S, start[r0:r1], length[r0:r1], items, self.recency)
+            ev = _Events(S, start[r0:r1], length[r0:r1], items, self.recency, self.beta_)
             z, lg, l1g, norm, a, log_rep, m_u = mix.forward(ev)
             c = l1g - norm
             tg = np.where(known[r0:r1], targets[r0:r1], 0)
             E = r1 - r0
             tu = ev.target_u(tg)
-            m_t = np.where(tu >= 0, m_u[np.maximum(tu, 0)],
-                           S[np.arange(E), tg].astype(np.float64) + c)
-            # Items outside the session above the target: s_j + c > m_t, i.e.
-            # s_j > s_t for a target outside the session.
-            thr = np.where(tu >= 0, m_t - c, S[np.arange(E), tg].astype(np.float64))
+            s_t = S[np.arange(E), tg].astype(np.float64)
+            m_t = np.where(tu >= 0, m_u[np.maximum(tu, 0)], self.beta_ * s_t + c)
+            # Items outside the session above the target: beta s_j + c > m_t,
+            # i.e. s_j > s_t for a target outside the session.
+            thr = np.where(tu >= 0, (m_t - c) / self.beta_, s_t)
             above = (S > thr[:, None]).sum(axis=1)
             in_s_above = np.bincount(ev.u_ev, weights=S[ev.u_ev, ev.u_item] > thr[ev.u_ev],
                                      minlength=E)
@@ -524,7 +642,7 @@ class RepeatAware(SessionRecommender):
             ex_off = np.searchsorted(ev.u_ev, np.arange(E + 1)).astype(np.int64)
             kk = top.shape[1]
             tp, sc = _topk_csr(h, W, b, kk, ex_off, ev.u_item, None, nt)
-            cand_sc = np.where(tp >= 0, sc.astype(np.float64) + c[:, None], -np.inf)
+            cand_sc = np.where(tp >= 0, self.beta_ * sc.astype(np.float64) + c[:, None], -np.inf)
             U = np.diff(ex_off)
             width = int(U.max()) if E else 0
             su_item = np.full((E, width), -1, np.int64)
@@ -564,7 +682,8 @@ class RepeatAware(SessionRecommender):
         and parameters), the model's own file (``grurec.io``), SHA-256."""
         self._check_fitted()
         meta = dict(format="grurec-repeat", version=FORMAT_VERSION, explore=self.explore,
-                    recency=self.recency, steps=self.steps, learning_rate=self.learning_rate,
+                    recency=self.recency, beta=self.beta, beta_=self.beta_, select=self.select,
+                    steps=self.steps, learning_rate=self.learning_rate,
                     l2=self.l2, theta=[float(x) for x in self.theta],
                     gate_features=list(GATE_FEATURES))
         js = json.dumps(meta, sort_keys=True).encode()
@@ -605,14 +724,17 @@ class RepeatAware(SessionRecommender):
         try:
             meta = json.loads(buf[_HEAD.size:_HEAD.size + jl].decode())
             theta = np.array(meta["theta"], np.float64)
-            kw = {k: meta[k] for k in ("explore", "recency", "steps", "learning_rate", "l2")}
+            kw = {k: meta[k] for k in ("explore", "recency", "beta", "select", "steps",
+                                       "learning_rate", "l2")}
+            beta_ = float(meta["beta_"])
         except (ValueError, KeyError, TypeError) as e:
             raise ModelFileError(f"corrupted repeat-mixture file: bad metadata ({e})") from None
         model = from_bytes(buf[_HEAD.size + jl:-_TRAILER])
         ra = cls(model, **kw)
-        if theta.shape != (_Mixture(ra.recency, ra.explore).n,) or not np.isfinite(theta).all():
-            raise ModelFileError("corrupted repeat-mixture file: parameters of the wrong size")
-        ra.theta = theta
+        if (theta.shape != (_Mixture(ra.recency, ra.explore).n,) or not np.isfinite(theta).all()
+                or not (math.isfinite(beta_) and beta_ > 0)):
+            raise ModelFileError("corrupted repeat-mixture file: bad parameters")
+        ra.theta, ra.beta_ = theta, beta_
         return ra
 
     @classmethod
