@@ -137,14 +137,24 @@ def run(name, model, seed, m_tr, m_full, valid, test, args, mixture_seed):
             name).train))
     row(model, m_full)
     for explore in args.explore.split(","):
+        betas = [float(b) for b in args.betas.split(",")] if args.betas else None
+        tag = f"b{args.betas.replace(',', '_')}" if args.betas else "grid"
+        path = Path(args.cache) / f"{name}_{model}_mix_{explore}_{tag}_s{mixture_seed}.grurec"
         t0 = time.perf_counter()
-        ra_tr = grurec.RepeatAware(m_tr, explore=explore).fit_mixture(valid)
-        fit_s = time.perf_counter() - t0
+        if path.exists():
+            ra_tr, fit_s = grurec.load(path), None
+        else:
+            ra_tr = grurec.RepeatAware(m_tr, explore=explore, beta=betas).fit_mixture(valid)
+            fit_s = round(time.perf_counter() - t0, 1)
+            ra_tr.save(path)
         ra = ra_tr.with_model(m_full)
         row(f"{model}+repeat({explore})", ra,
-            dict(mixture_seed=mixture_seed, mixture_fit_s=round(fit_s, 1), valid_events=ra_tr.n_fit_events,
-                 valid_nll=[round(ra_tr.fit_history[0], 4), round(ra_tr.fit_history[-1], 4)],
+            dict(mixture_seed=mixture_seed, mixture_fit_s=fit_s,
+                 valid_events=getattr(ra_tr, "n_fit_events", None),
+                 valid_nll=[round(ra_tr.fit_history[0], 4), round(ra_tr.fit_history[-1], 4)]
+                 if ra_tr.fit_history else None,
                  beta_nll={round(b, 3): round(v, 4) for b, v in ra_tr.beta_nll.items()},
+                 beta_mrr={round(b, 3): round(v, 4) for b, v in ra_tr.beta_mrr.items()},
                  params={k: round(v, 3) for k, v in ra_tr.params().items()}))
     return out
 
@@ -169,6 +179,8 @@ def main():
     ap.add_argument("--cache", default="/tmp/grurec_repeat_models")
     ap.add_argument("--train-only", action="store_true")
     ap.add_argument("--explore", default="all,new")
+    ap.add_argument("--betas", default="", help="candidate score scales (default: "
+                    "grurec.repeat.BETAS)")
     ap.add_argument("--mixture-seed", type=int, default=-1,
                     help="fit the mixture with this seed's validation-training model for "
                          "every seed (-1: each seed its own)")

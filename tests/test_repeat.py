@@ -304,3 +304,31 @@ def test_narm_works_too(data):
     for x in ids[0]:
         live.click(x)
     np.testing.assert_array_equal(live.recommend(k=5)[0], ra.recommend(ids, k=5)[0][0])
+
+
+def test_beta_is_the_scale_of_the_scores(data):
+    """Halving the output weights (exactly, in float32) is undone by a beta
+    twice as large: the same likelihood, the same probabilities."""
+    kw = dict(layers=[8], batch_size=8, n_sample=16, n_epochs=1, constrained_embedding=False,
+              num_threads=1, random_state=0, show_progress=False)
+    m = grurec.GRU4Rec(**kw).fit(data.iloc[:1500])
+    m2 = grurec.GRU4Rec.from_bytes(m.to_bytes())
+    m2.params["W_y"] = m2.params["W_y"] / np.float32(2)
+    m2.params["b_y"] = m2.params["b_y"] / np.float32(2)
+    m2._input_cache = m2._output_cache = None
+    va = data.iloc[1500:2500]
+    r1 = RepeatAware(m, recency=R, beta=[0.5, 1.0, 2.0], select="nll", steps=60).fit_mixture(va)
+    r2 = RepeatAware(m2, recency=R, beta=[1.0, 2.0, 4.0], select="nll",
+                     steps=60).fit_mixture(va)
+    assert r2.beta_ == 2 * r1.beta_
+    np.testing.assert_allclose(list(r2.beta_nll.values()), list(r1.beta_nll.values()),
+                               rtol=1e-6)
+    sess = [list(data.ItemId.values[:4])]
+    np.testing.assert_allclose(r2.score_prefixes([m2._lookup(sess[0])]),
+                               r1.score_prefixes([m._lookup(sess[0])]), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="beta"):
+        RepeatAware(m, beta=0)
+    with pytest.raises(ValueError, match="beta"):
+        RepeatAware(m, beta=[])
+    with pytest.raises(ValueError, match="select"):
+        RepeatAware(m, select="auc")

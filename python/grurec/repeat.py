@@ -298,10 +298,10 @@ class RepeatAware(SessionRecommender):
         items are left out of explore: RepeatNet's choice).
     recency: R, the number of recency weights (the last R - 1 clicks get one
         each, older clicks share the last).
-    beta: the scale of the model's scores in explore, softmax(beta * s): None
-        picks it on the grid ``BETAS`` by validation likelihood (a model
-        trained with a ranking loss, bpr-max, has scores that are not
-        calibrated log-probabilities); a number fixes it.
+    beta: the scale of the model's scores in explore, softmax(beta * s) (a
+        model trained with a ranking loss, bpr-max, has scores that are not
+        calibrated log-probabilities): None picks it on the grid ``BETAS``,
+        a list picks it among those values, a number fixes it.
     select: how beta is picked: ``"nll"`` (the lowest validation negative
         log-likelihood) or ``"mrr"`` (the highest validation MRR@20, the
         gate's bias then also shifted by the best of ``SHIFTS``: likelihood
@@ -330,8 +330,11 @@ class RepeatAware(SessionRecommender):
         self._check_params()
         self.theta: Optional[np.ndarray] = None
         self.beta_: Optional[float] = None  # the score scale in use (fitted or given)
-        self.fit_history: list = []
-        self.beta_nll: dict = {}
+        self.fit_history: list = []  # the penalised NLL per Adam step
+        self.beta_nll: dict = {}  # beta -> validation NLL (after a third of the steps)
+        self.beta_mrr: dict = {}  # beta -> validation MRR@20 (best gate shift)
+        self.gate_shift_ = 0.0
+        self.n_fit_events = 0
         self.last_unknown_count = 0
         self._ids = _IdIndex()
 
@@ -355,10 +358,17 @@ class RepeatAware(SessionRecommender):
         if not isinstance(self.select, str) or self.select not in SELECT:
             raise ValueError(f"select must be one of {SELECT}, got {self.select!r}")
         self.steps = _check_int("steps", self.steps, 0)
-        if self.beta is not None and (_is_bool(self.beta) or not isinstance(
-                self.beta, (int, float)) or not math.isfinite(self.beta) or self.beta <= 0):
-            raise ValueError(f"beta must be None (fitted) or a finite number > 0, got "
-                             f"{self.beta!r}")
+        def ok(b):
+            return (not _is_bool(b) and isinstance(b, (int, float, np.floating))
+                    and math.isfinite(b) and b > 0)
+
+        b = self.beta
+        if not (b is None or ok(b) or (isinstance(b, (list, tuple)) and b
+                                       and all(ok(x) for x in b))):
+            raise ValueError(f"beta must be None (picked on BETAS), a finite number > 0 or a "
+                             f"non-empty list of them to pick from, got {b!r}")
+        if isinstance(b, (list, tuple)):
+            self.beta = [float(x) for x in b]
         for name in ("learning_rate", "l2"):
             v = getattr(self, name)
             if _is_bool(v) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
@@ -392,7 +402,8 @@ class RepeatAware(SessionRecommender):
                          unknown="keep")
         sd = sd.select_sessions(sd.lengths() >= 2)
         mix = _Mixture(self.recency, self.explore)
-        grid = BETAS if self.beta is None else (float(self.beta),)
+        grid = (BETAS if self.beta is None else tuple(self.beta)
+                if isinstance(self.beta, list) else (float(self.beta),))
         parts = {b: [] for b in grid}
         ts = {b: [] for b in grid}
         tus, raw_t, tops = [], [], []
