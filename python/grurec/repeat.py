@@ -35,7 +35,10 @@ per block of events with one NumPy matrix product (``h @ W_y.T + b_y``).
 Fitting: full-batch Adam on the mean negative log-likelihood of the
 validation targets (targets the model does not know are left out), the
 per-event quantities (lse, the session items' scores, the target's score)
-computed once. ``docs/repeat.md`` has the measurements.
+computed once per candidate beta. beta is picked on a grid, by validation
+likelihood or (default) by validation MRR@20 together with a shift of the
+gate's bias (``RepeatAware``'s ``select``). ``docs/repeat.md`` has the
+measurements.
 """
 from __future__ import annotations
 
@@ -209,10 +212,6 @@ class _Mixture:
             m_u = rep_part
         return z, lg, l1g, norm, a, log_rep, m_u
 
-    def other_offset(self, l1g, norm, ev: _Events):
-        """c per event: an item outside the session scores s + c."""
-        return l1g - norm
-
 
 class _FitData:
     """Concatenated ``_Events`` of the validation events with their targets."""
@@ -265,11 +264,7 @@ class _FitData:
         g = np.exp(lg)
         dz = np.where(ev.has, g - w_r, 0.0) / E  # d(-mean log p)/dz
         grad = np.zeros_like(theta)
-        grad[mix.n_att:] = ev.feat.T @ dz
-        if mix.explore == "new":
-            # With the session's items masked out of explore, its normaliser
-            # does not depend on theta; the formulas above hold as they are.
-            pass
+        grad[mix.n_att:] = ev.feat.T @ dz  # (explore's normaliser does not depend on theta)
         # d(-log p)/de_tau = -w_r (q_tau - a_tau), q = a restricted to the target's clicks
         pe = ev.p_ev
         match = (self.t_u[pe] >= 0) & (ev.p_u == self.t_u[pe])
