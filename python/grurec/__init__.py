@@ -19,6 +19,7 @@ from .model import GRU4Rec, ModelFitError
 from .user_model import UserGRU
 from .narm import NARM
 from .bidir import BiGRU4Rec
+from .repeat import RepeatAware
 from .ops import gru_backward, gru_forward
 from .topk import TopkIndex, topk
 from .user_evaluation import evaluate_users
@@ -30,6 +31,7 @@ __all__ = [
     "UserGRU",
     "NARM",
     "BiGRU4Rec",
+    "RepeatAware",
     "ItemFeatures",
     "ModelFitError",
     "ModelFileError",

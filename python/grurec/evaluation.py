@@ -127,7 +127,9 @@ def _evaluate_counts(model, test, cutoffs, mode, session_col, item_col, time_col
             pos = np.minimum(pos, len(cand) - 1)
             targets = np.where((targets >= 0) & (cand[pos] == targets), pos, -1)
         known = targets >= 0
-        if hasattr(model, "_states"):
+        if hasattr(model, "_eval_ranks"):  # grurec.RepeatAware: its own ranking
+            ranks, top = model._eval_ranks(off, items, targets, known, cand, K, mode, nt)
+        elif hasattr(model, "_states"):
             ranks, top = _gru_ranks(model, off, items, targets, known, cand, K, mode, nt)
         else:
             ranks, top = _dense_ranks(model, off, items, targets, known, cand, K, mode, nt)

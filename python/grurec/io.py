@@ -767,8 +767,19 @@ def load(source):
     """Load a model from a path, bytes, or a binary file object.
 
     Raises ``ModelFileError`` for anything that is not an intact grurec model
-    file of a format version this grurec reads, before using any of it.
+    file of a format version this grurec reads, before using any of it. A
+    ``grurec.RepeatAware`` file (its own magic, ``grurec.repeat.MAGIC``) loads
+    as one.
     """
+    from .repeat import MAGIC as REPEAT_MAGIC, RepeatAware
+
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if bytes(memoryview(source).cast("B")[:len(REPEAT_MAGIC)]) == REPEAT_MAGIC:
+            return RepeatAware.from_bytes(source)
+    elif isinstance(source, (str, os.PathLike)):
+        with open(source, "rb") as f:
+            if f.read(len(REPEAT_MAGIC)) == REPEAT_MAGIC:
+                return RepeatAware.load(source)
     return _model_from(*_parse(_read_source(source)))
 
 
