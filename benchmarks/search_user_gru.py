@@ -44,7 +44,12 @@ class _Stop(Exception):
 
 
 def space(trial, data: str) -> dict:
-    """The sampled hyperparameters (UserGRU keyword arguments)."""
+    """The sampled hyperparameters (UserGRU keyword arguments).
+
+    Ranges are kept where one trial costs minutes on one core: the cost of an
+    event is about (batch_size * bptt + n_sample) * hidden, so 512 units with
+    8192 samples (a first, wider version of this space) took ~50 s an epoch.
+    """
     p = {}
     p["loss"] = trial.suggest_categorical("loss", ["bpr-max", "cross-entropy"])
     if p["loss"] == "bpr-max":
@@ -53,22 +58,21 @@ def space(trial, data: str) -> dict:
         p["logq"] = 0.0
     else:
         p["logq"] = trial.suggest_categorical("logq", [0.0, 1.0])
-    p["layers"] = [trial.suggest_categorical("hidden", [64, 128, 224, 256, 384, 512])]
-    emb = trial.suggest_categorical("emb", ["constrained", "64", "128", "256"])
+    p["layers"] = [trial.suggest_categorical("hidden", [128, 224, 320])]
+    emb = trial.suggest_categorical("emb", ["constrained", "128", "224"])
     if emb == "constrained":
         p["constrained_embedding"], p["embedding"] = True, 0
     else:
         p["constrained_embedding"], p["embedding"] = False, int(emb)
-    p["n_sample"] = trial.suggest_categorical("n_sample", [512, 1024, 2048, 4096, 8192])
+    p["n_sample"] = trial.suggest_categorical("n_sample", [1024, 2048, 4096])
     p["sample_alpha"] = trial.suggest_float("sample_alpha", 0.0, 1.0)
-    p["batch_size"] = trial.suggest_categorical("batch_size", [16, 32, 64, 128, 256])
-    p["bptt"] = trial.suggest_categorical("bptt", [1, 2, 4, 8, 16, 32])
-    p["learning_rate"] = trial.suggest_float("learning_rate", 0.01, 0.1, log=True)
-    p["momentum"] = trial.suggest_float("momentum", 0.0, 0.9)
+    p["batch_size"] = trial.suggest_categorical("batch_size", [16, 32, 64])
+    p["bptt"] = trial.suggest_categorical("bptt", [2, 4, 8, 16])
+    p["learning_rate"] = trial.suggest_float("learning_rate", 0.02, 0.1, log=True)
+    p["momentum"] = trial.suggest_float("momentum", 0.0, 0.8)
     p["dropout_p_embed"] = trial.suggest_float("dropout_p_embed", 0.0, 0.6)
-    p["dropout_p_hidden"] = trial.suggest_float("dropout_p_hidden", 0.0, 0.6)
-    ml = trial.suggest_categorical("max_len", ["none", "50"])
-    p["max_len"] = None if ml == "none" else int(ml)
+    p["dropout_p_hidden"] = trial.suggest_float("dropout_p_hidden", 0.0, 0.5)
+    p["max_len"] = None
     return p
 
 
@@ -80,8 +84,7 @@ def preset_params(name: str) -> dict:
              n_sample=g["n_sample"], sample_alpha=g["sample_alpha"],
              batch_size=g["batch_size"], bptt=g["bptt"], learning_rate=g["learning_rate"],
              momentum=g["momentum"], dropout_p_embed=g["dropout_p_embed"],
-             dropout_p_hidden=g["dropout_p_hidden"],
-             max_len="none" if g["max_len"] is None else str(g["max_len"]))
+             dropout_p_hidden=g["dropout_p_hidden"])
     if g["loss"] == "bpr-max":
         q.update(elu_param=g["elu_param"], bpreg=g["bpreg"])
     else:
@@ -182,9 +185,9 @@ def main(argv=None) -> int:
     p.add_argument("--data", default="beauty-s3rec")
     p.add_argument("--minutes", type=float, default=60.0)
     p.add_argument("--trials", type=int, default=1000)
-    p.add_argument("--max-epochs", type=int, default=30)
-    p.add_argument("--checkpoints", type=int, nargs="+", default=[3, 5, 8, 12, 16, 20, 25, 30])
-    p.add_argument("--trial-minutes", type=float, default=8.0,
+    p.add_argument("--max-epochs", type=int, default=20)
+    p.add_argument("--checkpoints", type=int, nargs="+", default=[4, 6, 8, 10, 13, 16, 20])
+    p.add_argument("--trial-minutes", type=float, default=5.0,
                    help="a trial stops at its first checkpoint after this long")
     p.add_argument("--storage", default=None, help="default: <repo>/optuna_usergru.db")
     p.add_argument("--study", default=None, help="default: usergru-<data>")
@@ -217,8 +220,15 @@ def main(argv=None) -> int:
         print(f"{len(rows)} trials -> {out}")
         return 0
     for e in args.enqueue or []:
-        q = json.loads(Path(e).read_text()) if e.endswith(".json") else preset_params(e)
-        study.enqueue_trial(q, skip_if_exists=True)
+        if e.endswith(".json"):
+            qs = json.loads(Path(e).read_text())
+            qs = qs if isinstance(qs, list) else [qs]
+        else:
+            qs = [preset_params(e)]
+        for q in qs:  # a list entry may be {"preset": name, ...changes}
+            if "preset" in q:
+                q = {**preset_params(q.pop("preset")), **q}
+            study.enqueue_trial(q, skip_if_exists=True)
     ds = grurec.datasets.load_prepared(args.data)
     DEADLINE[0] = time.time() + args.minutes * 60
     optuna.logging.set_verbosity(optuna.logging.WARNING)
