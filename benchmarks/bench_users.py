@@ -21,6 +21,8 @@ exists, else ``UserGRU()``). GRU models run once per ``--seeds`` value
 Usage:
     python benchmarks/bench_users.py --threads 1
     python benchmarks/bench_users.py --data beauty-s3rec --models ItemKNN GRU4Rec-xe --seeds 0 1 2
+    python benchmarks/bench_users.py --data beauty-s3rec --models UserGRU --fit-on train+valid \
+        --user-params '{"bptt": 16, "batch_size": 32}'     # a candidate over the preset
 """
 from __future__ import annotations
 
@@ -47,7 +49,7 @@ FEATURES = {"beauty-s3rec": ("beauty-s3rec/Beauty_item2attributes.json", "beauty
 CUTOFFS = (10, 20)
 
 
-def make(name: str, data: str, seed: int, threads: int):
+def make(name: str, data: str, seed: int, threads: int, user_params=None):
     if name == "Popularity":
         return bl.Popularity()
     if name == "ItemKNN":
@@ -67,6 +69,8 @@ def make(name: str, data: str, seed: int, threads: int):
             m = None
     if m is None:
         m = cls()
+    if user_params:  # --user-params: a candidate setting over the preset
+        m.set_params(**user_params)
     params = m.get_params() if hasattr(m, "get_params") else {}
     fixed = {k: v for k, v in (("num_threads", threads), ("random_state", seed),
                                ("show_progress", False)) if k in params}
@@ -75,8 +79,8 @@ def make(name: str, data: str, seed: int, threads: int):
     return m
 
 
-def run_one(name, data, ds, train, seed, threads, mode="standard") -> dict:
-    m = make(name, data, seed, threads)
+def run_one(name, data, ds, train, seed, threads, mode="standard", user_params=None) -> dict:
+    m = make(name, data, seed, threads, user_params)
     t0 = time.perf_counter()
     if name == "UserGRU+attributes":
         from grurec import features
@@ -110,8 +114,15 @@ def main(argv=None) -> int:
     p.add_argument("--mode", choices=("standard", "conservative", "median"), default="standard",
                    help="tie handling of the ranks (grurec.evaluate_users mode=)")
     p.add_argument("--json", type=Path, default=DEFAULT_JSON)
+    p.add_argument("--user-params", default=None,
+                   help="UserGRU hyperparameters over the preset's, as JSON or a .json file "
+                        "(e.g. a setting from benchmarks/search_user_gru.py)")
     args = p.parse_args(argv)
 
+    user_params = None
+    if args.user_params:
+        text = args.user_params
+        user_params = json.loads(Path(text).read_text() if text.endswith(".json") else text)
     models = list(args.models)
     if "UserGRU+attributes" in models and set(args.data) - set(FEATURES):
         p.error(f"UserGRU+attributes: item features only for {sorted(FEATURES)}")
@@ -121,14 +132,16 @@ def main(argv=None) -> int:
     print(cpu_line())
     meta = {"cpu": cpu_line(), "python": platform.python_version(),
             "grurec": grurec.__version__, "threads": args.threads, "fit_on": args.fit_on,
-            "protocol": f"loo, full ranking, exclude_seen, {args.mode} ties"}
+            "protocol": f"loo, full ranking, exclude_seen, {args.mode} ties",
+            "user_params": user_params}
     results = []
     for data in args.data:
         ds = grurec.datasets.load_prepared(data)
         train = ds.train if args.fit_on == "train" else ds.valid
         for name in models:
             for seed in (args.seeds if name in SEEDED else [None]):
-                row = run_one(name, data, ds, train, seed, args.threads, args.mode)
+                row = run_one(name, data, ds, train, seed, args.threads, args.mode,
+                              user_params if name.startswith("UserGRU") else None)
                 results.append(row)
                 print(json.dumps(row), flush=True)
 
