@@ -134,8 +134,9 @@ USER_PRESETS: Mapping[str, Preset] = MappingProxyType({p.name: p for p in (
            "grurec: beauty-s3rec's setting with the item attributes on the output side "
            "(fit(..., item_features=grurec.features.beauty_attributes(path))); output vs "
            "both compared on the test target with 1 seed, not on a validation split, on "
-           "the earlier beauty-s3rec setting (n_sample 2048, 10 epochs); not yet measured "
-           "on the current one; learning rate 0.1 diverged with features"),
+           "the earlier beauty-s3rec setting (n_sample 2048, 10 epochs); on the current "
+           "one: HR@10 / NDCG@10 .1003 / .0614, seeds 0-2, leave-one-out test target; "
+           "learning rate 0.1 diverged with features"),
     Preset("ml-100k", MappingProxyType(dict(_USER_SWEEP, max_len=200)),
            "grurec: beauty-s3rec's earlier setting (the 11-setting manual sweep: n_sample "
            "2048, 10 epochs) with max_len=200 (MovieLens histories are long); not searched "
