@@ -384,6 +384,7 @@ struct Plan {
   int64_t max_threads;  // at most one thread per ~256K multiply-adds (a fork costs ~10 us)
   const TopkBf16* bf16;  // the prefilter's table, or null when it is not used
   const TopkI16* i16;    // the int16 prefilter's table, or null
+  bool i8;               // tasks scan a prepared int8 table (topk() sets it)
   int64_t QL16;          // query lanes of a task for it (QB rounded up to 8)
   int64_t D2;   // bf16 pairs per row (prefilter)
   int64_t QL;   // query lanes of a task (QB rounded up to 16; prefilter)
@@ -439,6 +440,7 @@ Plan make_plan(int64_t Q, int64_t N, int64_t D, int64_t K, int T, const TopkKern
   if (std::strcmp(tk.name, "avx2") == 0 && D >= 1 && D <= kI16MaxD &&
       std::min(p.QB, Q) >= kI16MinQueries && i16_prefilter_enabled())
     p.i16 = topk_i16_kernels();
+  p.i8 = false;
   p.D2 = (D + 1) / 2;
   p.QL = ceil_div(p.QB, 16) * 16;
   p.QL16 = ceil_div(p.QB, 8) * 8;
@@ -588,7 +590,7 @@ struct Scratch {
       x16.resize(p.i16->strip * p.D2);
       iv16.resize(4 * p.i16->strip);
     }
-    if (p.QB <= kInt8MaxQueries) {
+    if (p.i8) {
       m8.resize((p.Nb / 16 + 2) * p.QB);
       q8v.resize(p.D2 * ceil_div(p.QB, 8) * 8);
       q8f.resize(4 * ceil_div(p.QB, 8) * 8);
@@ -680,9 +682,11 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
   if (Q <= 0) return kTopkOk;
   const TopkKernels& tk = TK();
   if (i8 && (i8->N != N || i8->D != D || D < 1)) i8 = nullptr;
-  const Plan plan = make_plan(Q, N, D, K, num_threads, tk);
-  const int64_t P = plan.P;
   const bool counts = targets != nullptr && greater != nullptr && equal != nullptr;
+  Plan plan_ = make_plan(Q, N, D, K, num_threads, tk);
+  plan_.i8 = i8 != nullptr && !counts && plan_.QB <= kInt8MaxQueries;
+  const Plan& plan = plan_;
+  const int64_t P = plan.P;
   // Partial lists when the items are split: [Q, P] counts, [Q, P, K] entries;
   // partial rank counts [P, Q, 2].
   std::vector<int64_t> part_n;
@@ -707,7 +711,7 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
   // first block, and pass ~10x the pairs on to the exact score at 2 threads.
   // (Ties are never skipped, and r.thr, which decides what enters a task's
   // list, stays the task's own: the lists and the merge are as before.)
-  const bool plan_i8 = i8 != nullptr && !counts && plan.QB <= kInt8MaxQueries;
+  const bool plan_i8 = plan.i8;
   std::unique_ptr<std::atomic<float>[]> shared;
   const bool plan_i16 = plan.i16 != nullptr && !counts;
   const I16Consts c16 = plan_i16 ? i16_consts(D) : I16Consts{};
