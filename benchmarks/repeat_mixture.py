@@ -54,8 +54,16 @@ def splits(name: str):
     return sp.train, sp.test, ds.train, ds.test
 
 
+def _variant(model, args) -> str:
+    """NARM's cache-name suffix: its window and memory (none for the defaults
+    bptt 5 / memory 0, the names of earlier runs)."""
+    if model != "NARM" or (args.bptt == 5 and args.memory == 0):
+        return ""
+    return f"_T{args.bptt}_M{args.memory}"
+
+
 def trained(name, model, part, data, seed, args):
-    path = Path(args.cache) / f"{name}_{model}_{part}_s{seed}.grurec"
+    path = Path(args.cache) / f"{name}_{model}{_variant(model, args)}_{part}_s{seed}.grurec"
     if path.exists():
         return grurec.load(path), None
     kw = dict(presets.get(PRESET[name]), random_state=seed, num_threads=1, show_progress=False)
@@ -63,6 +71,7 @@ def trained(name, model, part, data, seed, args):
         kw["n_epochs"] = args.epochs
     if model == "NARM":
         kw["bptt"] = args.bptt
+        kw["attention_memory"] = args.memory
     m = getattr(grurec, model)(**kw)
     t0 = time.perf_counter()
     m.fit(data)
@@ -135,11 +144,13 @@ def run(name, model, seed, m_tr, m_full, valid, test, args, mixture_seed):
     if model == args.models.split(",")[0] and seed == 0:  # S-POP has no seed: once
         row("S-POP", grurec.baselines.SessionPopularity().fit(grurec.datasets.load_prepared(
             name).train))
-    row(model, m_full)
+    label = model + _variant(model, args)
+    row(label, m_full)
     for explore in args.explore.split(","):
         betas = [float(b) for b in args.betas.split(",")] if args.betas else None
         tag = f"b{args.betas.replace(',', '_')}" if args.betas else "grid"
-        path = Path(args.cache) / f"{name}_{model}_mix_{explore}_{tag}_s{mixture_seed}.grurec"
+        path = Path(args.cache) / (f"{name}_{model}{_variant(model, args)}_mix_{explore}_{tag}"
+                                   f"_s{mixture_seed}.grurec")
         t0 = time.perf_counter()
         if path.exists():
             ra_tr, fit_s = grurec.load(path), None
@@ -148,7 +159,7 @@ def run(name, model, seed, m_tr, m_full, valid, test, args, mixture_seed):
             fit_s = round(time.perf_counter() - t0, 1)
             ra_tr.save(path)
         ra = ra_tr.with_model(m_full)
-        row(f"{model}+repeat({explore})", ra,
+        row(f"{label}+repeat({explore})", ra,
             dict(mixture_seed=mixture_seed, mixture_fit_s=fit_s,
                  valid_events=getattr(ra_tr, "n_fit_events", None),
                  valid_nll=[round(ra_tr.fit_history[0], 4), round(ra_tr.fit_history[-1], 4)]
@@ -175,7 +186,8 @@ def main():
     ap.add_argument("--models", default="GRU4Rec")
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--epochs", type=int, default=0, help="0: the preset's")
-    ap.add_argument("--bptt", type=int, default=5)
+    ap.add_argument("--bptt", type=int, default=5, help="NARM's window")
+    ap.add_argument("--memory", type=int, default=0, help="NARM's attention_memory")
     ap.add_argument("--cache", default="/tmp/grurec_repeat_models")
     ap.add_argument("--train-only", action="store_true")
     ap.add_argument("--explore", default="all,new")

@@ -352,6 +352,8 @@ py::dict train_epoch(py::list W_ih, py::list W_hh, py::list b, py::list b_hh, py
     a.A2 = param("A2", rd["A2"]);
     a.v = param("v", rd["v"]);
     a.W_q = param("W_q", rd["W_q"]);
+    a.memory = rd.contains("memory") ? rd["memory"].cast<int64_t>() : 0;
+    if (a.memory < 0) throw py::value_error("readout: memory must be >= 0");
     const int64_t HL = net.layers.back(), A = a.A1.cols;
     if (a.A1.rows != HL || a.A2.rows != HL || a.A2.cols != A || a.v.rows != A ||
         a.v.cols != 1 || a.W_q.rows != 2 * HL || a.W_q.cols != net.W_y.cols)
@@ -484,8 +486,9 @@ grurec::Net net_from_params(py::dict p, const std::vector<int64_t>& layers, int 
 // The readout's weights from a parameter dict (read-only): with bi_W_q the
 // bidirectional readout's bi_W_ih [HL, 3Hr], bi_W_hh [Hr, 3Hr], bi_b, bi_bh
 // [3Hr], bi_W_q [HL + Hr, D]; else the attention readout's att_A1, att_A2
-// [HL, A], att_v [A], att_W_q [2 HL, D].
-void readout_from_params(py::dict p, grurec::Net& net) {
+// [HL, A], att_v [A], att_W_q [2 HL, D], with memory (core/attention.hpp).
+void readout_from_params(py::dict p, grurec::Net& net, int64_t memory) {
+  if (memory < 0) throw py::value_error("memory must be >= 0");
   auto get = [&](const char* key) -> py::handle {
     if (!p.contains(key)) throw py::value_error(std::string("params: missing '") + key + "'");
     return p[key];
@@ -516,16 +519,18 @@ void readout_from_params(py::dict p, grurec::Net& net) {
   set(net.readout.A2, "att_A2", HL, A, false);
   set(net.readout.v, "att_v", A, 1, true);
   set(net.readout.W_q, "att_W_q", 2 * HL, D, false);
+  net.readout.memory = memory;
 }
 
 py::array_t<float> session_states(py::dict params, std::vector<int64_t> layers, int mode,
                                   py::array_t<int64_t, py::array::c_style> offsets,
                                   py::array_t<int32_t, py::array::c_style> items,
                                   bool all_prefixes, int num_threads, py::object h0,
-                                  bool all_layers, bool readout, int64_t window, bool embed) {
+                                  bool all_layers, bool readout, int64_t window, bool embed,
+                                  int64_t memory) {
   grurec::Net net = net_from_params(params, layers, mode);
   if (readout) {
-    readout_from_params(params, net);
+    readout_from_params(params, net, memory);
     if (!h0.is_none() || all_layers)
       throw py::value_error("readout: h0 and all_layers are for plain GRU states");
   }
@@ -584,9 +589,9 @@ py::array_t<float> session_states(py::dict params, std::vector<int64_t> layers, 
 // alpha [n] with the readout, else None).
 py::tuple drop_one(py::dict params, std::vector<int64_t> layers, int mode,
                    py::array_t<int32_t, py::array::c_style> items, bool readout,
-                   int64_t window) {
+                   int64_t window, int64_t memory) {
   grurec::Net net = net_from_params(params, layers, mode);
-  if (readout) readout_from_params(params, net);
+  if (readout) readout_from_params(params, net, memory);
   if (items.ndim() != 1 || items.shape(0) < 1)
     throw py::value_error("items: expected a 1-D array of at least one item index");
   const int64_t n = items.shape(0);
@@ -1182,12 +1187,15 @@ PYBIND11_MODULE(_core, m) {
         py::arg("mode"), py::arg("offsets"), py::arg("items"), py::arg("all_prefixes"),
         py::arg("num_threads") = 0, py::arg("h0") = py::none(), py::arg("all_layers") = false,
         py::arg("readout") = false, py::arg("window") = 0, py::arg("embed") = false,
+        py::arg("memory") = 0,
         "Last-layer GRU states after each session (or after every prefix), or every layer's "
         "(all_layers), optionally from initial states h0 [S, sum H]; with readout, the "
-        "readout queries (params att_* or bi_*, spans of window); with embed, the "
+        "readout queries (params att_* or bi_*, spans of window plus memory earlier "
+        "positions for the attention); with embed, the "
         "bidirectional readout's session embeddings [h ; b]; see cpp/infer.hpp.");
   m.def("drop_one_queries", &drop_one, py::arg("params"), py::arg("layers"), py::arg("mode"),
         py::arg("items"), py::arg("readout") = false, py::arg("window") = 0,
+        py::arg("memory") = 0,
         "Queries after a sequence and after each leave-one-click-out variant of it "
         "(explanations); see cpp/infer.hpp.");
   m.def("gru_forward", &gru_forward, py::arg("h_out"), py::arg("gates"), py::arg("rh"),

@@ -111,11 +111,13 @@ def _fd_grad(f, p, h=1e-6):
     return g
 
 
-def reference_epoch(p, seqs, cfg, window_loss=None):
+def reference_epoch(p, seqs, cfg, window_loss=None, extra_states=None):
     """SGD (step ETA * gradient) over one epoch of windows; returns the
     weights and the summed per-position loss. ``window_loss(p, states, ins,
     tgs, cfg, wts)`` defaults to the GRU stack's (test_narm passes its
-    attention readout's)."""
+    attention readout's). ``extra_states(B)``: more per-slot arrays (first
+    axis B) after the layers' states, moved with the slots and zeroed on a
+    reset like them (test_narm's attention memory)."""
     window_loss = window_loss or _window_loss
     p = {k: v.copy() for k, v in p.items()}
     B, T = min(cfg["batch_size"], len(seqs)), cfg["bptt"]
@@ -124,6 +126,8 @@ def reference_epoch(p, seqs, cfg, window_loss=None):
     starts = np.cumsum([0] + [len(s) for s in seqs])
     W = _weights(seqs) if cfg.get("weighted") else None
     states = [np.zeros((B, H)) for H in cfg["layers"]]
+    if extra_states is not None:
+        states += extra_states(B)
     total = 0.0
     while B > 0:
         ins = np.full((T, B), -1)
@@ -177,7 +181,7 @@ def reference_epoch(p, seqs, cfg, window_loss=None):
     return p, total
 
 
-def native_epoch(p, seqs, cfg, num_threads, readout=None):
+def native_epoch(p, seqs, cfg, num_threads, readout=None, readout_options=None):
     """The native trainer's epoch (Adagrad as exact SGD, see the module
     docstring); ``readout``: names of attention weights in ``p`` (test_narm)."""
     layers = cfg["layers"]
@@ -196,7 +200,8 @@ def native_epoch(p, seqs, cfg, num_threads, readout=None):
                 momentum=0.0, seed=1, num_threads=num_threads, workers=1, bptt=cfg["bptt"],
                 weights=_weights(seqs) if cfg.get("weighted") else None)
     L = len(layers)
-    extra = {} if readout is None else {"readout": {k: trip(v) for k, v in readout.items()}}
+    extra = {} if readout is None else {"readout": dict(
+        {k: trip(v) for k, v in readout.items()}, **(readout_options or {}))}
     r = _core.train_epoch([trip(f"W_ih{l}") for l in range(L)],
                           [trip(f"W_hh{l}") for l in range(L)],
                           [trip(f"b{l}") for l in range(L)],

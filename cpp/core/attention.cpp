@@ -84,7 +84,7 @@ void attention_queries(const AttentionWeights& w, const float* y, int64_t n, int
   k.sgemm(n, A, H, 1.0f, y, H, 1, w.A1.w, A, 1, 0.0f, a1, A, 1);
   k.sgemm(n, A, H, 1.0f, y, H, 1, w.A2.w, A, 1, 0.0f, a2, A, 1);
   for (int64_t t = 0; t < n; ++t) {
-    const int64_t s0 = T > 0 ? (t / T) * T : 0;
+    const int64_t s0 = w.span_start(t, T);
     attend_forward(c + t * H, alpha, y + s0 * H, H, a1 + t * A, a2 + s0 * A, A, w.v.w,
                    t - s0 + 1, H, A);
     if (alpha_last && t == n - 1) {
@@ -100,7 +100,7 @@ void attention_last(const AttentionWeights& w, const float* y, int64_t n, int64_
                     float* q, float* alpha, std::vector<float>& scratch) {
   if (n <= 0) return;
   const int64_t A = w.A1.cols, D = w.W_q.cols;
-  const int64_t s0 = T > 0 ? ((n - 1) / T) * T : 0, m = n - s0;
+  const int64_t s0 = w.span_start(n - 1, T), m = n - s0;
   scratch.resize(static_cast<size_t>((m + 1) * A + H + m));
   float* a1 = scratch.data();  // [A]
   float* a2 = a1 + A;          // [m, A]
@@ -121,12 +121,25 @@ void attention_last(const AttentionWeights& w, const float* y, int64_t n, int64_
 
 AttentionReadout::AttentionReadout(std::unique_ptr<Encoder> inner, const AttentionWeights& w,
                                    int64_t H, int64_t Bmax, int64_t Tmax)
-    : inner_(std::move(inner)), w_(w), H_(H), A_(w.A1.cols), D_(w.W_q.cols), Tmax_(Tmax) {
+    : inner_(std::move(inner)),
+      w_(w),
+      H_(H),
+      A_(w.A1.cols),
+      D_(w.W_q.cols),
+      Tmax_(Tmax),
+      M_(w.memory),
+      K_(w.memory + Tmax) {
   const int64_t R = Tmax * Bmax;
   ok_.resize(R);
   a1_.resize(R * A_);
   a2_.resize(R * A_);
-  alpha_.resize(R * Tmax);
+  alpha_.resize(R * K_);
+  mem_y_.assign(Bmax * M_ * H, 0.0f);
+  mem_n_.assign(Bmax, 0);
+  key_y_.assign(Bmax * K_ * H, 0.0f);
+  key_a2_.assign(Bmax * K_ * A_, 0.0f);
+  key_dy_.resize(Bmax * K_ * H);
+  key_da2_.resize(Bmax * K_ * A_);
   c_.resize(R * H);
   q_.resize(R * D_);
   dy_.resize(R * H);
@@ -134,7 +147,7 @@ AttentionReadout::AttentionReadout(std::unique_ptr<Encoder> inner, const Attenti
   da1_.resize(R * A_);
   da2_.resize(R * A_);
   dvb_.resize(Bmax * A_);
-  scratch_.resize(Bmax * Tmax);
+  scratch_.resize(Bmax * K_);
   dA1_.resize(H * A_);
   dA2_.resize(H * A_);
   dv_.resize(A_);
@@ -142,7 +155,9 @@ AttentionReadout::AttentionReadout(std::unique_ptr<Encoder> inner, const Attenti
 }
 
 const float* AttentionReadout::forward(const Window& win, const float* x, Rng& rng, int nt) {
-  const int64_t T = win.T, B = win.B, H = H_, A = A_, D = D_, R = T * B;
+  const int64_t T = win.T, B = win.B, H = H_, A = A_, D = D_, R = T * B, M = M_, NK = K_;
+  B_ = B;
+  T_ = T;
   y_ = inner_->forward(win, x, rng, nt);
   for (int64_t r = 0; r < R; ++r) ok_[r] = win.target[r] >= 0;
   const Kernels& k = K();
@@ -152,6 +167,20 @@ const float* AttentionReadout::forward(const Window& win, const float* x, Rng& r
   // Slots are independent: each writes only its own rows.
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && B > 1)
   for (int64_t b = 0; b < B; ++b) {
+    // The slot's key rows: its memory (with a2 from the current A2), then
+    // the window's states.
+    const int64_t m = mem_n_[b], k0 = M - m;
+    float* ky = &key_y_[b * NK * H];
+    float* ka = &key_a2_[b * NK * A];
+    if (m > 0) {
+      std::memcpy(ky + k0 * H, &mem_y_[(b * M + k0) * H], m * H * sizeof(float));
+      k.sgemm(m, A, H, 1.0f, ky + k0 * H, H, 1, w_.A2.w, A, 1, 0.0f, ka + k0 * A, A, 1);
+    }
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t r = t * B + b;
+      std::memcpy(ky + (M + t) * H, y + r * H, H * sizeof(float));
+      std::memcpy(ka + (M + t) * A, &a2_[r * A], A * sizeof(float));
+    }
     for (int64_t t = 0; t < T; ++t) {
       const int64_t r = t * B + b;
       float* c = &c_[r * H];
@@ -159,8 +188,8 @@ const float* AttentionReadout::forward(const Window& win, const float* x, Rng& r
         std::fill(c, c + H, 0.0f);
         continue;
       }
-      attend_forward(c, &alpha_[r * Tmax_], y + b * H, B * H, &a1_[r * A],
-                     &a2_[b * A], B * A, w_.v.w, t + 1, H, A);
+      attend_forward(c, &alpha_[r * NK], ky + k0 * H, H, &a1_[r * A], ka + k0 * A, A, w_.v.w,
+                     m + t + 1, H, A);
     }
   }
   k.sgemm(R, D, H, 1.0f, y, H, 1, w_.W_q.w, D, 1, 0.0f, q_.data(), D, nt);
@@ -178,16 +207,31 @@ void AttentionReadout::backward(const Window& win, float* dq, float* dx, int nt)
   k.sgemm(R, H, D, 1.0f, dq, D, 1, w_.W_q.w, 1, D, 0.0f, dy_.data(), H, nt);
   k.sgemm(R, H, D, 1.0f, dq, D, 1, w_.W_q.w + H * D, 1, D, 0.0f, dc_.data(), H, nt);
   std::fill(da1_.begin(), da1_.begin() + R * A, 0.0f);
-  std::fill(da2_.begin(), da2_.begin() + R * A, 0.0f);
   std::fill(dvb_.begin(), dvb_.begin() + B * A, 0.0f);
+  const int64_t M = M_, NK = K_;
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && B > 1)
   for (int64_t b = 0; b < B; ++b) {
+    const int64_t m = mem_n_[b], k0 = M - m;
+    float* kdy = &key_dy_[b * NK * H];
+    float* kda = &key_da2_[b * NK * A];
+    std::fill(kdy, kdy + NK * H, 0.0f);
+    std::fill(kda, kda + NK * A, 0.0f);
     for (int64_t t = T - 1; t >= 0; --t) {
       const int64_t r = t * B + b;
       if (!ok_[r]) continue;
-      attend_backward(dy_.data() + b * H, &da1_[r * A], &da2_[b * A], &dvb_[b * A],
-                      &dc_[r * H], &alpha_[r * Tmax_], y + b * H, B * H, &a1_[r * A],
-                      &a2_[b * A], B * A, w_.v.w, t + 1, H, A, &scratch_[b * Tmax_]);
+      attend_backward(kdy + k0 * H, &da1_[r * A], kda + k0 * A, &dvb_[b * A], &dc_[r * H],
+                      &alpha_[r * NK], &key_y_[(b * NK + k0) * H], H, &a1_[r * A],
+                      &key_a2_[(b * NK + k0) * A], A, w_.v.w, m + t + 1, H, A,
+                      &scratch_[b * NK]);
+    }
+    // The window's rows: into dy and da2; the memory's stay in key_da2_
+    // (for A2's gradient) and get no dy (constants).
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t r = t * B + b;
+      float* dyr = &dy_[r * H];
+      const float* src = kdy + (M + t) * H;
+      for (int64_t h = 0; h < H; ++h) dyr[h] += src[h];
+      std::memcpy(&da2_[r * A], kda + (M + t) * A, A * sizeof(float));
     }
   }
   std::fill(dv_.begin(), dv_.end(), 0.0f);
@@ -196,12 +240,45 @@ void AttentionReadout::backward(const Window& win, float* dq, float* dx, int nt)
   // dA = y^T da;  dy += da1 A1^T + da2 A2^T.
   k.sgemm(H, A, R, 1.0f, y, 1, H, da1_.data(), A, 1, 0.0f, dA1_.data(), A, nt);
   k.sgemm(H, A, R, 1.0f, y, 1, H, da2_.data(), A, 1, 0.0f, dA2_.data(), A, nt);
+  if (M > 0)  // the memory keys' share: sum over slots of mem_y^T da2_mem (empty rows: 0)
+    for (int64_t b = 0; b < B; ++b)
+      if (mem_n_[b] > 0) {
+        const int64_t m = mem_n_[b], k0 = M - m;
+        k.sgemm(H, A, m, 1.0f, &key_y_[(b * NK + k0) * H], 1, H, &key_da2_[(b * NK + k0) * A], A,
+                1, 1.0f, dA2_.data(), A, nt);
+      }
   k.sgemm(R, H, A, 1.0f, da1_.data(), A, 1, w_.A1.w, 1, A, 1.0f, dy_.data(), H, nt);
   k.sgemm(R, H, A, 1.0f, da2_.data(), A, 1, w_.A2.w, 1, A, 1.0f, dy_.data(), H, nt);
   // Padding rows: zero (the inner encoder's contract).
   for (int64_t r = 0; r < R; ++r)
     if (!ok_[r]) std::fill(&dy_[r * H], &dy_[r * H] + H, 0.0f);
   inner_->backward(win, dy_.data(), dx, nt);
+}
+
+void AttentionReadout::carry(const SlotUpdate& u) {
+  const int64_t M = M_, H = H_, B = B_, T = T_;
+  if (M == 0) return inner_->carry(u);
+  // Append each slot's valid window states (a prefix of the window), keep the
+  // last M, right-aligned.
+  for (int64_t b = 0; b < B; ++b) {
+    int64_t v = 0;
+    while (v < T && ok_[v * B + b]) ++v;
+    if (v == 0) continue;
+    float* mem = &mem_y_[b * M * H];
+    const int64_t keep = std::min(mem_n_[b], M - std::min(v, M));  // old rows kept
+    if (keep > 0) std::memmove(mem + (M - keep - std::min(v, M)) * H, mem + (M - keep) * H,
+                               keep * H * sizeof(float));
+    for (int64_t t = std::max<int64_t>(0, v - M); t < v; ++t)
+      std::memcpy(mem + (M - v + t) * H, y_ + (t * B + b) * H, H * sizeof(float));
+    mem_n_[b] = keep + std::min(v, M);
+  }
+  for (int64_t i = 0; i < u.n_moves; ++i) {
+    std::memcpy(&mem_y_[u.to[i] * M * H], &mem_y_[u.from[i] * M * H], M * H * sizeof(float));
+    mem_n_[u.to[i]] = mem_n_[u.from[i]];
+  }
+  for (int64_t b = 0; b < u.B; ++b)
+    if (u.reset[b]) mem_n_[b] = 0;
+  inner_->carry(u);  // last: y_ (the inner encoder's buffer) was read above
 }
 
 void AttentionReadout::apply(const SparseOptimizer& opt, int nt) {

@@ -10,16 +10,21 @@
 //                                                 into the item space, W_y stays the head)
 //
 // span(t): the positions of t's window, j = floor(t / T) T .. t (T the
-// training window, bptt). In training a slot takes a new sequence only at a
-// window boundary, so a window holds a sequence's positions kT .. kT + T - 1
-// and the attention reads exactly the states back-propagation reaches;
-// inference (infer.cpp) uses the same spans, so both see the same thing.
-// T >= the sequence's length: attention over the whole sequence.
+// training window, bptt), plus up to M = memory positions before the window:
+// j = max(0, floor(t / T) T - M) .. t. In training a slot takes a new
+// sequence only at a window boundary, so a window holds a sequence's
+// positions kT .. kT + T - 1; back-propagation reaches the window's states,
+// and the M earlier ones (states of earlier windows, kept per slot) are read
+// as constants: the weights get their gradients (A2, v, W_q), the GRU gets
+// none through them (Transformer-XL's memory). M = 0: the window only.
+// Inference (infer.cpp) uses the same spans, so both see the same thing.
+// T >= the sequence's length, or M >= it: attention over the whole sequence.
 //
 // H: top-layer width, A: attention width, D: query width (W_y's columns),
 // T steps of a window, B slots, n positions of one sequence.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -34,7 +39,12 @@ struct AttentionWeights {
   Param A2;   // [H, A] key side
   Param v;    // [A, 1]
   Param W_q;  // [2H, D]: rows 0..H-1 read h_t, rows H..2H-1 read c_t
+  int64_t memory = 0;  // M: earlier states read as constants (see above)
   bool active() const { return W_q.w != nullptr; }
+  // The first position of span(t) for window T (T <= 0: the whole sequence).
+  int64_t span_start(int64_t t, int64_t T) const {
+    return T > 0 ? std::max<int64_t>(0, (t / T) * T - memory) : 0;
+  }
 };
 
 // One position: alpha [n] and c [H] from the states y (row j at y + j * ys),
@@ -52,7 +62,8 @@ void attend_backward(float* dy, float* da1, float* da2, float* dv, const float* 
 // Inference over one sequence of n states y [n, H]: q [n, D], the query
 // after every position (spans of window T; T <= 0: the whole sequence).
 // alpha_last [n] (optional): the attention weights of the last position
-// (zero outside its span). Single-threaded; scratch is resized as needed.
+// (zero outside its span). Spans as above, with w.memory. Single-threaded;
+// scratch is resized as needed.
 void attention_queries(const AttentionWeights& w, const float* y, int64_t n, int64_t T,
                        int64_t H, float* q, float* alpha_last, std::vector<float>& scratch);
 
@@ -64,8 +75,10 @@ void attention_last(const AttentionWeights& w, const float* y, int64_t n, int64_
 // The readout as an encoder around another one (a GruStack): forward runs
 // the inner encoder, then the attention over every valid position of each
 // slot's window (valid: target >= 0; a slot's valid positions are a prefix
-// of the window, so span(t) is 0..t); backward sends the gradients of every
-// state the attention read back into the inner encoder.
+// of the window, so span(t) is the slot's memory + 0..t); backward sends the
+// gradients of every window state the attention read back into the inner
+// encoder; carry appends the window's valid states to the slot's memory
+// (the last M kept), moves it with the slot and clears it on a reset.
 class AttentionReadout final : public Encoder {
  public:
   AttentionReadout(std::unique_ptr<Encoder> inner, const AttentionWeights& w, int64_t H,
@@ -73,22 +86,29 @@ class AttentionReadout final : public Encoder {
   const float* forward(const Window& w, const float* x, Rng& rng, int nt) override;
   void backward(const Window& w, float* dq, float* dx, int nt) override;
   void apply(const SparseOptimizer& opt, int nt) override;
-  void carry(const SlotUpdate& u) override { inner_->carry(u); }
+  void carry(const SlotUpdate& u) override;
 
  private:
   std::unique_ptr<Encoder> inner_;
   AttentionWeights w_;
-  int64_t H_, A_, D_, Tmax_;
+  int64_t H_, A_, D_, Tmax_, M_, K_;  // K_ = M_ + Tmax_: key rows per slot
+  int64_t B_ = 0, T_ = 0;       // the last forward's window
   const float* y_ = nullptr;    // [T, B, H] the inner encoder's outputs
   const uint8_t* valid_ = nullptr;
   std::vector<uint8_t> ok_;     // [T, Bmax] position has a target
   std::vector<float> a1_, a2_;  // [T, Bmax, A]
-  std::vector<float> alpha_;    // [T, Bmax, Tmax] row (t, b): weights over j <= t
+  std::vector<float> alpha_;    // [T, Bmax, K] row (t, b): weights over the span
+  // Per slot b, K key rows: the memory right-aligned in rows M - m_b .. M - 1,
+  // the window's states in rows M .. M + T - 1 (states y and a2 = A2^T y).
+  std::vector<float> mem_y_;    // [Bmax, M, H] the memory, right-aligned
+  std::vector<int64_t> mem_n_;  // [Bmax] its rows m_b
+  std::vector<float> key_y_, key_a2_;    // [Bmax, K, H], [Bmax, K, A]
+  std::vector<float> key_dy_, key_da2_;  // [Bmax, K, H], [Bmax, K, A]
   std::vector<float> c_, q_;    // [T, Bmax, H], [T, Bmax, D]
   std::vector<float> dy_, dc_;  // [T, Bmax, H]
   std::vector<float> da1_, da2_;  // [T, Bmax, A]
   std::vector<float> dvb_;      // [Bmax, A] per slot, summed in slot order
-  std::vector<float> scratch_;  // [Bmax, Tmax]
+  std::vector<float> scratch_;  // [Bmax, K]
   std::vector<float> dA1_, dA2_, dv_, dWq_;
 };
 

@@ -57,12 +57,13 @@ def explain(model, sequence, items=None, k: int = 10, coerce_ids: bool = False) 
     attention = "att_W_q" in m.params
     readout = attention or "bi_W_q" in m.params  # NARM's or BiGRU4Rec's query
     window = int(getattr(m, "bptt", 0)) if readout else 0
+    memory = int(getattr(m, "attention_memory", 0)) if readout else 0
     D = W.shape[1]
     alpha_full = np.zeros(len(seq), np.float32) if attention else None
     if len(known):
         q, alpha = _core.drop_one_queries(params, m.layers, mode,
                                           np.ascontiguousarray(idx[known], np.int32),
-                                          readout=readout, window=window)
+                                          readout=readout, window=window, memory=memory)
         if attention:
             alpha_full[known] = alpha
     else:

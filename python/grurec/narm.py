@@ -36,6 +36,12 @@ class NARM(GRU4Rec):
         span (sessions up to this long are attended as a whole).
     attention_dim: width A of the attention's hidden layer (A1, A2: H x A;
         None: the last layer's size).
+    attention_memory: how many positions before the current window the
+        attention also reads (0: the window only). In training they are the
+        states the slot computed in its earlier windows, kept as constants;
+        at inference the same spans are used. ``bptt=1, attention_memory=M``
+        trains with GRU4Rec's update schedule and attends over the last
+        M + 1 states.
 
     Extra weights: ``att_A1``, ``att_A2`` [H, A], ``att_v`` [A], ``att_W_q``
     [2H, H] (initialised so that the query starts as h_t, GRU4Rec's).
@@ -69,9 +75,11 @@ class NARM(GRU4Rec):
         parallel: str = "hogwild",
         bptt: int = 20,
         attention_dim: Optional[int] = None,
+        attention_memory: int = 0,
     ):
         self.bptt = bptt
         self.attention_dim = attention_dim
+        self.attention_memory = attention_memory
         super().__init__(
             layers=layers, loss=loss, elu_param=elu_param, bpreg=bpreg, logq=logq,
             batch_size=batch_size, n_sample=n_sample, sample_alpha=sample_alpha,
@@ -87,6 +95,7 @@ class NARM(GRU4Rec):
         self.bptt = _as_int("bptt", self.bptt, 1)
         if self.attention_dim is not None:
             self.attention_dim = _as_int("attention_dim", self.attention_dim, 1)
+        self.attention_memory = _as_int("attention_memory", self.attention_memory, 0)
 
     def _train_window(self) -> int:
         return self.bptt
@@ -120,7 +129,8 @@ class NARM(GRU4Rec):
 
     def _readout_args(self) -> dict:
         return {"A1": self._triple("att_A1"), "A2": self._triple("att_A2"),
-                "v": self._triple("att_v"), "W_q": self._triple("att_W_q")}
+                "v": self._triple("att_v"), "W_q": self._triple("att_W_q"),
+                "memory": self.attention_memory}
 
     def _states(self, offsets: np.ndarray, items: np.ndarray, all_prefixes: bool = False,
                 num_threads: Optional[int] = None) -> np.ndarray:
@@ -132,7 +142,8 @@ class NARM(GRU4Rec):
                                     np.ascontiguousarray(offsets, np.int64),
                                     np.ascontiguousarray(items, np.int32), all_prefixes,
                                     self.num_threads if num_threads is None else num_threads,
-                                    readout=True, window=self.bptt)
+                                    readout=True, window=self.bptt,
+                                    memory=self.attention_memory)
 
     def new_session(self) -> "LiveSession":
         """A live session (``click``, ``recommend``) whose query after every
