@@ -79,7 +79,8 @@ def make(name: str, data: str, seed: int, threads: int, user_params=None):
     return m
 
 
-def run_one(name, data, ds, train, seed, threads, mode="standard", user_params=None) -> dict:
+def run_one(name, data, ds, train, seed, threads, mode="standard", user_params=None,
+            protocol="loo") -> dict:
     m = make(name, data, seed, threads, user_params)
     t0 = time.perf_counter()
     if name == "UserGRU+attributes":
@@ -92,7 +93,7 @@ def run_one(name, data, ds, train, seed, threads, mode="standard", user_params=N
         m.fit(train)
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    r = grurec.evaluate_users(m, ds, protocol="loo", cutoffs=CUTOFFS, exclude_seen=True,
+    r = grurec.evaluate_users(m, ds, protocol=protocol, cutoffs=CUTOFFS, exclude_seen=True,
                               mode=mode, num_threads=threads, show_progress=False)
     eval_s = time.perf_counter() - t0
     return {"data": data, "model": name, "seed": seed if name in SEEDED else None,
@@ -111,6 +112,9 @@ def main(argv=None) -> int:
     p.add_argument("--fit-on", choices=("train", "train+valid"), default="train",
                    help="train: all but each user's last two events (the leave-one-out "
                         "standard); train+valid: all but the last")
+    p.add_argument("--target", choices=("test", "valid"), default="test",
+                   help="test: each user's last event; valid: the second-to-last (fit on "
+                        "all before it; for choosing settings without the test target)")
     p.add_argument("--mode", choices=("standard", "conservative", "median"), default="standard",
                    help="tie handling of the ranks (grurec.evaluate_users mode=)")
     p.add_argument("--json", type=Path, default=DEFAULT_JSON)
@@ -132,16 +136,20 @@ def main(argv=None) -> int:
     print(cpu_line())
     meta = {"cpu": cpu_line(), "python": platform.python_version(),
             "grurec": grurec.__version__, "threads": args.threads, "fit_on": args.fit_on,
-            "protocol": f"loo, full ranking, exclude_seen, {args.mode} ties",
+            "protocol": ("loo-valid" if args.target == "valid" else "loo")
+            + f", full ranking, exclude_seen, {args.mode} ties",
             "user_params": user_params}
     results = []
     for data in args.data:
         ds = grurec.datasets.load_prepared(data)
         train = ds.train if args.fit_on == "train" else ds.valid
+        if args.target == "valid" and args.fit_on != "train":
+            p.error("--target valid needs --fit-on train (the model must not see the target)")
         for name in models:
             for seed in (args.seeds if name in SEEDED else [None]):
                 row = run_one(name, data, ds, train, seed, args.threads, args.mode,
-                              user_params if name.startswith("UserGRU") else None)
+                              user_params if name.startswith("UserGRU") else None,
+                              "loo-valid" if args.target == "valid" else "loo")
                 results.append(row)
                 print(json.dumps(row), flush=True)
 
