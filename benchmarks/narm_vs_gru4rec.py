@@ -24,6 +24,7 @@ def main():
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--bptt", type=int, default=20)
+    ap.add_argument("--memory", type=int, default=0, help="NARM's attention_memory")
     ap.add_argument("--models", default="GRU4Rec,NARM")
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
@@ -31,7 +32,7 @@ def main():
     base = dict(presets.get(PRESET[a.dataset]), n_epochs=a.epochs, random_state=a.seed,
                 num_threads=a.threads, show_progress=False)
     for name in a.models.split(","):
-        kw = dict(base, bptt=a.bptt) if name == "NARM" else base
+        kw = dict(base, bptt=a.bptt, attention_memory=a.memory) if name == "NARM" else base
         m = getattr(grurec, name)(**kw)
         t0 = time.perf_counter()
         m.fit(ds.train)
@@ -40,6 +41,7 @@ def main():
         r = grurec.evaluate(m, ds.test, cutoffs=(20,), show_progress=False)
         print(json.dumps(dict(dataset=a.dataset, model=name, epochs=a.epochs, seed=a.seed,
                               bptt=a.bptt if name == "NARM" else 1,
+                              memory=a.memory if name == "NARM" else None,
                               mrr20=round(100 * r["mrr@20"], 2),
                               recall20=round(100 * r["recall@20"], 2),
                               epoch_s=[round(h["seconds"], 1) for h in m.history],

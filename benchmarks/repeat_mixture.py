@@ -57,9 +57,10 @@ def splits(name: str):
 def _variant(model, args) -> str:
     """NARM's cache-name suffix: its window and memory (none for the defaults
     bptt 5 / memory 0, the names of earlier runs)."""
-    if model != "NARM" or (args.bptt == 5 and args.memory == 0):
+    if model != "NARM" or (args.bptt == 5 and args.memory == 0 and args.adagrad_init == 0):
         return ""
-    return f"_T{args.bptt}_M{args.memory}"
+    return f"_T{args.bptt}_M{args.memory}" + (f"_G{args.adagrad_init:g}" if args.adagrad_init
+                                              else "")
 
 
 def trained(name, model, part, data, seed, args):
@@ -72,6 +73,7 @@ def trained(name, model, part, data, seed, args):
     if model == "NARM":
         kw["bptt"] = args.bptt
         kw["attention_memory"] = args.memory
+        kw["attention_adagrad_init"] = args.adagrad_init
     m = getattr(grurec, model)(**kw)
     t0 = time.perf_counter()
     m.fit(data)
@@ -188,6 +190,8 @@ def main():
     ap.add_argument("--epochs", type=int, default=0, help="0: the preset's")
     ap.add_argument("--bptt", type=int, default=5, help="NARM's window")
     ap.add_argument("--memory", type=int, default=0, help="NARM's attention_memory")
+    ap.add_argument("--adagrad-init", type=float, default=0.0,
+                    help="NARM's attention_adagrad_init")
     ap.add_argument("--cache", default="/tmp/grurec_repeat_models")
     ap.add_argument("--train-only", action="store_true")
     ap.add_argument("--explore", default="all,new")

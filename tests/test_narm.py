@@ -247,6 +247,24 @@ def test_bad_hyperparameters_are_named():
         grurec.NARM(attention_dim=0)
     with pytest.raises(ValueError, match="attention_memory"):
         grurec.NARM(attention_memory=-1)
+    with pytest.raises(ValueError, match="attention_adagrad_init"):
+        grurec.NARM(attention_adagrad_init=-1.0)
+
+
+def test_attention_adagrad_init_sets_only_the_readouts_accumulators():
+    from grurec.synthetic import generate_sessions
+
+    tr = generate_sessions(n_events=600, n_items=40, mean_length=5, seed=2)
+    kw = dict(layers=[8], batch_size=8, n_sample=8, num_threads=1, random_state=0,
+              show_progress=False, bptt=1, attention_memory=3, n_epochs=0)
+    m = grurec.NARM(attention_adagrad_init=1.5, **kw).fit(tr)
+    for k, acc in m._opt.items():
+        assert np.all(acc == (1.5 if k.startswith("att_") else 0.0)), k
+    # ... and the first updates then differ (smaller) from those of 0.
+    a = grurec.NARM(**dict(kw, n_epochs=1)).fit(tr)
+    b = grurec.NARM(attention_adagrad_init=1.5, **dict(kw, n_epochs=1)).fit(tr)
+    w0 = m.params["att_W_q"]
+    assert np.abs(b.params["att_W_q"] - w0).max() < np.abs(a.params["att_W_q"] - w0).max()
 
 
 def test_memory_lets_a_one_step_window_attend(tmp_path):

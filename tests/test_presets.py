@@ -146,3 +146,24 @@ def test_user_presets_are_their_own_family():
         grurec.GRU4Rec.from_preset("beauty-s3rec")
     with pytest.raises(ValueError, match="a GRU4Rec preset: use GRU4Rec.from_preset"):
         grurec.UserGRU.from_preset("rsc15_xe_shared_100")
+
+
+NARM_HYPER = [n for n in inspect.signature(grurec.NARM.__init__).parameters
+              if n not in RUNTIME]
+
+
+@pytest.mark.parametrize("name", presets.narm_names())
+def test_every_narm_preset_sets_every_hyperparameter(name):
+    p = presets.get_narm(name)
+    assert sorted(p) == sorted(NARM_HYPER), "a preset must not depend on NARM's defaults"
+    m = grurec.NARM.from_preset(name, show_progress=False)
+    assert m.get_params()["attention_memory"] == p["attention_memory"]
+    assert presets.describe()[f"NARM {name}"].startswith("grurec:")
+
+
+def test_narm_takes_gru4rec_presets_too():
+    m = grurec.NARM.from_preset("search_yoochoose1_64_valid", bptt=5)
+    assert m.bptt == 5 and m.attention_memory == 0
+    assert m.learning_rate == presets.get("search_yoochoose1_64_valid")["learning_rate"]
+    with pytest.raises(ValueError, match="NARM preset: unknown name 'nope'"):
+        grurec.NARM.from_preset("nope")

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Mapping
 
-__all__ = ["Preset", "PRESETS", "USER_PRESETS", "names", "get", "describe", "user_names",
-           "get_user"]
+__all__ = ["Preset", "PRESETS", "USER_PRESETS", "NARM_PRESETS", "names", "get", "describe",
+           "user_names", "get_user", "narm_names", "get_narm"]
 
 
 @dataclass(frozen=True)
@@ -111,9 +111,10 @@ _USER_SWEEP = dict(
     momentum_type="heavy-ball", gru_cell="reset-after", feature_mode="input", id_dropout=0.0,
     bptt=8, max_len=None)
 # Issue 17's search (benchmarks/search_user_gru.py; trial table in
-# benchmarks/results/search_user_gru_beauty-s3rec.json): twice the shared negatives, and
-# n_epochs where the validation curve peaked.
-_USER_BEAUTY = dict(_USER_SWEEP, n_sample=4096, n_epochs=8)
+# benchmarks/results/search_user_gru_beauty-s3rec.json): more shared negatives (4096, then
+# 8192 on the validation target of bench_users.py --target valid), and n_epochs where the
+# validation curve peaked.
+_USER_BEAUTY = dict(_USER_SWEEP, n_sample=8192, n_epochs=8)
 _BEAUTY_SOURCE = ("an Optuna study on beauty-s3rec's leave-one-out validation target (the "
                   "second-to-last event; 1 seed per trial), spent on 5 finished one-factor "
                   "variants of the earlier 11-setting manual sweep's setting (cross-entropy "
@@ -121,22 +122,25 @@ _BEAUTY_SOURCE = ("an Optuna study on beauty-s3rec's leave-one-out validation ta
                   "trial's validation curve) after a wider TPE space proved too slow on one "
                   "core; n_sample 2048 -> 4096 and n_epochs 10 -> 8 won (validation HR@10 / "
                   "NDCG@10 .0999 / .0625 -> .1033 / .0648) and were confirmed on the test "
-                  "target with 3 seeds (docs/users.md); learning rate 0.05 kept (0.1 "
-                  "diverged silently for some seeds)")
+                  "target with 3 seeds (docs/users.md); then n_sample 8192 (validation "
+                  ".1057 / .0665, seed 0; test target, seeds 0-2: .0989 / .0620, 4096: "
+                  ".0957 / .0600); learning rate 0.05 kept (0.1 diverged silently for some "
+                  "seeds)")
 USER_PRESETS: Mapping[str, Preset] = MappingProxyType({p.name: p for p in (
     Preset("beauty-s3rec", MappingProxyType(_USER_BEAUTY), "grurec: " + _BEAUTY_SOURCE),
-    Preset("amazon-beauty", MappingProxyType(dict(_USER_BEAUTY)),
+    Preset("amazon-beauty", MappingProxyType(dict(_USER_BEAUTY, n_sample=4096)),
            "grurec: beauty-s3rec's setting (the same Amazon category, another "
            "preprocessing); not searched on this set: the new beauty-s3rec setting beat the "
            "earlier one on this set's test target with 3 seeds (docs/users.md)"),
     Preset("beauty-s3rec-attributes",
            MappingProxyType(dict(_USER_BEAUTY, feature_mode="output", id_dropout=0.3)),
            "grurec: beauty-s3rec's setting with the item attributes on the output side "
-           "(fit(..., item_features=grurec.features.beauty_attributes(path))); output vs "
-           "both compared on the test target with 1 seed, not on a validation split, on "
-           "the earlier beauty-s3rec setting (n_sample 2048, 10 epochs); on the current "
-           "one: HR@10 / NDCG@10 .1003 / .0614, seeds 0-2, leave-one-out test target; "
-           "learning rate 0.1 diverged with features"),
+           "(fit(..., item_features=grurec.features.beauty_attributes(path))) and 8192 "
+           "shared negatives: on the validation target (seed 0, `bench_users.py --target "
+           "valid`) HR@10 / NDCG@10 .1071 / .0654 with 4096, .1083 / .0679 with 8192; test "
+           "target, seeds 0-2: .1033 / .0635 (4096: .1003 / .0614); output vs both compared "
+           "earlier on the test target with 1 seed; learning rate 0.1 diverged with "
+           "features"),
     Preset("ml-100k", MappingProxyType(dict(_USER_SWEEP, max_len=200)),
            "grurec: beauty-s3rec's earlier setting (the 11-setting manual sweep: n_sample "
            "2048, 10 epochs) with max_len=200 (MovieLens histories are long); not searched "
@@ -147,6 +151,51 @@ USER_PRESETS: Mapping[str, Preset] = MappingProxyType({p.name: p for p in (
 def user_names() -> list[str]:
     """The UserGRU preset names (data set names)."""
     return list(USER_PRESETS)
+
+
+# NARM settings, named after the data set: GRU4Rec's searched setting for it with
+# NARM's readout trained on GRU4Rec's schedule (bptt 1, one optimizer step per
+# event) and attending over the last 20 states (attention_memory 19). Chosen over
+# bptt 5 without memory (yoochoose1_64, docs/narm.md); NARM's own learning rate,
+# memory and attention width were not searched.
+def _narm(name: str, base: str, source: str, **extra) -> Preset:
+    params = dict(PRESETS[base].params, bptt=1, attention_memory=19, attention_dim=None,
+                  attention_adagrad_init=0.0)
+    params.update(extra)
+    return Preset(name, MappingProxyType(params), "grurec: " + source)
+
+
+NARM_PRESETS: Mapping[str, Preset] = MappingProxyType({p.name: p for p in (
+    _narm("yoochoose1_64", "search_yoochoose1_64_valid",
+          "search_yoochoose1_64_valid (GRU4Rec's search) with bptt 1 and attention_memory 19; "
+          "on the validation split (docs/repeat.md's) MRR@20 / Recall@20 30.02 / 69.63, "
+          "GRU4Rec's setting alone 30.28 / 70.22 (seed 0); the attention settings were not "
+          "searched"),
+    _narm("diginetica", "search_diginetica_valid",
+          "search_diginetica_valid (GRU4Rec's search) with bptt 1 and attention_memory 19, "
+          "as yoochoose1_64's NARM preset, and attention_adagrad_init 1 (with 0 the first "
+          "epoch blew up: loss 9.2, validation MRR@20 5.94 after 2 epochs; with 1: 0.44, "
+          "16.78); not searched further", attention_adagrad_init=1.0),
+)})
+
+
+def narm_names() -> list[str]:
+    """The NARM preset names (data set names)."""
+    return list(NARM_PRESETS)
+
+
+def get_narm(name: str) -> dict[str, Any]:
+    """A fresh dict of NARM preset ``name``'s hyperparameters; a GRU4Rec preset
+    name gives that setting (NARM's own options at their defaults)."""
+    if name in NARM_PRESETS:
+        return {k: list(v) if isinstance(v, list) else v
+                for k, v in NARM_PRESETS[name].params.items()}
+    try:
+        return get(name)
+    except ValueError:
+        raise ValueError(f"NARM preset: unknown name {name!r}; known: "
+                         f"{', '.join(NARM_PRESETS)} (NARM's own) and the GRU4Rec presets "
+                         f"{', '.join(PRESETS)}") from None
 
 
 def get_user(name: str) -> dict[str, Any]:
@@ -179,4 +228,5 @@ def get(name: str) -> dict[str, Any]:
 
 def describe() -> dict[str, str]:
     """Preset name -> where its setting comes from (UserGRU presets included)."""
-    return {n: p.source for n, p in {**PRESETS, **USER_PRESETS}.items()}
+    return {n: p.source for n, p in {**PRESETS, **USER_PRESETS}.items()} | {
+        f"NARM {n}": p.source for n, p in NARM_PRESETS.items()}
