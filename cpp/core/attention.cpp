@@ -134,7 +134,6 @@ AttentionReadout::AttentionReadout(std::unique_ptr<Encoder> inner, const Attenti
   a1_.resize(R * A_);
   a2_.resize(R * A_);
   alpha_.resize(R * K_);
-  mem_y_.assign(Bmax * M_ * H, 0.0f);
   mem_n_.assign(Bmax, 0);
   key_y_.assign(Bmax * K_ * H, 0.0f);
   key_a2_.assign(Bmax * K_ * A_, 0.0f);
@@ -167,15 +166,12 @@ const float* AttentionReadout::forward(const Window& win, const float* x, Rng& r
   // Slots are independent: each writes only its own rows.
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && B > 1)
   for (int64_t b = 0; b < B; ++b) {
-    // The slot's key rows: its memory (with a2 from the current A2), then
-    // the window's states.
+    // The slot's key rows: its memory (already in place; a2 from the
+    // current A2), then the window's states.
     const int64_t m = mem_n_[b], k0 = M - m;
     float* ky = &key_y_[b * NK * H];
     float* ka = &key_a2_[b * NK * A];
-    if (m > 0) {
-      std::memcpy(ky + k0 * H, &mem_y_[(b * M + k0) * H], m * H * sizeof(float));
-      k.sgemm(m, A, H, 1.0f, ky + k0 * H, H, 1, w_.A2.w, A, 1, 0.0f, ka + k0 * A, A, 1);
-    }
+    if (m > 0) k.sgemm(m, A, H, 1.0f, ky + k0 * H, H, 1, w_.A2.w, A, 1, 0.0f, ka + k0 * A, A, 1);
     for (int64_t t = 0; t < T; ++t) {
       const int64_t r = t * B + b;
       std::memcpy(ky + (M + t) * H, y + r * H, H * sizeof(float));
@@ -256,29 +252,29 @@ void AttentionReadout::backward(const Window& win, float* dq, float* dx, int nt)
 }
 
 void AttentionReadout::carry(const SlotUpdate& u) {
-  const int64_t M = M_, H = H_, B = B_, T = T_;
+  const int64_t M = M_, H = H_, B = B_, T = T_, NK = K_;
   if (M == 0) return inner_->carry(u);
-  // Append each slot's valid window states (a prefix of the window), keep the
-  // last M, right-aligned.
+  // Append each slot's valid window states (a prefix of the window, also in
+  // its key rows M .. M + v - 1), keep the last M, right-aligned in rows
+  // 0 .. M - 1.
   for (int64_t b = 0; b < B; ++b) {
     int64_t v = 0;
     while (v < T && ok_[v * B + b]) ++v;
     if (v == 0) continue;
-    float* mem = &mem_y_[b * M * H];
-    const int64_t keep = std::min(mem_n_[b], M - std::min(v, M));  // old rows kept
-    if (keep > 0) std::memmove(mem + (M - keep - std::min(v, M)) * H, mem + (M - keep) * H,
-                               keep * H * sizeof(float));
-    for (int64_t t = std::max<int64_t>(0, v - M); t < v; ++t)
-      std::memcpy(mem + (M - v + t) * H, y_ + (t * B + b) * H, H * sizeof(float));
-    mem_n_[b] = keep + std::min(v, M);
+    float* mem = &key_y_[b * NK * H];
+    const int64_t add = std::min(v, M), keep = std::min(mem_n_[b], M - add);
+    if (keep > 0)
+      std::memmove(mem + (M - keep - add) * H, mem + (M - keep) * H, keep * H * sizeof(float));
+    std::memmove(mem + (M - add) * H, mem + (M + v - add) * H, add * H * sizeof(float));
+    mem_n_[b] = keep + add;
   }
   for (int64_t i = 0; i < u.n_moves; ++i) {
-    std::memcpy(&mem_y_[u.to[i] * M * H], &mem_y_[u.from[i] * M * H], M * H * sizeof(float));
+    std::memcpy(&key_y_[u.to[i] * NK * H], &key_y_[u.from[i] * NK * H], M * H * sizeof(float));
     mem_n_[u.to[i]] = mem_n_[u.from[i]];
   }
   for (int64_t b = 0; b < u.B; ++b)
     if (u.reset[b]) mem_n_[b] = 0;
-  inner_->carry(u);  // last: y_ (the inner encoder's buffer) was read above
+  inner_->carry(u);
 }
 
 void AttentionReadout::apply(const SparseOptimizer& opt, int nt) {

@@ -98,10 +98,10 @@ class AttentionReadout final : public Encoder {
   std::vector<uint8_t> ok_;     // [T, Bmax] position has a target
   std::vector<float> a1_, a2_;  // [T, Bmax, A]
   std::vector<float> alpha_;    // [T, Bmax, K] row (t, b): weights over the span
-  // Per slot b, K key rows: the memory right-aligned in rows M - m_b .. M - 1,
-  // the window's states in rows M .. M + T - 1 (states y and a2 = A2^T y).
-  std::vector<float> mem_y_;    // [Bmax, M, H] the memory, right-aligned
-  std::vector<int64_t> mem_n_;  // [Bmax] its rows m_b
+  // Per slot b, K key rows: the memory right-aligned in rows M - m_b .. M - 1
+  // (kept there between windows: key_y_ is the memory's storage), the
+  // window's states in rows M .. M + T - 1 (states y and a2 = A2^T y).
+  std::vector<int64_t> mem_n_;  // [Bmax] the memory's rows m_b
   std::vector<float> key_y_, key_a2_;    // [Bmax, K, H], [Bmax, K, A]
   std::vector<float> key_dy_, key_da2_;  // [Bmax, K, H], [Bmax, K, A]
   std::vector<float> c_, q_;    // [T, Bmax, H], [T, Bmax, D]
