@@ -126,17 +126,24 @@ def test_defaults_are_the_chosen_official_file():
         assert d[k] == v, k
 
 
-USER_HYPER = [n for n in inspect.signature(grurec.UserGRU.__init__).parameters
-              if n not in RUNTIME]
+# The model families with presets of their own: (class, getter, names, the
+# key describe() lists them under, a hyperparameter of their own to check).
+FAMILIES = {
+    "UserGRU": (grurec.UserGRU, presets.get_user, presets.user_names(), "{}", "bptt"),
+    "NARM": (grurec.NARM, presets.get_narm, presets.narm_names(), "NARM {}",
+             "attention_memory"),
+}
 
 
-@pytest.mark.parametrize("name", presets.user_names())
-def test_every_user_preset_sets_every_hyperparameter(name):
-    p = presets.get_user(name)
-    assert sorted(p) == sorted(USER_HYPER), "a preset must not depend on UserGRU's defaults"
-    m = grurec.UserGRU.from_preset(name, show_progress=False)
-    assert m.get_params()["bptt"] == p["bptt"]
-    assert presets.describe()[name].startswith("grurec:")
+@pytest.mark.parametrize("family,name", [(f, n) for f, v in FAMILIES.items() for n in v[2]])
+def test_every_family_preset_sets_every_hyperparameter(family, name):
+    cls, get, _, key, own = FAMILIES[family]
+    hyper = [n for n in inspect.signature(cls.__init__).parameters if n not in RUNTIME]
+    p = get(name)
+    assert sorted(p) == sorted(hyper), f"a preset must not depend on {family}'s defaults"
+    m = cls.from_preset(name, show_progress=False)
+    assert m.get_params()[own] == p[own]
+    assert presets.describe()[key.format(name)].startswith("grurec:")
 
 
 def test_user_presets_are_their_own_family():
@@ -146,19 +153,6 @@ def test_user_presets_are_their_own_family():
         grurec.GRU4Rec.from_preset("beauty-s3rec")
     with pytest.raises(ValueError, match="a GRU4Rec preset: use GRU4Rec.from_preset"):
         grurec.UserGRU.from_preset("rsc15_xe_shared_100")
-
-
-NARM_HYPER = [n for n in inspect.signature(grurec.NARM.__init__).parameters
-              if n not in RUNTIME]
-
-
-@pytest.mark.parametrize("name", presets.narm_names())
-def test_every_narm_preset_sets_every_hyperparameter(name):
-    p = presets.get_narm(name)
-    assert sorted(p) == sorted(NARM_HYPER), "a preset must not depend on NARM's defaults"
-    m = grurec.NARM.from_preset(name, show_progress=False)
-    assert m.get_params()["attention_memory"] == p["attention_memory"]
-    assert presets.describe()[f"NARM {name}"].startswith("grurec:")
 
 
 def test_narm_takes_gru4rec_presets_too():

@@ -20,7 +20,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from . import _core
-from .base import _as_int, register
+from .base import _as_float, _as_int, register
 from .model import GRU4Rec
 from .session import LiveSession
 
@@ -114,10 +114,10 @@ class NARM(GRU4Rec):
         if self.attention_dim is not None:
             self.attention_dim = _as_int("attention_dim", self.attention_dim, 1)
         self.attention_memory = _as_int("attention_memory", self.attention_memory, 0)
-        v = self.attention_adagrad_init
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-            raise ValueError(f"attention_adagrad_init must be a finite number >= 0, got {v!r}")
-        self.attention_adagrad_init = float(v)
+        v = _as_float("attention_adagrad_init", self.attention_adagrad_init)
+        if not math.isfinite(v) or v < 0:
+            raise ValueError(f"attention_adagrad_init: must be a finite number >= 0, got {v!r}")
+        self.attention_adagrad_init = v
 
     def _train_window(self) -> int:
         return self.bptt

@@ -179,6 +179,11 @@ NARM_PRESETS: Mapping[str, Preset] = MappingProxyType({p.name: p for p in (
 )})
 
 
+def _fresh(p: Preset) -> dict[str, Any]:
+    """A preset's hyperparameters as a new dict (lists copied too)."""
+    return {k: list(v) if isinstance(v, list) else v for k, v in p.params.items()}
+
+
 def narm_names() -> list[str]:
     """The NARM preset names (data set names)."""
     return list(NARM_PRESETS)
@@ -188,8 +193,7 @@ def get_narm(name: str) -> dict[str, Any]:
     """A fresh dict of NARM preset ``name``'s hyperparameters; a GRU4Rec preset
     name gives that setting (NARM's own options at their defaults)."""
     if name in NARM_PRESETS:
-        return {k: list(v) if isinstance(v, list) else v
-                for k, v in NARM_PRESETS[name].params.items()}
+        return _fresh(NARM_PRESETS[name])
     try:
         return get(name)
     except ValueError:
@@ -206,7 +210,7 @@ def get_user(name: str) -> dict[str, Any]:
         hint = " (a GRU4Rec preset: use GRU4Rec.from_preset)" if name in PRESETS else ""
         raise ValueError(f"UserGRU preset: unknown name {name!r}{hint}; known: "
                          f"{', '.join(USER_PRESETS)}") from None
-    return {k: list(v) if isinstance(v, list) else v for k, v in p.params.items()}
+    return _fresh(p)
 
 
 def names() -> list[str]:
@@ -223,7 +227,7 @@ def get(name: str) -> dict[str, Any]:
         if isinstance(name, str) and name in USER_PRESETS:
             hint = " (a UserGRU preset: use UserGRU.from_preset)"
         raise ValueError(f"preset: unknown name {name!r}{hint}; known: {', '.join(PRESETS)}") from None
-    return {k: list(v) if isinstance(v, list) else v for k, v in p.params.items()}
+    return _fresh(p)
 
 
 def describe() -> dict[str, str]:
