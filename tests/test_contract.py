@@ -220,6 +220,15 @@ class TestUserGRU(Contract):
                                         show_progress=False), **kw})
 
 
+class TestUserNARM(TestUserGRU):
+    """UserGRU with NARM's readout: the same suite on a user column."""
+
+    def make(self, **kw):
+        return grurec.UserNARM(**{**dict(layers=[16], batch_size=8, n_sample=16, n_epochs=2,
+                                         bptt=3, attention_memory=2, num_threads=1,
+                                         random_state=0, show_progress=False), **kw})
+
+
 class TestNARM(Contract):
     """GRU4Rec with NARM's attention readout: sessions, windows of bptt steps."""
 

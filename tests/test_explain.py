@@ -28,7 +28,9 @@ def _models(train):
     return [grurec.GRU4Rec(**KW).fit(train),
             grurec.GRU4Rec(**dict(KW, constrained_embedding=False, embedding=0)).fit(train),
             grurec.UserGRU(**dict(KW, bptt=3)).fit(train.rename(columns={"SessionId": "UserId"})),
-            grurec.NARM(**dict(KW, bptt=4)).fit(train)]
+            grurec.NARM(**dict(KW, bptt=4)).fit(train),
+            grurec.UserNARM(**dict(KW, bptt=3, attention_memory=2)).fit(
+                train.rename(columns={"SessionId": "UserId"}))]
 
 
 @pytest.fixture(scope="module")

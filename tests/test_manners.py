@@ -18,6 +18,9 @@ NON_DEFAULT = {  # a hyperparameter setting other than the defaults, per class
     "ItemKNN": dict(n_sims=7, lmbd=0.5, alpha=0.25),
     "UserGRU": dict(layers=[8, 4], loss="top1-max", learning_rate=0.2, n_epochs=2, bptt=3,
                     max_len=20, random_state=3, show_progress=False, num_threads=1),
+    "UserNARM": dict(layers=[8, 4], loss="top1-max", learning_rate=0.2, n_epochs=2, bptt=3,
+                     attention_memory=2, attention_dim=5, max_len=20, random_state=3,
+                     show_progress=False, num_threads=1),
     "VSKNN": dict(k=5, sample_size=50, weighting="div", similarity="dot", idf_weighting=True),
 }
 
@@ -29,7 +32,7 @@ def events():
 
 def small(name, **kw):
     cls = base.model_class(name)
-    if name in ("GRU4Rec", "UserGRU"):
+    if name in ("GRU4Rec", "UserGRU", "UserNARM"):
         kw = dict(dict(layers=[8], batch_size=8, n_sample=8, n_epochs=2, num_threads=1,
                        random_state=0, show_progress=False), **kw)
     return cls(**kw)
@@ -37,7 +40,8 @@ def small(name, **kw):
 
 def _as(name, events):
     """Events as the model takes them: UserGRU groups by a user column."""
-    return events.rename(columns={"SessionId": "UserId"}) if name == "UserGRU" else events
+    return (events.rename(columns={"SessionId": "UserId"}) if name in ("UserGRU", "UserNARM")
+            else events)
 
 
 @pytest.mark.parametrize("name,cls", CLASSES, ids=[n for n, _ in CLASSES])

@@ -16,7 +16,7 @@ from .evaluation import evaluate
 from .features import ItemFeatures
 from .io import ModelFileError, load
 from .model import GRU4Rec, ModelFitError
-from .user_model import UserGRU
+from .user_model import UserGRU, UserNARM
 from .narm import NARM
 from .bidir import BiGRU4Rec
 from .repeat import RepeatAware
@@ -29,6 +29,7 @@ __version__ = "0.2.0"
 __all__ = [
     "GRU4Rec",
     "UserGRU",
+    "UserNARM",
     "NARM",
     "BiGRU4Rec",
     "RepeatAware",

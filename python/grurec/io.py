@@ -669,6 +669,8 @@ def _user_arrays(model):
         n = st.n
         ids = st.ids[:n]
         states = np.array(st.states[:n], np.float32)
+        span = None if st.span is None else np.array(st.span[:n], np.float32)
+        n_pos = None if st.n_pos is None else np.array(st.n_pos[:n], np.int64)
         seen = [np.unique(st.seen(r)) for r in range(n)]
     offsets = np.zeros(n + 1, np.int64)
     np.cumsum([len(x) for x in seen], out=offsets[1:])
@@ -678,8 +680,10 @@ def _user_arrays(model):
                                               "user_ids")
     except TypeError as e:
         raise TypeError(str(e).replace("item", "user")) from None
-    return ids_meta, id_arrays + [("users/states", states), ("users/seen_offsets", offsets),
-                                  ("users/seen_items", items)]
+    out = [("users/states", states), ("users/seen_offsets", offsets), ("users/seen_items", items)]
+    if span is not None:  # UserNARM: the kept top-layer states
+        out += [("users/span", span), ("users/n_pos", n_pos)]
+    return ids_meta, id_arrays + out
 
 
 def _load_users(model, meta, arrays, n_items) -> set:
@@ -707,9 +711,26 @@ def _load_users(model, meta, arrays, n_items) -> set:
     if items.dtype != np.int64 or items.ndim != 1 or (
             len(items) and (items.min() < 0 or items.max() >= n_items)):
         raise ModelFileError("invalid model file: 'users/seen_items' must hold item indices")
-    # Copies: the store grows and is written by update().
-    model._users = _UserStore(ids.tolist(), np.array(states), np.array(off), np.array(items))
     names = set(_USER_ARRAYS)
+    K = model._span_len()
+    span = n_pos = None
+    if K:  # UserNARM: each user's last K top-layer states and position count
+        span, n_pos = arrays.get("users/span"), arrays.get("users/n_pos")
+        HL = model.layers[-1]
+        if span is None or n_pos is None:
+            raise ModelFileError("invalid model file: stored users lack 'users/span' / "
+                                 "'users/n_pos' (the attention's kept states)")
+        if span.shape != (n, K, HL) or span.dtype != np.float32 or not all_finite(span):
+            raise ModelFileError(f"invalid model file: 'users/span' must be finite float32 "
+                                 f"({n}, {K}, {HL}), got {span.shape} {span.dtype}")
+        if n_pos.shape != (n,) or n_pos.dtype != np.int64 or (len(n_pos) and n_pos.min() < 0):
+            raise ModelFileError("invalid model file: 'users/n_pos' must be int64 (n_users,) "
+                                 ">= 0")
+        span, n_pos = np.array(span), np.array(n_pos)
+        names |= {"users/span", "users/n_pos"}
+    # Copies: the store grows and is written by update().
+    model._users = _UserStore(ids.tolist(), np.array(states), np.array(off), np.array(items),
+                              span, n_pos)
     names |= {"user_ids"} if "user_ids" in arrays else {"user_ids/offsets", "user_ids/utf8"}
     return names
 

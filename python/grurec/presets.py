@@ -213,6 +213,30 @@ def get_user(name: str) -> dict[str, Any]:
     return _fresh(p)
 
 
+# UserNARM settings: none chosen yet (a UserGRU preset's name gives its setting
+# with the attention options at their defaults; docs/narm.md has the runs).
+USER_NARM_PRESETS: Mapping[str, Preset] = MappingProxyType({})
+
+
+def user_narm_names() -> list[str]:
+    """The UserNARM preset names (data set names)."""
+    return list(USER_NARM_PRESETS)
+
+
+def get_user_narm(name: str) -> dict[str, Any]:
+    """A fresh dict of UserNARM preset ``name``'s hyperparameters; a UserGRU
+    preset name gives that setting (the attention options at their
+    defaults)."""
+    if name in USER_NARM_PRESETS:
+        return _fresh(USER_NARM_PRESETS[name])
+    try:
+        return get_user(name)
+    except ValueError:
+        raise ValueError(f"UserNARM preset: unknown name {name!r}; known: "
+                         f"{', '.join(USER_NARM_PRESETS) or '(none of its own)'} and the "
+                         f"UserGRU presets {', '.join(USER_PRESETS)}") from None
+
+
 def names() -> list[str]:
     """The preset names, in the order above."""
     return list(PRESETS)

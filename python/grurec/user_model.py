@@ -30,6 +30,7 @@ from . import _core
 from .base import _as_int, _bad, _check_int, register
 from .data import SessionData, to_sessions
 from .model import GRU4Rec, ModelFitError
+from .narm import NARM
 
 log = logging.getLogger("grurec")
 
@@ -41,7 +42,8 @@ class _UserStore:
     ``update`` and reads consistent across threads. Snapshots of a model
     share its store (a refit publishes a new one)."""
 
-    def __init__(self, ids, states: np.ndarray, seen_offsets: np.ndarray, seen_items: np.ndarray):
+    def __init__(self, ids, states: np.ndarray, seen_offsets: np.ndarray, seen_items: np.ndarray,
+                 span: Optional[np.ndarray] = None, n_pos: Optional[np.ndarray] = None):
         self.lock = threading.Lock()
         ids = np.asarray(ids)
         self.kind = "int" if ids.dtype.kind in "iu" or len(ids) == 0 else "str"
@@ -55,6 +57,11 @@ class _UserStore:
         self.seen_offsets = seen_offsets
         self.seen_items = seen_items
         self.extra: dict[int, list[int]] = {}
+        # UserNARM: each user's last K top-layer states [capacity, K, H_L],
+        # oldest first (row r is position n_pos - K + r; zeros before the
+        # first), and n_pos [capacity] the positions (known items) so far.
+        self.span = span
+        self.n_pos = n_pos
 
     def key(self, user, where: str = "user"):
         """A user id as stored (Python int or str); the other kind raises."""
@@ -79,10 +86,24 @@ class _UserStore:
                 grown = np.zeros((max(16, 2 * r), self.states.shape[1]), np.float32)
                 grown[:r] = self.states[:r]
                 self.states = grown
+                if self.span is not None:
+                    span = np.zeros((len(grown),) + self.span.shape[1:], np.float32)
+                    span[:r] = self.span[:r]
+                    n_pos = np.zeros(len(grown), np.int64)
+                    n_pos[:r] = self.n_pos[:r]
+                    self.span, self.n_pos = span, n_pos
             self.ids.append(user)
             self.index[user] = r
             self.n += 1
         return r
+
+    def part(self, rows: np.ndarray):
+        """(states, span, n_pos) of ``rows`` (copies; span / n_pos None
+        without a span)."""
+        if self.span is None:
+            return np.ascontiguousarray(self.states[rows]), None, None
+        return (np.ascontiguousarray(self.states[rows]), self.span[rows].copy(),
+                self.n_pos[rows].copy())
 
     def seen(self, r: int) -> np.ndarray:
         base = (self.seen_items[self.seen_offsets[r]:self.seen_offsets[r + 1]]
@@ -138,7 +159,10 @@ class UserGRU(GRU4Rec):
     ):
         self.bptt = bptt
         self.max_len = max_len
-        super().__init__(
+        # GRU4Rec's, not super(): UserNARM's next class is NARM, whose
+        # defaults would overwrite bptt and the attention options.
+        GRU4Rec.__init__(
+            self,
             layers=layers, loss=loss, elu_param=elu_param, bpreg=bpreg, logq=logq,
             batch_size=batch_size, n_sample=n_sample, sample_alpha=sample_alpha,
             embedding=embedding, constrained_embedding=constrained_embedding,
@@ -281,8 +305,9 @@ class UserGRU(GRU4Rec):
         with st.lock:
             rows = np.array([st.row(st.key(u, f"user {u!r}"), create=True)
                              for u in new.session_ids.tolist()], np.int64)
-            h0 = np.ascontiguousarray(st.states[rows])
-            st.states[rows] = self._all_states(new.offsets, idx, h0=h0)
+            st.states[rows], span, n_pos = self._advance(new.offsets, idx, *st.part(rows))
+            if span is not None:
+                st.span[rows], st.n_pos[rows] = span, n_pos
             for j, r in enumerate(rows.tolist()):
                 seq = idx[new.offsets[j]:new.offsets[j + 1]]
                 if (seq >= 0).any():
@@ -293,9 +318,74 @@ class UserGRU(GRU4Rec):
         """Every user's state after their whole history, and their items."""
         vmap = self._lookup(np.asarray(sd.item_ids))  # -1: not in the vocabulary
         idx = vmap[sd.items] if len(sd.items) else np.empty(0, np.int64)
-        states = self._all_states(sd.offsets, idx)
+        states, span, n_pos = self._advance(sd.offsets, idx)
         seen_off, seen_items = _unique_csr(sd.offsets, idx)
-        return _UserStore(sd.session_ids, states, seen_off, seen_items)
+        return _UserStore(sd.session_ids, states, seen_off, seen_items, span, n_pos)
+
+    def _span_len(self) -> int:
+        """Top-layer states kept per user besides the GRU state (UserNARM's
+        attention span); 0 here."""
+        return 0
+
+    def _advance(self, offsets, idx, h0=None, span0=None, n_pos0=None):
+        """Run sequences (offsets into item indices, -1 = unknown, skipped)
+        from states h0 (zeros if None): (every layer's final state [S, sum
+        H], and with a span (``_span_len() > 0``) the last K top-layer states
+        [S, K, H_L] after span0's, and n_pos0 + the known positions; else
+        None, None)."""
+        states = self._all_states(offsets, idx, h0=h0)
+        K = self._span_len()
+        if K == 0:
+            return states, None, None
+        S, HL = len(offsets) - 1, self.layers[-1]
+        span = np.zeros((S, K, HL), np.float32) if span0 is None else np.array(span0, np.float32)
+        n_pos = np.zeros(S, np.int64) if n_pos0 is None else np.array(n_pos0, np.int64)
+        lengths = np.diff(offsets)
+        ok = np.asarray(idx) >= 0
+        L = np.bincount(np.repeat(np.arange(S), lengths)[ok], minlength=S).astype(np.int64)
+        known = np.asarray(idx)[ok]
+        kstart = np.concatenate([[0], np.cumsum(L)])
+        # Users in blocks of about 2^20 known events: every position's
+        # top-layer state of a block at once.
+        s0 = 0
+        while s0 < S:
+            s1 = int(np.searchsorted(kstart, kstart[s0] + (1 << 20), side="right"))
+            s1 = min(S, max(s1 - 1, s0 + 1))
+            Lb = L[s0:s1]
+            # A dummy item after each sequence: all_prefixes then gives a row
+            # after every known position (rows offsets[s] - s + t).
+            off = np.zeros(s1 - s0 + 1, np.int64)
+            np.cumsum(Lb + 1, out=off[1:])
+            items = np.zeros(off[-1], np.int32)
+            seq = np.repeat(np.arange(s1 - s0), Lb)
+            items[off[:-1][seq] + np.arange(len(seq)) - (kstart[s0:s1] - kstart[s0])[seq]] = \
+                known[kstart[s0]:kstart[s1]]
+            params, mode = self._input_params()
+            hb = None if h0 is None else np.ascontiguousarray(h0[s0:s1], np.float32)
+            Y = _core.session_states(params, self.layers, mode, off, items, True,
+                                     self.num_threads, h0=hb)  # [sum Lb, H_L]
+            # Row r of the new span is position n_pos + Lb - K + r: a new
+            # state when Lb - K + r >= 0, else the old span's row r + Lb.
+            p = np.arange(K)[None, :] - K + Lb[:, None]
+            new = p >= 0
+            base = (kstart[s0:s1] - kstart[s0])[:, None] + p
+            old = span[s0:s1]
+            merged = np.empty_like(old)
+            merged[new] = Y[base[new]]
+            u, r = np.nonzero(~new)
+            merged[u, r] = old[u, r + Lb[u]]
+            span[s0:s1] = merged
+            s0 = s1
+        return states, span, n_pos + L
+
+    def _user_queries(self, st: _UserStore, rows: np.ndarray) -> np.ndarray:
+        """The vectors that score the items for stored rows ``rows`` (-1:
+        unknown, zeros): the top layer's state."""
+        HL = self.layers[-1]
+        h = np.zeros((len(rows), HL), np.float32)
+        ok = rows >= 0
+        h[ok] = st.states[rows[ok], -HL:]
+        return h
 
     def _all_states(self, offsets, idx, h0=None) -> np.ndarray:
         params, mode = self._input_params()  # with item features: the whole input table
@@ -360,9 +450,14 @@ class UserGRU(GRU4Rec):
         m = self._snapshot()
         with st.lock:
             r = st.row(user, create=True)
-            if len(idx) > 4:  # one native call for the whole sequence
-                st.states[r] = m._all_states(np.array([0, len(idx)]), idx,
-                                             h0=st.states[r:r + 1])[0]
+            if len(idx) > 4 or (len(idx) and st.span is not None):
+                # One native call for the whole sequence (with a span: the
+                # top-layer state after every item too).
+                rows = np.array([r], np.int64)
+                states, span, n_pos = m._advance(np.array([0, len(idx)]), idx, *st.part(rows))
+                st.states[r] = states[0]
+                if span is not None:
+                    st.span[r], st.n_pos[r] = span[0], n_pos[0]
             elif len(idx):  # a live event: one GRU step per item, no batching set-up
                 spans, a = [], 0  # each layer's columns of the state row
                 for H in m.layers:
@@ -402,13 +497,11 @@ class UserGRU(GRU4Rec):
             raise ValueError(f"users: expected a list of user ids, got {type(users).__name__}")
         m = self._snapshot()
         st = m._users
-        HL = m.layers[-1]
         with st.lock:
             rows = np.array([st.index.get(st.key(u, f"users[{j}]"), -1)
                              for j, u in enumerate(users)], np.int64)
-            h = np.zeros((len(rows), HL), np.float32)
             ok = rows >= 0
-            h[ok] = st.states[rows[ok], -HL:]
+            h = m._user_queries(st, rows)
             seen = [st.seen(r) if r >= 0 else np.empty(0, np.int64) for r in rows.tolist()]
         self.last_unknown_users = int((~ok).sum())
         N = m.n_items
@@ -493,4 +586,108 @@ def _unique_csr(offsets: np.ndarray, idx: np.ndarray):
     return out_off, (key % N).astype(np.int64)
 
 
-__all__ = ["UserGRU", "ModelFitError"]
+@register
+class UserNARM(UserGRU, NARM):
+    """UserGRU with NARM's attention readout (``grurec.NARM``) over each
+    user's history: the query after position t is ``[h_t ; c_t] W_q``, c_t
+    the attention over the states of t's span (positions ``max(0,
+    floor(t / bptt) bptt - attention_memory) .. t`` of the user's known
+    items, as NARM's spans with the history as the session).
+
+    Hyperparameters: UserGRU's and NARM's attention options
+    (``attention_dim``, ``attention_memory``, ``attention_adagrad_init``).
+    Training is UserGRU's with the readout (truncated BPTT over ``bptt``
+    steps; the attention's memory read as constants). Besides the GRU state,
+    the model keeps each user's last ``bptt + attention_memory`` top-layer
+    states (users x (sum(layers) + (bptt + attention_memory) x layers[-1])
+    float32), so ``recommend(users=...)`` and ``update`` still cost one
+    attention readout / one GRU step per event, no replay. Histories given in
+    full (``recommend(sessions)``, ``evaluate_users``) are replayed as NARM
+    replays a session, with the same spans.
+    """
+
+    def __init__(
+        self,
+        layers: Sequence[int] = (224,),
+        loss: str = "bpr-max",
+        elu_param: float = 0.5,
+        bpreg: float = 1.95,
+        logq: float = 0.0,
+        batch_size: int = 80,
+        n_sample: int = 2048,
+        sample_alpha: float = 0.4,
+        embedding: int = 0,
+        constrained_embedding: bool = True,
+        dropout_p_embed: float = 0.5,
+        dropout_p_hidden: float = 0.05,
+        learning_rate: float = 0.05,
+        momentum: float = 0.4,
+        n_epochs: int = 10,
+        momentum_type: str = "heavy-ball",
+        gru_cell: str = "reset-after",
+        num_threads: int = 0,
+        random_state: Optional[int] = None,
+        show_progress: bool = True,
+        parallel: str = "hogwild",
+        feature_mode: str = "input",
+        id_dropout: float = 0.0,
+        bptt: int = 8,
+        max_len: Optional[int] = None,
+        attention_dim: Optional[int] = None,
+        attention_memory: int = 0,
+        attention_adagrad_init: float = 0.0,
+    ):
+        self.attention_dim = attention_dim
+        self.attention_memory = attention_memory
+        self.attention_adagrad_init = attention_adagrad_init
+        UserGRU.__init__(
+            self, layers=layers, loss=loss, elu_param=elu_param, bpreg=bpreg, logq=logq,
+            batch_size=batch_size, n_sample=n_sample, sample_alpha=sample_alpha,
+            embedding=embedding, constrained_embedding=constrained_embedding,
+            dropout_p_embed=dropout_p_embed, dropout_p_hidden=dropout_p_hidden,
+            learning_rate=learning_rate, momentum=momentum, n_epochs=n_epochs,
+            momentum_type=momentum_type, gru_cell=gru_cell, num_threads=num_threads,
+            random_state=random_state, show_progress=show_progress, parallel=parallel,
+            feature_mode=feature_mode, id_dropout=id_dropout, bptt=bptt, max_len=max_len)
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> "UserNARM":
+        """A model with UserNARM preset ``name``'s hyperparameters
+        (``grurec.presets.user_narm_names()``), or a UserGRU preset's (the
+        attention options then at their defaults), overridden by keyword."""
+        from . import presets
+
+        return cls(**dict(presets.get_user_narm(name), **overrides))
+
+    def _span_len(self) -> int:
+        return self.bptt + self.attention_memory
+
+    def _user_queries(self, st: _UserStore, rows: np.ndarray) -> np.ndarray:
+        """NARM's query after each stored user's last position, from the
+        kept span (the formulas of ``cpp/core/attention.hpp``, in NumPy:
+        float32, a few K x H products per user); zeros for rows -1 and users
+        without a known item (as a replayed empty history)."""
+        K, T, M = self._span_len(), self.bptt, self.attention_memory
+        p = self.params
+        q = np.zeros((len(rows), p["att_W_q"].shape[1]), np.float32)
+        sel = np.flatnonzero(rows >= 0)
+        sel = sel[st.n_pos[rows[sel]] > 0]
+        if len(sel) == 0:
+            return q
+        r = rows[sel]
+        n, Y = st.n_pos[r], st.span[r]  # [m], [m, K, HL]
+        t = n - 1
+        start = np.maximum(0, (t // T) * T - M)
+        pos = (n - K)[:, None] + np.arange(K)[None, :]
+        h = Y[:, -1]
+        z = (h @ p["att_A1"])[:, None, :] + Y @ p["att_A2"]
+        e = (1.0 / (1.0 + np.exp(-z))) @ p["att_v"]  # [m, K]
+        e = np.where(pos >= start[:, None], e, -np.inf)
+        w = np.exp(e - e.max(axis=1, keepdims=True))
+        w /= w.sum(axis=1, keepdims=True)
+        c = np.einsum("mk,mkh->mh", w.astype(np.float32), Y)
+        q[sel] = np.concatenate([h, c], axis=1) @ p["att_W_q"]
+        return q
+
+
+__all__ = ["UserGRU", "UserNARM", "ModelFitError"]
