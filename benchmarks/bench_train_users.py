@@ -30,6 +30,8 @@ Usage:
     python benchmarks/bench_train_users.py                      # 2 threads
     python benchmarks/bench_train_users.py --model NARM --data yoochoose1_64 --bptt 5 20 \
         --hidden 100 --json benchmarks/results/bench_train_narm.json
+    python benchmarks/bench_train_users.py --model NARM --data yoochoose1_64 --bptt 1 \
+        --memory 19 --hidden 100 --threads 1 2     # the NARM presets' schedule
     python benchmarks/bench_train_users.py --threads 1 2 --events 100000
 """
 from __future__ import annotations
@@ -73,18 +75,21 @@ def first_pairs(sd, n_pairs: int):
     return sd.select_sessions(np.arange(sd.n_sessions) < n)
 
 
-def run_grurec(sd, H, T, threads, parallel, model="UserGRU"):
+def run_grurec(sd, H, T, threads, parallel, model="UserGRU", memory=0):
+    extra = {"attention_memory": memory} if model == "NARM" else {}
     m = getattr(grurec, model)(layers=[H], bptt=T, n_epochs=1, num_threads=threads,
                                random_state=0, show_progress=False, parallel=parallel,
-                               **CFG).fit(sd)
+                               **CFG, **extra).fit(sd)
     h = m.history[-1]
     return h["events"] / h["seconds"]
 
 
-def run_torch(sd, H, T, threads, model="UserGRU"):
+def run_torch(sd, H, T, threads, model="UserGRU", memory=0):
     torch.set_num_threads(threads)
     cls = tn.TorchNARM if model == "NARM" else tu.TorchUserGRU
-    m = cls(layers=[H], bptt=T, n_epochs=1, num_threads=threads, random_state=0, **CFG)
+    extra = {"attention_memory": memory} if model == "NARM" else {}
+    m = cls(layers=[H], bptt=T, n_epochs=1, num_threads=threads, random_state=0, **CFG,
+            **extra)
     m.fit(sd)
     h = m.history[-1]
     return h["events"] / h["seconds"]
@@ -102,6 +107,8 @@ def main(argv=None) -> int:
                    help="NARM: grurec.NARM against torch_narm.py's twin, plus grurec's "
                    "GRU4Rec step (UserGRU, bptt 1) at the same H; %% sgemm counts only the "
                    "GRU and head products")
+    p.add_argument("--memory", type=int, nargs="+", default=[0],
+                   help="NARM: attention_memory values (both implementations)")
     p.add_argument("--json", type=Path, default=HERE / "results" / "bench_train_users.json")
     args = p.parse_args(argv)
     print(cpu_line(), flush=True)
@@ -115,15 +122,18 @@ def main(argv=None) -> int:
     for threads in args.threads:
         ceilings[threads] = measure_ceiling(threads, quick=False)
         for H in args.hidden:
-            for T in args.bptt:
+            for T, M in [(T, M) for T in args.bptt
+                         for M in (args.memory if args.model == "NARM" else [0])]:
                 r = dict(data=args.data, model=args.model, threads=threads, H=H, bptt=T)
-                r["grurec"] = run_grurec(sd, H, T, threads, "hogwild", args.model)
+                if args.model == "NARM":
+                    r["memory"] = M
+                r["grurec"] = run_grurec(sd, H, T, threads, "hogwild", args.model, M)
                 if threads > 1:
-                    r["grurec_sync"] = run_grurec(sd, H, T, threads, "sync", args.model)
+                    r["grurec_sync"] = run_grurec(sd, H, T, threads, "sync", args.model, M)
                 if args.model == "NARM":
                     r["grurec_gru4rec"] = run_grurec(sd, H, 1, threads, "hogwild")
                 if use_torch:
-                    r["torch"] = run_torch(sd, H, T, threads, args.model)
+                    r["torch"] = run_torch(sd, H, T, threads, args.model, M)
                     r["vs_torch"] = r["grurec"] / r["torch"]
                 f = flops_per_event(H, T, CFG["batch_size"], CFG["n_sample"])
                 r["gflops"] = r["grurec"] * f / 1e9
@@ -133,10 +143,11 @@ def main(argv=None) -> int:
     print(f"\n{cpu_line()}; sgemm ceilings (GFLOP/s): "
           + ", ".join(f"{t} thr {c['best']:.0f}" for t, c in ceilings.items()))
     extra = "GRU4Rec" if args.model == "NARM" else ""
-    print(f"{args.model}: {'thr':>3}{'H':>5}{'bptt':>6}{'grurec ev/s':>13}{'sync':>10}"
+    print(f"{args.model}: {'thr':>3}{'H':>5}{'bptt':>6}{'mem':>5}{'grurec ev/s':>13}{'sync':>10}"
           f"{'torch':>10}{'vs torch':>10}{'% sgemm':>9}{extra:>10}")
     for r in rows:
-        print(f"{args.model}: {r['threads']:>3}{r['H']:>5}{r['bptt']:>6}{r['grurec']:>13,.0f}"
+        print(f"{args.model}: {r['threads']:>3}{r['H']:>5}{r['bptt']:>6}{r.get('memory', 0):>5}"
+              f"{r['grurec']:>13,.0f}"
               f"{r.get('grurec_sync', float('nan')):>10,.0f}{r.get('torch', float('nan')):>10,.0f}"
               f"{r.get('vs_torch', float('nan')):>9.1f}x{r['pct_of_sgemm']:>8.0f}%"
               + (f"{r['grurec_gru4rec']:>10,.0f}" if extra else ""))

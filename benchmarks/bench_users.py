@@ -14,7 +14,7 @@ items scored strictly higher ("standard" ties; ``--mode``).
 Models: Popularity, ItemKNN and VSKNN (``grurec.baselines`` defaults), GRU4Rec
 fed each user's history as one session (``GRU4Rec()`` defaults: bpr-max;
 ``GRU4Rec-xe``: the same with ``loss="cross-entropy"``), and ``grurec.UserGRU``
-when this grurec has one (``UserGRU.from_preset(<data set>)`` if that preset
+and ``grurec.UserNARM`` when this grurec has them (``from_preset(<data set>)`` if that preset
 exists, else ``UserGRU()``). GRU models run once per ``--seeds`` value
 (``random_state``); the baselines are deterministic and run once.
 
@@ -42,8 +42,8 @@ from _machine import cpu_line  # (benchmarks/, the script's folder, is on sys.pa
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "bench_users.json"
 DATASETS = ("beauty-s3rec", "amazon-beauty", "ml-100k")
 MODELS = ("Popularity", "ItemKNN", "VSKNN", "GRU4Rec", "GRU4Rec-xe", "UserGRU",
-          "UserGRU+attributes")
-SEEDED = ("GRU4Rec", "GRU4Rec-xe", "UserGRU", "UserGRU+attributes")
+          "UserGRU+attributes", "UserNARM")
+SEEDED = ("GRU4Rec", "GRU4Rec-xe", "UserGRU", "UserGRU+attributes", "UserNARM")
 # Item features for "UserGRU+attributes" (preset "<data>-attributes").
 FEATURES = {"beauty-s3rec": ("beauty-s3rec/Beauty_item2attributes.json", "beauty_attributes")}
 CUTOFFS = (10, 20)
@@ -60,7 +60,7 @@ def make(name: str, data: str, seed: int, threads: int, user_params=None):
         extra = {"loss": "cross-entropy"} if name == "GRU4Rec-xe" else {}
         return grurec.GRU4Rec(num_threads=threads, random_state=seed, show_progress=False,
                               **extra)
-    cls = grurec.UserGRU
+    cls = grurec.UserNARM if name == "UserNARM" else grurec.UserGRU
     m = None
     if hasattr(cls, "from_preset"):
         try:
@@ -130,9 +130,10 @@ def main(argv=None) -> int:
     models = list(args.models)
     if "UserGRU+attributes" in models and set(args.data) - set(FEATURES):
         p.error(f"UserGRU+attributes: item features only for {sorted(FEATURES)}")
-    if "UserGRU" in models and not hasattr(grurec, "UserGRU"):
-        print("note: grurec.UserGRU not in this build; skipped", file=sys.stderr)
-        models.remove("UserGRU")
+    for name in ("UserGRU", "UserNARM"):
+        if name in models and not hasattr(grurec, name):
+            print(f"note: grurec.{name} not in this build; skipped", file=sys.stderr)
+            models.remove(name)
     print(cpu_line())
     meta = {"cpu": cpu_line(), "python": platform.python_version(),
             "grurec": grurec.__version__, "threads": args.threads, "fit_on": args.fit_on,
@@ -148,7 +149,7 @@ def main(argv=None) -> int:
         for name in models:
             for seed in (args.seeds if name in SEEDED else [None]):
                 row = run_one(name, data, ds, train, seed, args.threads, args.mode,
-                              user_params if name.startswith("UserGRU") else None,
+                              user_params if name.startswith("User") else None,
                               "loo-valid" if args.target == "valid" else "loo")
                 results.append(row)
                 print(json.dumps(row), flush=True)

@@ -158,7 +158,13 @@ class TorchUserGRU(tg.TorchGRU4Rec):
                 for h in states:
                     h.index_fill_(0, r, 0.0)
             states = [h[:B] for h in states]
+            self._slots_moved(moves, reset, B)
         return events, loss_sum
+
+    def _slots_moved(self, moves: list, reset: list, B: int) -> None:
+        """After a window: slot src moved into dst for (src, dst) in moves,
+        the slots in reset took a new user, B slots remain (torch_narm.py
+        moves its attention memory along)."""
 
     # -------------------------------------------------------------- one window
     def _train_window(self, inp: np.ndarray, tgt: np.ndarray, neg: Optional[torch.Tensor],
