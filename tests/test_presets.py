@@ -132,6 +132,8 @@ FAMILIES = {
     "UserGRU": (grurec.UserGRU, presets.get_user, presets.user_names(), "{}", "bptt"),
     "NARM": (grurec.NARM, presets.get_narm, presets.narm_names(), "NARM {}",
              "attention_memory"),
+    "UserNARM": (grurec.UserNARM, presets.get_user_narm, presets.user_narm_names(),
+                 "UserNARM {}", "attention_adagrad_init"),
 }
 
 
@@ -153,6 +155,13 @@ def test_user_presets_are_their_own_family():
         grurec.GRU4Rec.from_preset("beauty-s3rec")
     with pytest.raises(ValueError, match="a GRU4Rec preset: use GRU4Rec.from_preset"):
         grurec.UserGRU.from_preset("rsc15_xe_shared_100")
+
+
+def test_user_narm_takes_user_presets_too():
+    m = grurec.UserNARM.from_preset("amazon-beauty", attention_memory=3)
+    assert m.attention_memory == 3 and m.n_sample == presets.get_user("amazon-beauty")["n_sample"]
+    with pytest.raises(ValueError, match="UserNARM preset: unknown name"):
+        grurec.UserNARM.from_preset("yoochoose1_64")
 
 
 def test_narm_takes_gru4rec_presets_too():

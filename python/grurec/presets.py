@@ -213,9 +213,21 @@ def get_user(name: str) -> dict[str, Any]:
     return _fresh(p)
 
 
-# UserNARM settings: none chosen yet (a UserGRU preset's name gives its setting
-# with the attention options at their defaults; docs/narm.md has the runs).
-USER_NARM_PRESETS: Mapping[str, Preset] = MappingProxyType({})
+# UserNARM settings (docs/narm.md "For users"): UserGRU's beauty-s3rec setting as it
+# was validated (8192 negatives, 8 epochs) with an attention memory of 8 (spans of
+# 9-16 states at bptt 8) and the readout's Adagrad accumulators starting at 1 (at 0
+# the first epochs blew up, as NARM's did on diginetica). A UserGRU preset's name
+# gives that setting with the attention options at their defaults.
+_USER_NARM_BEAUTY = dict(_USER_BEAUTY, n_sample=8192, n_epochs=8, attention_dim=None,
+                         attention_memory=8, attention_adagrad_init=1.0)
+USER_NARM_PRESETS: Mapping[str, Preset] = MappingProxyType({p.name: p for p in (
+    Preset("beauty-s3rec", MappingProxyType(_USER_NARM_BEAUTY),
+           "grurec: UserGRU's beauty-s3rec setting (8192 negatives, 8 epochs) with "
+           "attention_memory 8 and attention_adagrad_init 1; validation target, seed 0 "
+           "(`benchmarks/user_curve.py --model UserNARM`): HR@10 / NDCG@10 .1058 / .0660 "
+           "at epoch 8 (its best), UserGRU with the same setting .1057 / .0665; with "
+           "attention_adagrad_init 0 it diverged (HR@10 .0043 after 4 epochs)"),
+)})
 
 
 def user_narm_names() -> list[str]:
@@ -257,4 +269,5 @@ def get(name: str) -> dict[str, Any]:
 def describe() -> dict[str, str]:
     """Preset name -> where its setting comes from (UserGRU presets included)."""
     return {n: p.source for n, p in {**PRESETS, **USER_PRESETS}.items()} | {
-        f"NARM {n}": p.source for n, p in NARM_PRESETS.items()}
+        f"NARM {n}": p.source for n, p in NARM_PRESETS.items()} | {
+        f"UserNARM {n}": p.source for n, p in USER_NARM_PRESETS.items()}
