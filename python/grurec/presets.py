@@ -114,7 +114,7 @@ _USER_SWEEP = dict(
 # benchmarks/results/search_user_gru_beauty-s3rec.json): more shared negatives (4096, then
 # 8192 on the validation target of bench_users.py --target valid), and n_epochs where the
 # validation curve peaked.
-_USER_BEAUTY = dict(_USER_SWEEP, n_sample=8192, n_epochs=8)
+_USER_BEAUTY = dict(_USER_SWEEP, n_sample=16384, n_epochs=10)
 _BEAUTY_SOURCE = ("an Optuna study on beauty-s3rec's leave-one-out validation target (the "
                   "second-to-last event; 1 seed per trial), spent on 5 finished one-factor "
                   "variants of the earlier 11-setting manual sweep's setting (cross-entropy "
@@ -124,16 +124,19 @@ _BEAUTY_SOURCE = ("an Optuna study on beauty-s3rec's leave-one-out validation ta
                   "NDCG@10 .0999 / .0625 -> .1033 / .0648) and were confirmed on the test "
                   "target with 3 seeds (docs/users.md); then n_sample 8192 (validation "
                   ".1057 / .0665, seed 0; test target, seeds 0-2: .0989 / .0620, 4096: "
-                  ".0957 / .0600); learning rate 0.05 kept (0.1 diverged silently for some "
-                  "seeds)")
+                  ".0957 / .0600), then 16384 with n_epochs 10 off its validation curve "
+                  "(`benchmarks/user_curve.py`: .1077 / .0679 at epoch 10, .1076 / .0680 at 8; 8192's best "
+                  ".1057 / .0665; test target, seeds 0-2: .0999 / .0625); learning rate "
+                  "0.05 kept (0.1 diverged silently for some seeds)")
 USER_PRESETS: Mapping[str, Preset] = MappingProxyType({p.name: p for p in (
     Preset("beauty-s3rec", MappingProxyType(_USER_BEAUTY), "grurec: " + _BEAUTY_SOURCE),
-    Preset("amazon-beauty", MappingProxyType(dict(_USER_BEAUTY, n_sample=4096)),
+    Preset("amazon-beauty", MappingProxyType(dict(_USER_BEAUTY, n_sample=4096, n_epochs=8)),
            "grurec: beauty-s3rec's setting (the same Amazon category, another "
            "preprocessing); not searched on this set: the new beauty-s3rec setting beat the "
            "earlier one on this set's test target with 3 seeds (docs/users.md)"),
     Preset("beauty-s3rec-attributes",
-           MappingProxyType(dict(_USER_BEAUTY, feature_mode="output", id_dropout=0.3)),
+           MappingProxyType(dict(_USER_BEAUTY, n_sample=8192, n_epochs=8, feature_mode="output",
+                                 id_dropout=0.3)),
            "grurec: beauty-s3rec's setting with the item attributes on the output side "
            "(fit(..., item_features=grurec.features.beauty_attributes(path))) and 8192 "
            "shared negatives: on the validation target (seed 0, `bench_users.py --target "
