@@ -178,8 +178,6 @@ def fmt(p: dict) -> str:
 def study_for(data: str, storage: str | None, seed: int) -> optuna.Study:
     RESULTS.mkdir(parents=True, exist_ok=True)
     storage = storage or f"sqlite:///{RESULTS / f'tune_{data}.db'}"
-    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=5, multivariate=True,
-                                         group=True)
     # Lenient: slow starters (low learning rate) won in the first trials, so only
     # the bottom quarter at an epoch is pruned, from epoch 4 on. (Optuna's
     # percentile is the share KEPT: 75 prunes the bottom 25%; 25, used by
