@@ -156,5 +156,5 @@ def test_evaluate_users_and_hyperparameters(events):
     with pytest.raises(ValueError, match="attention_memory"):
         grurec.UserNARM(attention_memory=-1, **SMALL).fit(events)
     d = grurec.UserNARM.from_preset("beauty-s3rec", attention_memory=3)
-    assert d.attention_memory == 3 and d.n_sample == grurec.presets.get_user(
+    assert d.attention_memory == 3 and d.n_sample == grurec.presets.get_user_narm(
         "beauty-s3rec")["n_sample"]
