@@ -112,9 +112,9 @@ _USER_SWEEP = dict(
     bptt=8, max_len=None)
 # Issue 17's search (benchmarks/search_user_gru.py; trial table in
 # benchmarks/results/search_user_gru_beauty-s3rec.json): more shared negatives (4096, then
-# 8192 on the validation target of bench_users.py --target valid), and n_epochs where the
-# validation curve peaked.
-_USER_BEAUTY = dict(_USER_SWEEP, n_sample=16384, n_epochs=10)
+# 8192, 16384 on the validation target), uniform negatives (sample_alpha 0), and n_epochs
+# where the validation curve peaked (benchmarks/user_curve.py).
+_USER_BEAUTY = dict(_USER_SWEEP, n_sample=16384, sample_alpha=0.0, n_epochs=12)
 _BEAUTY_SOURCE = ("an Optuna study on beauty-s3rec's leave-one-out validation target (the "
                   "second-to-last event; 1 seed per trial), spent on 5 finished one-factor "
                   "variants of the earlier 11-setting manual sweep's setting (cross-entropy "
@@ -126,18 +126,22 @@ _BEAUTY_SOURCE = ("an Optuna study on beauty-s3rec's leave-one-out validation ta
                   ".1057 / .0665, seed 0; test target, seeds 0-2: .0989 / .0620, 4096: "
                   ".0957 / .0600), then 16384 with n_epochs 10 off its validation curve "
                   "(`benchmarks/user_curve.py`: .1077 / .0679 at epoch 10, .1076 / .0680 at 8; 8192's best "
-                  ".1057 / .0665; test target, seeds 0-2: .0999 / .0625); learning rate "
-                  "0.05 kept (0.1 diverged silently for some seeds)")
+                  ".1057 / .0665; test target, seeds 0-2: .0999 / .0625); then uniform "
+                  "negatives (sample_alpha 0.0; validation .1098 / .0690 at epoch 12, its "
+                  "best; test target, seeds 0-2: .0996 / .0617, level with 0.4 within the "
+                  "seeds' spread); learning rate 0.05 kept (0.1 diverged silently for some "
+                  "seeds)")
 USER_PRESETS: Mapping[str, Preset] = MappingProxyType({p.name: p for p in (
     Preset("beauty-s3rec", MappingProxyType(_USER_BEAUTY), "grurec: " + _BEAUTY_SOURCE),
-    Preset("amazon-beauty", MappingProxyType(dict(_USER_BEAUTY)),
+    Preset("amazon-beauty", MappingProxyType(dict(_USER_BEAUTY, sample_alpha=0.4, n_epochs=10)),
            "grurec: beauty-s3rec's setting (the same Amazon category, another "
-           "preprocessing; 16384 negatives, 10 epochs); not searched on this set. Test "
+           "preprocessing; 16384 negatives, 10 epochs, before beauty-s3rec's moved to "
+           "uniform negatives); not searched on this set. Test "
            "target, seeds 0-2: .0601 / .0380 (beauty-s3rec's earlier 4096 / 8 setting: "
            ".0547 / .0346; 8192 on this set's validation target, seed 0: .0634 / .0401)"),
     Preset("beauty-s3rec-attributes",
-           MappingProxyType(dict(_USER_BEAUTY, n_sample=8192, n_epochs=8, feature_mode="output",
-                                 id_dropout=0.3)),
+           MappingProxyType(dict(_USER_BEAUTY, n_sample=8192, sample_alpha=0.4, n_epochs=8,
+                                 feature_mode="output", id_dropout=0.3)),
            "grurec: beauty-s3rec's setting with the item attributes on the output side "
            "(fit(..., item_features=grurec.features.beauty_attributes(path))) and 8192 "
            "shared negatives: on the validation target (seed 0, `bench_users.py --target "
@@ -222,7 +226,8 @@ def get_user(name: str) -> dict[str, Any]:
 # 9-16 states at bptt 8) and the readout's Adagrad accumulators starting at 1 (at 0
 # the first epochs blew up, as NARM's did on diginetica). A UserGRU preset's name
 # gives that setting with the attention options at their defaults.
-_USER_NARM_BEAUTY = dict(_USER_BEAUTY, n_sample=8192, n_epochs=8, attention_dim=None,
+_USER_NARM_BEAUTY = dict(_USER_BEAUTY, n_sample=8192, sample_alpha=0.4, n_epochs=8,
+                         attention_dim=None,
                          attention_memory=8, attention_adagrad_init=1.0)
 USER_NARM_PRESETS: Mapping[str, Preset] = MappingProxyType({p.name: p for p in (
     Preset("beauty-s3rec", MappingProxyType(_USER_NARM_BEAUTY),
