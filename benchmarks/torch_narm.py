@@ -14,8 +14,8 @@ with W_q initialised to [I; 0] and A1, A2, v Glorot-uniform, as
 ``grurec.NARM`` does. With ``attention_memory=M`` the span also takes up to
 M states of the slot's earlier windows of the same sequence, detached
 (``grurec.NARM``'s memory: the weights get gradients through them, the GRU
-none), kept per slot as [M, B, H] and moved or cleared with the slots. The four weights are dense parameters of the same
-Adagrad. It is written as a PyTorch user would (broadcast [T, T, B, A]
+none), kept per slot as [M, B, H] and moved or cleared with the slots. The
+four weights are dense parameters of the same Adagrad. It is written as a PyTorch user would (broadcast [T, T, B, A]
 scores, masked softmax, einsum) and timed, not checked against grurec's
 NARM step for step (padding positions, at a window's end only, read no
 state and have no query).

@@ -125,8 +125,8 @@ _BEAUTY_SOURCE = ("an Optuna study on beauty-s3rec's leave-one-out validation ta
                   "target with 3 seeds (docs/users.md); then n_sample 8192 (validation "
                   ".1057 / .0665, seed 0; test target, seeds 0-2: .0989 / .0620, 4096: "
                   ".0957 / .0600), then 16384 with n_epochs 10 off its validation curve "
-                  "(`benchmarks/user_curve.py`: .1077 / .0679 at epoch 10, .1076 / .0680 at 8; 8192's best "
-                  ".1057 / .0665; test target, seeds 0-2: .0999 / .0625); then uniform "
+                  "(`benchmarks/user_curve.py`: .1077 / .0679 at epoch 10, .1076 / .0680 "
+                  "at 8; 8192's best .1057 / .0665; test target, seeds 0-2: .0999 / .0625); then uniform "
                   "negatives (sample_alpha 0.0; validation .1098 / .0690 at epoch 12, its "
                   "best; test target, seeds 0-2: .0996 / .0617, level with 0.4 within the "
                   "seeds' spread); learning rate 0.05 kept (0.1 diverged silently for some "
@@ -197,17 +197,25 @@ def narm_names() -> list[str]:
     return list(NARM_PRESETS)
 
 
+def _own_or_base(name: str, own: Mapping[str, Preset], base, unknown: str) -> dict[str, Any]:
+    """A fresh dict of preset ``name`` from a family's ``own`` presets, else
+    from the family it extends (``base(name)``); an unknown name raises
+    ValueError(``unknown``)."""
+    if name in own:
+        return _fresh(own[name])
+    try:
+        return base(name)
+    except ValueError:
+        raise ValueError(unknown) from None
+
+
 def get_narm(name: str) -> dict[str, Any]:
     """A fresh dict of NARM preset ``name``'s hyperparameters; a GRU4Rec preset
     name gives that setting (NARM's own options at their defaults)."""
-    if name in NARM_PRESETS:
-        return _fresh(NARM_PRESETS[name])
-    try:
-        return get(name)
-    except ValueError:
-        raise ValueError(f"NARM preset: unknown name {name!r}; known: "
-                         f"{', '.join(NARM_PRESETS)} (NARM's own) and the GRU4Rec presets "
-                         f"{', '.join(PRESETS)}") from None
+    return _own_or_base(name, NARM_PRESETS, get,
+                        f"NARM preset: unknown name {name!r}; known: "
+                        f"{', '.join(NARM_PRESETS)} (NARM's own) and the GRU4Rec presets "
+                        f"{', '.join(PRESETS)}")
 
 
 def get_user(name: str) -> dict[str, Any]:
@@ -248,14 +256,10 @@ def get_user_narm(name: str) -> dict[str, Any]:
     """A fresh dict of UserNARM preset ``name``'s hyperparameters; a UserGRU
     preset name gives that setting (the attention options at their
     defaults)."""
-    if name in USER_NARM_PRESETS:
-        return _fresh(USER_NARM_PRESETS[name])
-    try:
-        return get_user(name)
-    except ValueError:
-        raise ValueError(f"UserNARM preset: unknown name {name!r}; known: "
-                         f"{', '.join(USER_NARM_PRESETS) or '(none of its own)'} and the "
-                         f"UserGRU presets {', '.join(USER_PRESETS)}") from None
+    return _own_or_base(name, USER_NARM_PRESETS, get_user,
+                        f"UserNARM preset: unknown name {name!r}; known: "
+                        f"{', '.join(USER_NARM_PRESETS) or '(none of its own)'} and the "
+                        f"UserGRU presets {', '.join(USER_PRESETS)}")
 
 
 def names() -> list[str]:

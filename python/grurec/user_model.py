@@ -83,15 +83,10 @@ class _UserStore:
         if r < 0 and create:
             r = self.n
             if r == len(self.states):
-                grown = np.zeros((max(16, 2 * r), self.states.shape[1]), np.float32)
-                grown[:r] = self.states[:r]
-                self.states = grown
+                cap = max(16, 2 * r)
+                self.states = _grown(self.states, cap, r)
                 if self.span is not None:
-                    span = np.zeros((len(grown),) + self.span.shape[1:], np.float32)
-                    span[:r] = self.span[:r]
-                    n_pos = np.zeros(len(grown), np.int64)
-                    n_pos[:r] = self.n_pos[:r]
-                    self.span, self.n_pos = span, n_pos
+                    self.span, self.n_pos = _grown(self.span, cap, r), _grown(self.n_pos, cap, r)
             self.ids.append(user)
             self.index[user] = r
             self.n += 1
@@ -110,6 +105,13 @@ class _UserStore:
                 if r + 1 < len(self.seen_offsets) else np.empty(0, np.int64))
         extra = self.extra.get(r)
         return base if not extra else np.concatenate([base, np.asarray(extra, np.int64)])
+
+
+def _grown(a: np.ndarray, cap: int, r: int) -> np.ndarray:
+    """``a`` with ``cap`` rows: its first ``r`` rows, then zeros."""
+    g = np.zeros((cap,) + a.shape[1:], a.dtype)
+    g[:r] = a[:r]
+    return g
 
 
 @register
@@ -340,10 +342,11 @@ class UserGRU(GRU4Rec):
         S, HL = len(offsets) - 1, self.layers[-1]
         span = np.zeros((S, K, HL), np.float32) if span0 is None else np.array(span0, np.float32)
         n_pos = np.zeros(S, np.int64) if n_pos0 is None else np.array(n_pos0, np.int64)
-        lengths = np.diff(offsets)
-        ok = np.asarray(idx) >= 0
-        L = np.bincount(np.repeat(np.arange(S), lengths)[ok], minlength=S).astype(np.int64)
-        known = np.asarray(idx)[ok]
+        idx = np.asarray(idx)
+        ok = idx >= 0
+        L = np.bincount(np.repeat(np.arange(S), np.diff(offsets))[ok], minlength=S).astype(np.int64)
+        known = idx[ok]
+        params, mode = self._input_params()
         kstart = np.concatenate([[0], np.cumsum(L)])
         # Users in blocks of about 2^20 known events: every position's
         # top-layer state of a block at once.
@@ -360,7 +363,6 @@ class UserGRU(GRU4Rec):
             seq = np.repeat(np.arange(s1 - s0), Lb)
             items[off[:-1][seq] + np.arange(len(seq)) - (kstart[s0:s1] - kstart[s0])[seq]] = \
                 known[kstart[s0]:kstart[s1]]
-            params, mode = self._input_params()
             hb = None if h0 is None else np.ascontiguousarray(h0[s0:s1], np.float32)
             Y = _core.session_states(params, self.layers, mode, off, items, True,
                                      self.num_threads, h0=hb)  # [sum Lb, H_L]
