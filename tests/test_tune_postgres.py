@@ -189,7 +189,14 @@ def test_killed_worker_trial_is_failed_and_retried(pg_url, events_csv):
     retries = [t for t in trials if t.system_attrs.get("failed_trial") == victim.number]
     assert len(retries) == 1, [(t.number, t.state, t.system_attrs) for t in trials]
     r = retries[0]
-    assert r.state in FINISHED and r.params == victim.params
+    assert r.state in FINISHED
+    # Optuna's retry repeats the parameters the victim had drawn. A kill that
+    # lands after A created its next trial but before the first suggest_*
+    # (seen once in CI) leaves a victim with none: the retry draws its own.
+    if victim.params:
+        assert r.params == victim.params
+    else:
+        assert r.params, r
     assert r.user_attrs["worker"] == f"{socket.gethostname()}:{b.pid}"
     assert not study.get_trials(states=(TS.RUNNING,))
     assert len(study.get_trials(states=FINISHED)) == done_before + 2
