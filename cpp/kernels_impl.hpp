@@ -33,7 +33,10 @@ constexpr int W = V::W;
 constexpr int MR = GRUREC_MR;
 constexpr int NV = GRUREC_NV;
 constexpr int NR = NV * W;
-constexpr int64_t KC = 256;            // depth of one packed block
+#ifndef GRUREC_KC
+#define GRUREC_KC 256
+#endif
+constexpr int64_t KC = GRUREC_KC;      // depth of one packed block
 constexpr int64_t MC = MR * 12;        // rows of A packed at once (L2)
 constexpr int64_t NC = NR * 32;        // columns of B packed at once (L2)
 
@@ -48,6 +51,8 @@ struct Scratch {
   int64_t a_cap = 0;
   float* b = nullptr;
   int64_t b_cap = 0;
+  float* c = nullptr;  // sgemm's transposed result (see sgemm_swapped)
+  int64_t c_cap = 0;
   static float* grow(float*& p, int64_t& cap, int64_t n) {
     if (n > cap) {
       std::free(p);
@@ -60,6 +65,7 @@ struct Scratch {
   ~Scratch() {
     std::free(a);
     std::free(b);
+    std::free(c);
   }
 };
 thread_local Scratch tls_scratch;
@@ -292,6 +298,39 @@ void gemv1(int64_t N, int64_t K, const float* A, int64_t csa, const float* B, in
   }
 }
 
+void sgemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                   int64_t rsa, int64_t csa, const float* B, int64_t rsb, int64_t csb,
+                   float beta, float* C, int64_t ldc, int num_threads);
+
+// Few columns and many rows (a query gradient dR W or a weight gradient
+// dR^T q, N = H = 100): NR-column panels pad N far more than MR-row panels
+// would (avx512: 100 -> 144 columns against 100 -> 104 rows). Such a product
+// runs with the roles swapped, C^T = B^T A^T, into a scratch that is then
+// transposed into C. Every element is the same FMA chain over k in the same
+// order with the same alpha / beta steps (a * b == b * a exactly), so the
+// result is bit for bit the unswapped one. Returns false (nothing done) when
+// swapping would not save at least an eighth of the padded work, or when the
+// FMAs it saves, (plain - swapped) K / W vector FMAs, do not pay for moving
+// C through the scratch: at K = 32 (GRU4Rec's weight gradient dR^T q at
+// batch 32) the transposes cost more than the padding (-10% events/s).
+bool sgemm_swapped(int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                   int64_t rsa, int64_t csa, const float* B, int64_t rsb, int64_t csb,
+                   float beta, float* C, int64_t ldc, int num_threads) {
+  const int64_t plain = ceil_div(M, MR) * MR * ceil_div(N, NR) * NR;
+  const int64_t swapped = ceil_div(N, MR) * MR * ceil_div(M, NR) * NR;
+  if (8 * swapped > 7 * plain || (plain - swapped) * K < 8 * W * M * N) return false;
+  Scratch& s = tls_scratch;
+  float* Ct = Scratch::grow(s.c, s.c_cap, M * N);  // [N, M]
+  if (!Ct) return false;
+  if (beta != 0.0f)
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) Ct[j * M + i] = C[i * ldc + j];
+  sgemm_blocked(N, M, K, alpha, B, csb, rsb, A, csa, rsa, beta, Ct, M, num_threads);
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = Ct[j * M + i];
+  return true;
+}
+
 void sgemm(int64_t M, int64_t N, int64_t K, float alpha, const float* A,
            int64_t rsa, int64_t csa, const float* B, int64_t rsb, int64_t csb,
            float beta, float* C, int64_t ldc, int num_threads) {
@@ -306,6 +345,14 @@ void sgemm(int64_t M, int64_t N, int64_t K, float alpha, const float* A,
     gemv1(N, K, A, csa, B, rsb, beta, C);
     return;
   }
+  if (sgemm_swapped(M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, C, ldc, num_threads))
+    return;
+  sgemm_blocked(M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, C, ldc, num_threads);
+}
+
+void sgemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                   int64_t rsa, int64_t csa, const float* B, int64_t rsb, int64_t csb,
+                   float beta, float* C, int64_t ldc, int num_threads) {
   // Thread grid tn x tm over column and row panels: the one whose busiest
   // thread has the fewest micro-tiles; ties go to splitting columns (each
   // thread then packs only its own columns of B, the larger operand in

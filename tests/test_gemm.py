@@ -13,6 +13,8 @@ SHAPES = [
     (224, 672, 80),  # its weight gradient
     (130, 1100, 3),  # N crosses the column block
     (3, 5, 600),
+    (512, 100, 300),  # a query gradient dR W: few columns, run with the roles swapped
+    (200, 20, 45),  # the same, K within one packing block
 ]
 
 
@@ -35,8 +37,8 @@ def test_sgemm_matches_numpy(simd, nthreads, rng, M, N, K, layout):
 
 
 @pytest.mark.parametrize("alpha,beta", [(1.0, 1.0), (0.5, -2.0), (2.0, 0.0)])
-def test_sgemm_alpha_beta(simd, nthreads, rng, alpha, beta):
-    M, N, K = 37, 70, 45
+@pytest.mark.parametrize("M,N,K", [(37, 70, 45), (200, 20, 45)])
+def test_sgemm_alpha_beta(simd, nthreads, rng, alpha, beta, M, N, K):
     a = rng.standard_normal((M, K), dtype=np.float32)
     b = rng.standard_normal((K, N), dtype=np.float32)
     c0 = rng.standard_normal((M, N), dtype=np.float32)
@@ -44,6 +46,23 @@ def test_sgemm_alpha_beta(simd, nthreads, rng, alpha, beta):
     _core.sgemm(a, b, c, alpha, beta, nthreads)
     ref = alpha * (a.astype(np.float64) @ b) + beta * c0
     np.testing.assert_allclose(c, ref, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("beta", [0.0, 1.0])
+@pytest.mark.parametrize("M,N,K", [(512, 100, 300), (200, 20, 45)])
+def test_sgemm_row_alone_equals_row_in_batch(simd, nthreads, rng, beta, M, N, K):
+    """Every row of a product equals, bit for bit, the same row computed alone (M = 1
+    runs unpacked): also for few columns and many rows, which run with the roles
+    swapped (C^T = B^T A^T) and are transposed back."""
+    a = rng.standard_normal((M, K), dtype=np.float32)
+    b = rng.standard_normal((K, N), dtype=np.float32)
+    c0 = rng.standard_normal((M, N), dtype=np.float32)
+    c = c0.copy()
+    _core.sgemm(a, b, c, 1.0, beta, nthreads)
+    for i in (0, 1, M // 2, M - 1):
+        row = c0[i:i + 1].copy()
+        _core.sgemm(a[i:i + 1], b, row, 1.0, beta, 1)
+        np.testing.assert_array_equal(c[i], row[0], err_msg=f"row {i}")
 
 
 def test_sgemm_beta_zero_ignores_nan_in_c(simd):

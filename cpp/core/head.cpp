@@ -19,13 +19,13 @@ void SampledHead::init(const Param& W_y, const Param& b_y, const NegativeSampler
   rows_.init(W_y.rows, D_, Cmax + extra_rows);
   cand_.resize(Cmax);
   col_.resize(Cmax);
-  Wu_.resize(Cmax * D_);
+  Wc_.resize(Cmax * D_);
+  dWc_.resize(Cmax * D_);
   bu_.resize(Cmax);
   dbu_.resize(Cmax);
   bc_.resize(Cmax);
+  dbc_.resize(Cmax);
   qc_.resize(Cmax);
-  Ru_.resize(Bmax * Cmax);
-  dRu_.resize(Bmax * Cmax);
   R_.resize(Bmax * Cmax);
   dR_.resize(Bmax * Cmax);
 }
@@ -34,6 +34,7 @@ void SampledHead::set_output(FeatureTower* out) {
   out_ = out;
   const int64_t Cmax = static_cast<int64_t>(cand_.size());
   cands_.init(W_y_.rows, 0, Cmax);
+  Wu_.resize(Cmax * D_);
   dWu_.resize(Cmax * D_);
   bk_.resize(Cmax);
   dbk_.resize(Cmax);
@@ -58,23 +59,27 @@ void SampledHead::draw(const int32_t* target, int64_t B, Rng& rng) {
 
 double SampledHead::loss(const float* q, int nt, const float* row_w) {
   const Kernels& k = K();
-  const int64_t B = B_, C = C_, Uo = Uo_, D = D_;
-  const int32_t* uniq = rows_.rows.data();
-  // Scores of the distinct rows, Ru[B, Uo] = q W_y[uniq]^T, then every
-  // column: R[b, j] = Ru[b, col_j] + b_y[cand_j]. (Output tower: Wu and bu
-  // were gathered by draw.)
-  for (int64_t u = 0; u < Uo && !out_; ++u) {
-    if (u + kPrefetch < Uo) prefetch_row(W_y_.w + int64_t(uniq[u + kPrefetch]) * D, D, false);
-    std::memcpy(&Wu_[u * D], W_y_.w + static_cast<int64_t>(uniq[u]) * D, D * sizeof(float));
-    bu_[u] = b_y_.w[uniq[u]];
+  const int64_t B = B_, C = C_, D = D_;
+  // Every column's output row and bias, a duplicate candidate copied: the
+  // product over C columns costs C / Uo more FMAs than one over the distinct
+  // rows (5% with 2048 pop^0.5 draws), but the [B, C] scores need no gather
+  // from a [B, Uo] block, nor their gradients a scatter back: two passes
+  // over B C floats that cost more (UserGRU, bptt 8: 11% of a step).
+  // (Output tower: the distinct rows Wu and biases bu were gathered by draw.)
+  for (int64_t j = 0; j < C; ++j) {
+    float* w = &Wc_[j * D];
+    if (out_) {
+      std::memcpy(w, &Wu_[col_[j] * D], D * sizeof(float));
+      bc_[j] = bu_[col_[j]];
+    } else {
+      if (j + kPrefetch < C) prefetch_row(W_y_.w + int64_t(cand_[j + kPrefetch]) * D, D, false);
+      std::memcpy(w, W_y_.w + static_cast<int64_t>(cand_[j]) * D, D * sizeof(float));
+      bc_[j] = b_y_.w[cand_[j]];
+    }
   }
-  k.sgemm(B, Uo, D, 1.0f, q, D, 1, Wu_.data(), 1, D, 0.0f, Ru_.data(), Uo, nt);
-  for (int64_t j = 0; j < C; ++j) bc_[j] = bu_[col_[j]];
-  for (int64_t b = 0; b < B; ++b) {
-    const float* ru = &Ru_[b * Uo];
-    float* r = &R_[b * C];
-    for (int64_t j = 0; j < C; ++j) r[j] = ru[col_[j]] + bc_[j];
-  }
+  // R[b, j] = b_y[cand_j] + q_b . Wc_j: each row starts as the biases.
+  for (int64_t b = 0; b < B; ++b) std::memcpy(&R_[b * C], bc_.data(), C * sizeof(float));
+  k.sgemm(B, C, D, 1.0f, q, D, 1, Wc_.data(), 1, D, 1.0f, R_.data(), C, nt);
   // logQ goes to the loss kernel, which subtracts it after the final
   // activation (cross-entropy only).
   const float* qcorr = nullptr;
@@ -109,19 +114,20 @@ double SampledHead::loss(const float* q, int nt, const float* row_w) {
 void SampledHead::backward(const float* q, float* dq, int nt) {
   const Kernels& k = K();
   const int64_t B = B_, C = C_, Uo = Uo_, D = D_;
-  // Column gradients summed per distinct row: dRu[b, u] = sum_{j: col_j = u} dR[b, j]
-  std::fill(dRu_.begin(), dRu_.begin() + B * Uo, 0.0f);
-  for (int64_t b = 0; b < B; ++b) {
-    const float* d = &dR_[b * C];
-    float* du = &dRu_[b * Uo];
-    for (int64_t j = 0; j < C; ++j) du[col_[j]] += d[j];
-  }
-  k.sgemm(B, D, Uo, 1.0f, dRu_.data(), Uo, 1, Wu_.data(), D, 1, 0.0f, dq, D, nt);
-  // dW[uniq] = dRu^T q: straight into rows_ (id only), or through the tower
+  const float* dR = dR_.data();
+  k.sgemm(B, D, C, 1.0f, dR, C, 1, Wc_.data(), D, 1, 0.0f, dq, D, nt);
+  // Every column's row gradient dWc = dR^T q and bias gradient, then summed
+  // per distinct row: straight into rows_ (id only), or through the tower.
+  k.sgemm(C, D, B, 1.0f, dR, 1, C, q, D, 1, 0.0f, dWc_.data(), D, nt);
+  std::fill(dbc_.begin(), dbc_.begin() + C, 0.0f);
+  k.colsum_add(B, 0, C, dR, C, dbc_.data());
   float* dW = out_ ? dWu_.data() : rows_.g.data();
-  k.sgemm(Uo, D, B, 1.0f, dRu_.data(), 1, Uo, q, D, 1, 0.0f, dW, D, nt);
+  std::fill(dW, dW + Uo * D, 0.0f);
   std::fill(dbu_.begin(), dbu_.begin() + Uo, 0.0f);
-  k.colsum_add(B, 0, Uo, dRu_.data(), Uo, dbu_.data());
+  for (int64_t j = 0; j < C; ++j) {
+    k.add(D, &dWc_[j * D], dW + col_[j] * D);
+    dbu_[col_[j]] += dbc_[j];
+  }
   if (out_) out_->scatter_grad(cands_.rows.data(), Uo, dWu_.data());
 }
 

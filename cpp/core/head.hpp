@@ -14,8 +14,8 @@
 // alone and without its bias, and its W_y row and bias stay untouched.
 //
 // Duplicate candidates (a popular item drawn twice, a target also drawn)
-// share one gathered row, one score column product and one summed gradient
-// row. Losses: Kernels::loss (cross-entropy, bpr-max, top1-max).
+// are scored as separate columns (each with its own copy of the row) and
+// share one summed gradient row. Losses: Kernels::loss (cross-entropy, bpr-max, top1-max).
 //
 // D: query width (the output rows' width), N items, S n_sample.
 #pragma once
@@ -93,15 +93,17 @@ class SampledHead {
   int64_t D_ = 0, B_ = 0, C_ = 0, Uo_ = 0;  // Uo: distinct candidates
   SparseGrad rows_;                          // [C + extra, D]: rows [0, Uo) are the candidates
   std::vector<int32_t> cand_, col_;          // [C]: item, its row in rows_
-  std::vector<float> Wu_;                    // [C, D] gathered W_y rows
-  std::vector<float> bu_, dbu_, bc_, qc_;    // [C]: row bias, its gradient, column bias, logQ
-  std::vector<float> Ru_, dRu_, R_, dR_;     // [Bmax, C]
+  std::vector<float> Wc_, dWc_;              // [C, D]: each column's output row, its gradient
+  std::vector<float> bu_, dbu_;              // [C]: distinct row's bias (tower), its gradient
+  std::vector<float> bc_, dbc_, qc_;         // [C]: column bias, its gradient, logQ
+  std::vector<float> R_, dR_;                // [Bmax, C]: scores, their gradient
   // Output tower: candidates de-duplicated apart from rows_ (which then only
   // holds the W_y rows that get a gradient), the rows' gradient, the kept
   // rows' bias indices and gradients.
   FeatureTower* out_ = nullptr;
   SparseGrad cands_;          // [C] rows only (D = 0)
-  std::vector<float> dWu_;    // [C, D]
+  std::vector<float> Wu_;     // [C, D]: the distinct rows, from the tower
+  std::vector<float> dWu_;    // [C, D]: their gradient
   std::vector<int32_t> bk_;   // [C]
   std::vector<float> dbk_;    // [C]
 };
