@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "gru.hpp"
+#include "kernels.hpp"
 
 namespace grurec {
 
@@ -23,6 +24,7 @@ GruStack::GruStack(const GruStackWeights& w, int64_t I0, bool projected, float d
   dW_hh_.resize(L_);
   db_.resize(L_);
   dbh_.resize(L_);
+  dA_.resize(L_);
   const int64_t R = Tmax * Bmax;
   for (int64_t l = 0; l < L_; ++l) {
     const int64_t H = w.layers[l];
@@ -33,7 +35,10 @@ GruStack::GruStack(const GruStackWeights& w, int64_t I0, bool projected, float d
     if (dropout_hidden > 0) mask_h_[l].resize(R * H);
     y_[l].resize(R * H);
     if (l < L_ - 1) dy_[l].resize(R * H);  // the top layer's is dq
-    if (!(l == 0 && projected)) dW_ih_[l].resize(w.W_ih[l].rows * w.W_ih[l].cols);
+    if (!(l == 0 && projected)) {
+      dW_ih_[l].resize(w.W_ih[l].rows * w.W_ih[l].cols);
+      dA_[l].resize(R * 3 * H);
+    }
     dW_hh_[l].resize(H * 3 * H);
     db_[l].resize(3 * H);
     if (w.b_hh[l].w) dbh_[l].resize(3 * H);
@@ -54,6 +59,14 @@ const float* GruStack::forward(const Window& win, const float* x, Rng& rng, int 
       const float* xr = x + r * H3;
       for (int64_t j = 0; j < H3; ++j) g[j] = b0[j] + xr[j];
     }
+  } else if (x_) {
+    // Layer 0's input pre-activations b + x W_ih0 of every step in one
+    // product of T B rows (the steps below skip theirs): per element the
+    // arithmetic of a step's own product.
+    const int64_t H3 = 3 * w_.layers[0], R = T * B;
+    float* g = gates_[0].data();
+    for (int64_t r = 0; r < R; ++r) std::memcpy(g + r * H3, w_.b[0].w, H3 * sizeof(float));
+    K().sgemm(R, H3, I0_, 1.0f, x_, I0_, 1, w_.W_ih[0].w, H3, 1, 1.0f, g, H3, nt);
   }
   // Step by step (the next step starts from this step's dropped output),
   // layer by layer within a step: the mask draws go step-major, layer-minor,
@@ -62,7 +75,8 @@ const float* GruStack::forward(const Window& win, const float* x, Rng& rng, int 
     for (int64_t l = 0; l < L_; ++l) {
       const int64_t H = w_.layers[l];
       const int64_t I = l == 0 ? (projected_ ? 0 : I0_) : w_.layers[l - 1];
-      const float* xl = l == 0 ? (x_ ? x_ + t * B * I : nullptr) : y_[l - 1].data() + t * B * I;
+      // Layer 0's input product is done (above), or it has none.
+      const float* xl = l == 0 ? nullptr : y_[l - 1].data() + t * B * I;
       const float* h0 = t == 0 ? state_[l].data() : y_[l].data() + (t - 1) * B * H;
       float* out = out_[l].data() + t * B * H;
       gru_forward(out, gates_[l].data() + t * B * 3 * H, rh_[l].data() + t * B * H, xl, h0,
@@ -95,19 +109,27 @@ void GruStack::backward(const Window& win, float* dq, float* dx, int nt) {
     std::fill(dW_hh_[l].begin(), dW_hh_[l].end(), 0.0f);
     std::fill(db_[l].begin(), db_[l].end(), 0.0f);
     std::fill(dbh_[l].begin(), dbh_[l].end(), 0.0f);
+    // Step by step, the input pre-activations' gradients go to dA (the
+    // caller's dx when projected); dW_ih += x^T dA and dx += dA W_ih^T then
+    // take one product each over the window's T B rows.
+    float* dA = proj ? dx : dA_[l].data();
     for (int64_t t = T - 1; t >= 0; --t) {
       float* d = dy + t * B * H;  // complete now: step t+1 has added its part
       if (dropout_ > 0) mul_into(d, mask_h_[l].data() + t * B * H, d, B * H);
-      const float* xl = l == 0 ? (x_ ? x_ + t * B * I : nullptr) : y_[l - 1].data() + t * B * I;
       const float* h0 = t == 0 ? state_[l].data() : y_[l].data() + (t - 1) * B * H;
       // Truncated: no gradient into the carried state (t = 0).
       float* dh0 = t == 0 ? nullptr : dy + (t - 1) * B * H;
-      gru_backward(dxl ? dxl + t * B * I : nullptr, dh0, proj ? nullptr : dW_ih_[l].data(),
-                   dW_hh_[l].data(), db_[l].data(), w_.b_hh[l].w ? dbh_[l].data() : nullptr,
-                   proj ? dx + t * B * 3 * H : nullptr, d, gates_[l].data() + t * B * 3 * H,
-                   rh_[l].data() + t * B * H, xl, h0, out_[l].data() + t * B * H,
-                   proj ? nullptr : w_.W_ih[l].w, w_.W_hh[l].w, 1, B, I, H, nt);
+      gru_backward(nullptr, dh0, nullptr, dW_hh_[l].data(), db_[l].data(),
+                   w_.b_hh[l].w ? dbh_[l].data() : nullptr, dA + t * B * 3 * H, d,
+                   gates_[l].data() + t * B * 3 * H, rh_[l].data() + t * B * H, nullptr, h0,
+                   out_[l].data() + t * B * H, nullptr, w_.W_hh[l].w, 1, B, I, H, nt);
     }
+    if (proj) continue;
+    const float* xl = l == 0 ? x_ : y_[l - 1].data();
+    const int64_t H3 = 3 * H, R = T * B;
+    const Kernels& k = K();
+    if (xl) k.sgemm(I, H3, R, 1.0f, xl, 1, I, dA, H3, 1, 1.0f, dW_ih_[l].data(), H3, nt);
+    if (dxl) k.sgemm(R, I, H3, 1.0f, dA, H3, 1, w_.W_ih[l].w, 1, H3, 1.0f, dxl, I, nt);
   }
 }
 

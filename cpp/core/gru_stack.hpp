@@ -57,6 +57,9 @@ class GruStack final : public Encoder {
   // gradients; the weight gradients.
   std::vector<std::vector<float>> state_, out_, gates_, rh_, mask_h_, y_, dy_;
   std::vector<std::vector<float>> dW_ih_, dW_hh_, db_, dbh_;
+  // [T, B, 3H] per layer with an input product: the input pre-activations'
+  // gradients of the window's steps, for dW_ih and dx in one product each.
+  std::vector<std::vector<float>> dA_;
 };
 
 }  // namespace grurec
