@@ -40,6 +40,21 @@ void parallel_rows(int64_t rows, int64_t cols, int num_threads, F f) {
 
 }  // namespace
 
+void gru_input_forward(float* gates, const float* x, const float* W_ih, const float* b,
+                       int64_t R, int64_t I, int64_t H, int nt) {
+  const int64_t H3 = 3 * H;
+  for (int64_t r = 0; r < R; ++r) std::memcpy(gates + r * H3, b, H3 * sizeof(float));
+  K().sgemm(R, H3, I, 1.0f, x, I, 1, W_ih, H3, 1, 1.0f, gates, H3, nt);
+}
+
+void gru_input_backward(float* dx, float* dW_ih, const float* dA, const float* x,
+                        const float* W_ih, int64_t R, int64_t I, int64_t H, int nt) {
+  const Kernels& k = K();
+  const int64_t H3 = 3 * H;
+  if (dW_ih && x) k.sgemm(I, H3, R, 1.0f, x, 1, I, dA, H3, 1, 1.0f, dW_ih, H3, nt);
+  if (dx && W_ih) k.sgemm(R, I, H3, 1.0f, dA, H3, 1, W_ih, 1, H3, 1.0f, dx, I, nt);
+}
+
 void gru_forward(float* h_out, float* gates, float* rh, const float* x,
                  const float* h0, const float* W_ih, const float* W_hh,
                  const float* b, const float* b_hh, int64_t T, int64_t B, int64_t I,
@@ -49,10 +64,7 @@ void gru_forward(float* h_out, float* gates, float* rh, const float* x,
   const int64_t H3 = 3 * H;
   // gates[t,b,:] = b + x[t,b,:] W_ih, all steps at once (x null: the caller
   // filled gates with it, e.g. a row lookup for one-hot input).
-  if (x) {
-    for (int64_t r = 0; r < T * B; ++r) std::memcpy(gates + r * H3, b, H3 * sizeof(float));
-    k.sgemm(T * B, H3, I, 1.0f, x, I, 1, W_ih, H3, 1, 1.0f, gates, H3, nt);
-  }
+  if (x) gru_input_forward(gates, x, W_ih, b, T * B, I, H, nt);
   if (b_hh) {
     // Reset-after: P = h_{t-1} W_hh + b_hh for all three gates in one product.
     thread_local std::vector<float> P_scratch;
@@ -148,8 +160,7 @@ void gru_backward(float* dx, float* dh0, float* dW_ih, float* dW_hh, float* db,
     // dW_hh += h_{t-1}^T dP: h0 for t = 0, h_out[t-1] after.
     k.sgemm(H, H3, B, 1.0f, h0, 1, H, dP, H3, 1, 1.0f, dW_hh, H3, nt);
     if (T > 1) k.sgemm(H, H3, R - B, 1.0f, h_out, 1, H, dP + B * H3, H3, 1, 1.0f, dW_hh, H3, nt);
-    if (dW_ih && x) k.sgemm(I, H3, R, 1.0f, x, 1, I, dA, H3, 1, 1.0f, dW_ih, H3, nt);
-    if (dx && W_ih) k.sgemm(R, I, H3, 1.0f, dA, H3, 1, W_ih, 1, H3, 1.0f, dx, I, nt);
+    gru_input_backward(dx, dW_ih, dA, x, W_ih, R, I, H, nt);
     parallel_rows(H3, R, nt, [&](int64_t j0, int64_t j1) {
       k.colsum_add(R, j0, j1, dA, H3, db);
       k.colsum_add(R, j0, j1, dP, H3, db_hh);
@@ -187,8 +198,7 @@ void gru_backward(float* dx, float* dh0, float* dW_ih, float* dW_hh, float* db,
     k.sgemm(H, 2 * H, R - B, 1.0f, h_out, 1, H, dA + B * H3, H3, 1, 1.0f, dW_hh, H3, nt);
   // dU_n += (r h)^T dA_n
   k.sgemm(H, H, R, 1.0f, rh, 1, H, dA + 2 * H, H3, 1, 1.0f, dW_hh + 2 * H, H3, nt);
-  if (dW_ih && x) k.sgemm(I, H3, R, 1.0f, x, 1, I, dA, H3, 1, 1.0f, dW_ih, H3, nt);
-  if (dx && W_ih) k.sgemm(R, I, H3, 1.0f, dA, H3, 1, W_ih, 1, H3, 1.0f, dx, I, nt);
+  gru_input_backward(dx, dW_ih, dA, x, W_ih, R, I, H, nt);
   parallel_rows(H3, R, nt, [&](int64_t j0, int64_t j1) {
     k.colsum_add(R, j0, j1, dA, H3, db);
   });

@@ -58,6 +58,15 @@ void gru_backward(float* dx, float* dh0, float* dW_ih, float* dW_hh, float* db,
                   const float* h_out, const float* W_ih, const float* W_hh,
                   int64_t T, int64_t B, int64_t I, int64_t H, int num_threads);
 
+// The input side over R = T B rows, for callers that run the recurrence step
+// by step (GruStack) and for gru_forward / gru_backward themselves:
+// gates [R,3H] = b + x W_ih, and the gradients of that product from
+// dA [R,3H]: dW_ih += x^T dA, dx += dA W_ih^T (each skipped when null).
+void gru_input_forward(float* gates, const float* x, const float* W_ih, const float* b,
+                       int64_t R, int64_t I, int64_t H, int num_threads);
+void gru_input_backward(float* dx, float* dW_ih, const float* dA, const float* x,
+                        const float* W_ih, int64_t R, int64_t I, int64_t H, int num_threads);
+
 // Number of threads "0 = all cores" resolves to.
 int default_num_threads();
 

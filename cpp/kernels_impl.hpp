@@ -300,7 +300,41 @@ void gemv1(int64_t N, int64_t K, const float* A, int64_t csa, const float* B, in
 
 void sgemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                    int64_t rsa, int64_t csa, const float* B, int64_t rsb, int64_t csb,
-                   float beta, float* C, int64_t ldc, int num_threads);
+                   float beta, float* C, int64_t ldc, int num_threads) {
+  // Thread grid tn x tm over column and row panels: the one whose busiest
+  // thread has the fewest micro-tiles; ties go to splitting columns (each
+  // thread then packs only its own columns of B, the larger operand in
+  // every GRU product).
+  const int64_t pn = ceil_div(N, NR), pm = ceil_div(M, MR);
+  const double macs = static_cast<double>(M) * N * K;
+  int64_t nt = imax(1, imin(num_threads, static_cast<int64_t>(macs / 32768.0)));
+  int64_t tn = 1, tm = 1, best = -1;
+  for (int64_t a = imin(nt, pn); a >= 1; --a) {
+    const int64_t b = imin(nt / a, pm);
+    const int64_t cost = ceil_div(pn, a) * ceil_div(pm, b);
+    if (best < 0 || cost < best) {
+      best = cost;
+      tn = a;
+      tm = b;
+    }
+  }
+  nt = tn * tm;
+  auto run = [&](int64_t t) {
+    const int64_t tj = t % tn, ti = t / tn;
+    const int64_t j0 = (pn * tj / tn) * NR, j1 = imin(N, (pn * (tj + 1) / tn) * NR);
+    const int64_t i0 = (pm * ti / tm) * MR, i1 = imin(M, (pm * (ti + 1) / tm) * MR);
+    if (i0 < i1 && j0 < j1)
+      gemm_tile(i0, i1, j0, j1, K, alpha, A, rsa, csa, B, rsb, csb, beta, C, ldc);
+  };
+#ifdef _OPENMP
+  if (nt > 1) {
+#pragma omp parallel for num_threads(nt) schedule(static, 1)
+    for (int64_t t = 0; t < nt; ++t) run(t);
+    return;
+  }
+#endif
+  run(0);
+}
 
 // Few columns and many rows (a query gradient dR W or a weight gradient
 // dR^T q, N = H = 100): NR-column panels pad N far more than MR-row panels
@@ -348,44 +382,6 @@ void sgemm(int64_t M, int64_t N, int64_t K, float alpha, const float* A,
   if (sgemm_swapped(M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, C, ldc, num_threads))
     return;
   sgemm_blocked(M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, C, ldc, num_threads);
-}
-
-void sgemm_blocked(int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-                   int64_t rsa, int64_t csa, const float* B, int64_t rsb, int64_t csb,
-                   float beta, float* C, int64_t ldc, int num_threads) {
-  // Thread grid tn x tm over column and row panels: the one whose busiest
-  // thread has the fewest micro-tiles; ties go to splitting columns (each
-  // thread then packs only its own columns of B, the larger operand in
-  // every GRU product).
-  const int64_t pn = ceil_div(N, NR), pm = ceil_div(M, MR);
-  const double macs = static_cast<double>(M) * N * K;
-  int64_t nt = imax(1, imin(num_threads, static_cast<int64_t>(macs / 32768.0)));
-  int64_t tn = 1, tm = 1, best = -1;
-  for (int64_t a = imin(nt, pn); a >= 1; --a) {
-    const int64_t b = imin(nt / a, pm);
-    const int64_t cost = ceil_div(pn, a) * ceil_div(pm, b);
-    if (best < 0 || cost < best) {
-      best = cost;
-      tn = a;
-      tm = b;
-    }
-  }
-  nt = tn * tm;
-  auto run = [&](int64_t t) {
-    const int64_t tj = t % tn, ti = t / tn;
-    const int64_t j0 = (pn * tj / tn) * NR, j1 = imin(N, (pn * (tj + 1) / tn) * NR);
-    const int64_t i0 = (pm * ti / tm) * MR, i1 = imin(M, (pm * (ti + 1) / tm) * MR);
-    if (i0 < i1 && j0 < j1)
-      gemm_tile(i0, i1, j0, j1, K, alpha, A, rsa, csa, B, rsb, csb, beta, C, ldc);
-  };
-#ifdef _OPENMP
-  if (nt > 1) {
-#pragma omp parallel for num_threads(nt) schedule(static, 1)
-    for (int64_t t = 0; t < nt; ++t) run(t);
-    return;
-  }
-#endif
-  run(0);
 }
 
 // --- element-wise ---------------------------------------------------------

@@ -5,7 +5,6 @@
 #include <utility>
 
 #include "gru.hpp"
-#include "kernels.hpp"
 
 namespace grurec {
 
@@ -63,10 +62,8 @@ const float* GruStack::forward(const Window& win, const float* x, Rng& rng, int 
     // Layer 0's input pre-activations b + x W_ih0 of every step in one
     // product of T B rows (the steps below skip theirs): per element the
     // arithmetic of a step's own product.
-    const int64_t H3 = 3 * w_.layers[0], R = T * B;
-    float* g = gates_[0].data();
-    for (int64_t r = 0; r < R; ++r) std::memcpy(g + r * H3, w_.b[0].w, H3 * sizeof(float));
-    K().sgemm(R, H3, I0_, 1.0f, x_, I0_, 1, w_.W_ih[0].w, H3, 1, 1.0f, g, H3, nt);
+    gru_input_forward(gates_[0].data(), x_, w_.W_ih[0].w, w_.b[0].w, T * B, I0_, w_.layers[0],
+                      nt);
   }
   // Step by step (the next step starts from this step's dropped output),
   // layer by layer within a step: the mask draws go step-major, layer-minor,
@@ -124,12 +121,9 @@ void GruStack::backward(const Window& win, float* dq, float* dx, int nt) {
                    gates_[l].data() + t * B * 3 * H, rh_[l].data() + t * B * H, nullptr, h0,
                    out_[l].data() + t * B * H, nullptr, w_.W_hh[l].w, 1, B, I, H, nt);
     }
-    if (proj) continue;
-    const float* xl = l == 0 ? x_ : y_[l - 1].data();
-    const int64_t H3 = 3 * H, R = T * B;
-    const Kernels& k = K();
-    if (xl) k.sgemm(I, H3, R, 1.0f, xl, 1, I, dA, H3, 1, 1.0f, dW_ih_[l].data(), H3, nt);
-    if (dxl) k.sgemm(R, I, H3, 1.0f, dA, H3, 1, w_.W_ih[l].w, 1, H3, 1.0f, dxl, I, nt);
+    if (!proj)
+      gru_input_backward(dxl, dW_ih_[l].data(), dA, l == 0 ? x_ : y_[l - 1].data(),
+                         w_.W_ih[l].w, T * B, I, H, nt);
   }
 }
 

@@ -21,7 +21,6 @@ void SampledHead::init(const Param& W_y, const Param& b_y, const NegativeSampler
   col_.resize(Cmax);
   Wc_.resize(Cmax * D_);
   dWc_.resize(Cmax * D_);
-  bu_.resize(Cmax);
   dbu_.resize(Cmax);
   bc_.resize(Cmax);
   dbc_.resize(Cmax);
@@ -35,6 +34,7 @@ void SampledHead::set_output(FeatureTower* out) {
   const int64_t Cmax = static_cast<int64_t>(cand_.size());
   cands_.init(W_y_.rows, 0, Cmax);
   Wu_.resize(Cmax * D_);
+  bu_.resize(Cmax);
   dWu_.resize(Cmax * D_);
   bk_.resize(Cmax);
   dbk_.resize(Cmax);

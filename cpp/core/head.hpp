@@ -94,7 +94,7 @@ class SampledHead {
   SparseGrad rows_;                          // [C + extra, D]: rows [0, Uo) are the candidates
   std::vector<int32_t> cand_, col_;          // [C]: item, its row in rows_
   std::vector<float> Wc_, dWc_;              // [C, D]: each column's output row, its gradient
-  std::vector<float> bu_, dbu_;              // [C]: distinct row's bias (tower), its gradient
+  std::vector<float> dbu_;                   // [C]: each distinct row's bias gradient
   std::vector<float> bc_, dbc_, qc_;         // [C]: column bias, its gradient, logQ
   std::vector<float> R_, dR_;                // [Bmax, C]: scores, their gradient
   // Output tower: candidates de-duplicated apart from rows_ (which then only
@@ -103,6 +103,7 @@ class SampledHead {
   FeatureTower* out_ = nullptr;
   SparseGrad cands_;          // [C] rows only (D = 0)
   std::vector<float> Wu_;     // [C, D]: the distinct rows, from the tower
+  std::vector<float> bu_;     // [C]: their biases (0 where the id part is dropped)
   std::vector<float> dWu_;    // [C, D]: their gradient
   std::vector<int32_t> bk_;   // [C]
   std::vector<float> dbk_;    // [C]
