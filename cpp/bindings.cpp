@@ -232,6 +232,30 @@ void adagrad(py::handle w, py::handle acc, py::handle vel, py::handle g, float l
   K().adagrad(n, pw, pa, pv, pg, lr, mu, eps, nesterov ? 1 : 0);
 }
 
+// One Adam step t (>= 1) on w with moments m, v, through the active kernel
+// table and SparseOptimizer's bias corrections (for the tests).
+void adam(py::handle w, py::handle m, py::handle v, py::handle g, float lr, float b1, float b2,
+          float eps, int64_t t) {
+  const int64_t n = dim("w", w, 1, 0);
+  grurec::Param p;
+  p.w = checked("w", w, {n}, true);
+  p.vel = checked("m", m, {n}, true);
+  p.acc = checked("v", v, {n}, true);
+  p.rows = n;
+  p.cols = 1;
+  const float* pg = checked("g", g, {n}, false);
+  if (t < 1) throw py::value_error("t must be >= 1");
+  grurec::OptimizerConfig c;
+  c.kind = grurec::kAdam;
+  c.lr = lr;
+  c.beta1 = b1;
+  c.beta2 = b2;
+  c.adam_eps = eps;
+  grurec::SparseOptimizer opt(c);
+  opt.begin_step(t);
+  opt.dense(p, pg);
+}
+
 // (w, acc, vel-or-None) of one parameter, all float32 C-contiguous, same shape.
 grurec::Param param(const std::string& name, py::handle t) {
   py::tuple tup = py::reinterpret_borrow<py::tuple>(t);
@@ -270,15 +294,39 @@ py::dict train_epoch(py::list W_ih, py::list W_hh, py::list b, py::list b_hh, py
   c.mode = cfg["mode"].cast<int>();
   c.dropout_embed = cfg["dropout_p_embed"].cast<float>();
   c.dropout_hidden = cfg["dropout_p_hidden"].cast<float>();
-  c.lr = cfg["learning_rate"].cast<float>();
-  c.momentum = cfg["momentum"].cast<float>();
+  c.opt.lr = cfg["learning_rate"].cast<float>();
+  c.opt.momentum = cfg["momentum"].cast<float>();
   {
     const std::string mt = cfg.contains("momentum_type") ? cfg["momentum_type"].cast<std::string>()
                                                          : std::string("heavy-ball");
     if (mt != "heavy-ball" && mt != "nesterov")
       throw py::value_error("momentum_type must be 'heavy-ball' or 'nesterov', got '" + mt + "'");
-    c.nesterov = mt == "nesterov";
+    c.opt.nesterov = mt == "nesterov";
   }
+  // Adam: {"optimizer": "adam", "adam_beta1", "adam_beta2", "adam_eps", "opt_step"}
+  // (opt_step: steps taken before this epoch; the result's "opt_step" after it).
+  std::atomic<int64_t> opt_step{0};
+  {
+    const std::string on = cfg.contains("optimizer") ? cfg["optimizer"].cast<std::string>()
+                                                     : std::string("adagrad");
+    if (on != "adagrad" && on != "adam")
+      throw py::value_error("optimizer must be 'adagrad' or 'adam', got '" + on + "'");
+    if (on == "adam") {
+      c.opt.kind = grurec::kAdam;
+      c.opt.beta1 = cfg["adam_beta1"].cast<float>();
+      c.opt.beta2 = cfg["adam_beta2"].cast<float>();
+      c.opt.adam_eps = cfg["adam_eps"].cast<float>();
+      if (!(c.opt.beta1 >= 0.0f && c.opt.beta1 < 1.0f && c.opt.beta2 >= 0.0f &&
+            c.opt.beta2 < 1.0f && c.opt.adam_eps > 0.0f))
+        throw py::value_error("Adam needs 0 <= beta1, beta2 < 1 and eps > 0");
+      opt_step = cfg.contains("opt_step") ? cfg["opt_step"].cast<int64_t>() : 0;
+      if (opt_step.load() < 0) throw py::value_error("opt_step must be >= 0");
+      c.opt_step = &opt_step;
+    }
+  }
+  // Velocity buffers: Adagrad's momentum, Adam's first moment.
+  const bool need_vel = c.opt.kind == grurec::kAdam || c.opt.momentum > 0;
+  const char* vel_msg = "momentum > 0 and optimizer 'adam' need velocity buffers (and only they)";
   c.seed = cfg["seed"].cast<uint64_t>();
   c.num_threads = resolve_threads(cfg["num_threads"].cast<int>());
   c.workers = cfg.contains("workers") ? cfg["workers"].cast<int>() : 1;
@@ -305,26 +353,25 @@ py::dict train_epoch(py::list W_ih, py::list W_hh, py::list b, py::list b_hh, py
   net.b_y = param("b_y", b_y);
   net.n_items = net.W_y.rows;
   if (c.mode == 1) net.emb = param("emb", emb);
-  if ((c.momentum > 0) != (net.W_y.vel != nullptr))
-    throw py::value_error("momentum > 0 needs velocity buffers (and only then)");
+  if (need_vel != (net.W_y.vel != nullptr)) throw py::value_error(vel_msg);
   if (!features.is_none()) {
     // {"fields", "z", "W_z", "id_dropout"} (feature_inputs); as wide as the input rows
     py::dict fd = features.cast<py::dict>();
     const int64_t I = c.mode == 0 ? net.W_ih[0].cols : c.mode == 1 ? net.emb.cols : net.W_y.cols;
     net.features = feature_inputs(fd["fields"].cast<py::list>(), fd["z"], fd["W_z"], net.n_items,
                                   I, fd["id_dropout"].cast<float>());
-    bool vel_ok = net.features.Z == 0 || (c.momentum > 0) == (net.features.W_z.vel != nullptr);
-    for (const auto& f : net.features.fields) vel_ok &= (c.momentum > 0) == (f.table.vel != nullptr);
-    if (!vel_ok) throw py::value_error("momentum > 0 needs velocity buffers (and only then)");
+    bool vel_ok = net.features.Z == 0 || need_vel == (net.features.W_z.vel != nullptr);
+    for (const auto& f : net.features.fields) vel_ok &= need_vel == (f.table.vel != nullptr);
+    if (!vel_ok) throw py::value_error(vel_msg);
   }
   if (!out_features.is_none()) {
     // The same dict for the output side; tables as wide as W_y's rows.
     py::dict fd = out_features.cast<py::dict>();
     net.out_features = feature_inputs(fd["fields"].cast<py::list>(), fd["z"], fd["W_z"],
                                       net.n_items, net.W_y.cols, fd["id_dropout"].cast<float>());
-    bool vel_ok = net.out_features.Z == 0 || (c.momentum > 0) == (net.out_features.W_z.vel != nullptr);
-    for (const auto& f : net.out_features.fields) vel_ok &= (c.momentum > 0) == (f.table.vel != nullptr);
-    if (!vel_ok) throw py::value_error("momentum > 0 needs velocity buffers (and only then)");
+    bool vel_ok = net.out_features.Z == 0 || need_vel == (net.out_features.W_z.vel != nullptr);
+    for (const auto& f : net.out_features.fields) vel_ok &= need_vel == (f.table.vel != nullptr);
+    if (!vel_ok) throw py::value_error(vel_msg);
   }
   if (!readout.is_none() && readout.cast<py::dict>().contains("W_ih_r")) {
     // {"W_ih_r", "W_hh_r", "b_r", "bh_r", "W_q"}: (w, acc, vel) triples (core/bidir.hpp)
@@ -342,8 +389,8 @@ py::dict train_epoch(py::list W_ih, py::list W_hh, py::list b, py::list b_hh, py
       throw py::value_error("readout: expected W_ih_r [H, 3Hr], W_hh_r [Hr, 3Hr], b_r, bh_r "
                             "[3Hr], W_q [H + Hr, D] with H the last layer's size and D W_y's "
                             "columns");
-    if ((c.momentum > 0) != (a.W_q.vel != nullptr) || (c.momentum > 0) != (a.W_hh.vel != nullptr))
-      throw py::value_error("momentum > 0 needs velocity buffers (and only then)");
+    if (need_vel != (a.W_q.vel != nullptr) || need_vel != (a.W_hh.vel != nullptr))
+      throw py::value_error(vel_msg);
   } else if (!readout.is_none()) {
     // {"A1", "A2", "v", "W_q"}: (w, acc, vel) triples (core/attention.hpp)
     py::dict rd = readout.cast<py::dict>();
@@ -359,8 +406,8 @@ py::dict train_epoch(py::list W_ih, py::list W_hh, py::list b, py::list b_hh, py
         a.v.cols != 1 || a.W_q.rows != 2 * HL || a.W_q.cols != net.W_y.cols)
       throw py::value_error("readout: expected A1, A2 [H, A], v [A], W_q [2H, D] with H the "
                             "last layer's size and D W_y's columns");
-    if ((c.momentum > 0) != (a.W_q.vel != nullptr) || (c.momentum > 0) != (a.A1.vel != nullptr))
-      throw py::value_error("momentum > 0 needs velocity buffers (and only then)");
+    if (need_vel != (a.W_q.vel != nullptr) || need_vel != (a.A1.vel != nullptr))
+      throw py::value_error(vel_msg);
   }
   const int64_t S = dim("offsets", offsets, 1, 0) - 1;
   const int64_t E = py::reinterpret_borrow<py::array>(items).size();
@@ -425,6 +472,7 @@ py::dict train_epoch(py::list W_ih, py::list W_hh, py::list b, py::list b_hh, py
   r["batches"] = st.batches;
   r["events"] = st.events;
   r["loss_sum"] = st.loss_sum;
+  if (c.opt_step) r["opt_step"] = c.opt_step->load();
   return r;
 }
 
@@ -1148,6 +1196,8 @@ PYBIND11_MODULE(_core, m) {
         "Sampled-softmax family losses; writes dR, returns the summed loss.");
   m.def("adagrad", &adagrad, py::arg("w"), py::arg("acc"), py::arg("vel"), py::arg("g"),
         py::arg("lr"), py::arg("mu"), py::arg("eps"), py::arg("nesterov") = false);
+  m.def("adam", &adam, py::arg("w"), py::arg("m"), py::arg("v"), py::arg("g"), py::arg("lr"),
+        py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("t"));
   m.def("train_epoch", &train_epoch, py::arg("W_ih"), py::arg("W_hh"), py::arg("b"),
         py::arg("b_hh"), py::arg("W_y"), py::arg("b_y"), py::arg("emb"), py::arg("config"), py::arg("offsets"),
         py::arg("items"), py::arg("pop"), py::arg("progress") = py::none(),

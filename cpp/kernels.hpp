@@ -81,6 +81,14 @@ struct Kernels {
   //   mu = 0: w -= s                                              (vel ignored)
   void (*adagrad)(int64_t n, float* w, float* acc, float* vel, const float* g,
                   float lr, float mu, float eps, int nesterov);
+
+  // Adam (Kingma & Ba, ICLR 2015) on n parameters, the bias corrections of
+  // step t folded into lr_t = lr sqrt(1 - b2^t) / (1 - b1^t) and
+  // eps_t = eps sqrt(1 - b2^t) by the caller (the same step as Adam's
+  // m_hat / (sqrt(v_hat) + eps)):
+  //   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;  w -= lr_t m / (sqrt(v) + eps_t)
+  void (*adam)(int64_t n, float* w, float* m, float* v, const float* g, float lr_t,
+               float b1, float b2, float eps_t);
 };
 
 enum LossKind { kCrossEntropy = 0, kBprMax = 1, kTop1Max = 2 };

@@ -692,10 +692,25 @@ void adagrad(int64_t n, float* w, float* acc, float* vel, const float* g,
   }
 }
 
+void adam(int64_t n, float* w, float* m, float* v, const float* g, float lr_t, float b1,
+          float b2, float eps_t) {
+  const V::reg vb1 = V::set1(b1), vc1 = V::set1(1.0f - b1), vb2 = V::set1(b2),
+               vc2 = V::set1(1.0f - b2), vlr = V::set1(lr_t), veps = V::set1(eps_t);
+  for (int64_t i = 0; i < n; i += W) {
+    const int64_t c = imin(W, n - i);
+    const V::reg gi = ldp(g + i, c);
+    const V::reg mi = V::fmadd(vc1, gi, V::mul(vb1, ldp(m + i, c)));
+    const V::reg vi = V::fmadd(vc2, V::mul(gi, gi), V::mul(vb2, ldp(v + i, c)));
+    stp(m + i, c, mi);
+    stp(v + i, c, vi);
+    stp(w + i, c, V::sub(ldp(w + i, c), V::mul(vlr, V::div(mi, V::add(V::sqrt(vi), veps)))));
+  }
+}
+
 const grurec::Kernels kTable = {
     GRUREC_LEVEL_NAME, sgemm,      gru_fwd_gates, gru_fwd_out, gru_bwd_out,
     gru_bwd_gates,     gru_fwd_ra, gru_bwd_ra,    colsum_add,  add,
-    loss,              adagrad,
+    loss,              adagrad,    adam,
 };
 
 }  // namespace

@@ -31,14 +31,15 @@
 // GRU cell: reset-after (cuDNN form, gru.hpp) for every layer with a recurrent
 // bias b_hh, reset-before for the others (always for layer 0 of one-hot input).
 //
-// Optimizer: Adagrad with heavy-ball (or Nesterov) momentum (kernels.hpp),
-// dense for the GRU weights, and for the item tables only on the rows the
+// Optimizer: Adagrad with heavy-ball (or Nesterov) momentum (kernels.hpp), or
+// Adam, dense for the GRU weights, and for the item tables only on the rows the
 // mini-batch touched (a row's gradient: the sum of its gradients in the batch).
 //
 // The parts live in core/ (slots, sampler, item_tower, gru_stack, head,
 // optim, epoch) and are put together in models/gru4rec.cpp.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <vector>
 
@@ -57,8 +58,10 @@ struct TrainConfig {
   float sample_alpha = 0.75f;
   int mode = 2;  // 0 one-hot, 1 separate embedding, 2 shared
   float dropout_embed = 0.0f, dropout_hidden = 0.0f;
-  float lr = 0.1f, momentum = 0.0f, eps = 1e-6f;
-  int nesterov = 0;  // momentum form: 0 heavy ball, 1 Nesterov
+  OptimizerConfig opt;  // Adagrad (lr, momentum and its form, eps) or Adam
+  // Adam's step counter, shared by the workers and kept across epochs by the
+  // caller (its value: steps taken so far). Null for Adagrad.
+  std::atomic<int64_t>* opt_step = nullptr;
   uint64_t seed = 0;
   int num_threads = 1;
   // Streams of mini-batches run at once (Hogwild: each thread its own

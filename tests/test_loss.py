@@ -104,3 +104,31 @@ def test_adagrad_momentum_matches_formula(simd, rng, mu, nesterov):
     np.testing.assert_allclose(w, w64, rtol=1e-5, atol=1e-6)
     if mu > 0:
         np.testing.assert_allclose(vel, vel64, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("t", [1, 7, 10_000])
+def test_adam_matches_formula(simd, rng, t):
+    """The kernel with SparseOptimizer's bias corrections against the paper's
+    form: m_hat / (sqrt(v_hat) + eps), float64."""
+    n = 37
+    w = rng.standard_normal(n).astype(np.float32)
+    m = (0.1 * rng.standard_normal(n)).astype(np.float32)
+    v = rng.uniform(0, 0.01, n).astype(np.float32)
+    g = rng.standard_normal(n).astype(np.float32)
+    # The betas as the kernel holds them (float32): 1 - beta is then exact.
+    lr, b1, b2, eps = 0.01, float(np.float32(0.9)), float(np.float32(0.999)), 1e-8
+    m0 = m.copy()
+    m64 = b1 * m.astype(np.float64) + (1 - b1) * g
+    v64 = b2 * v.astype(np.float64) + (1 - b2) * g.astype(np.float64) ** 2
+    w64 = w - lr * (m64 / (1 - b1 ** t)) / (np.sqrt(v64 / (1 - b2 ** t)) + eps)
+    _core.adam(w, m, v, g, lr, b1, b2, eps, t)
+    # m's two terms can cancel: its error is relative to their sizes
+    np.testing.assert_allclose(m, m64, rtol=0, atol=1e-6 * (np.abs(m0).max() + np.abs(g).max()))
+    np.testing.assert_allclose(v, v64, rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(w, w64, rtol=1e-6, atol=1e-7)
+
+
+def test_adam_rejects_step_zero():
+    z = np.zeros(3, np.float32)
+    with pytest.raises(ValueError, match="t must be >= 1"):
+        _core.adam(z, z.copy(), z.copy(), z.copy(), 0.1, 0.9, 0.999, 1e-8, 0)

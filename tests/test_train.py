@@ -167,7 +167,8 @@ def test_exploding_training_raises_model_fit_error(synth):
 
 
 def _one_step_reference_check(mode, loss, nthreads, logq=0.0, elu=0.0, bpreg=0.0, seed=0,
-                              cell="reset-after", momentum=0.0, momentum_type="heavy-ball"):
+                              cell="reset-after", momentum=0.0, momentum_type="heavy-ball",
+                              optimizer="adagrad"):
     """One whole training step of the native trainer against float64 finite
     differences of the loss written plainly with the reference GRU and losses.
 
@@ -177,6 +178,9 @@ def _one_step_reference_check(mode, loss, nthreads, logq=0.0, elu=0.0, bpreg=0.0
     gradient: w_new = w - lr * g / sqrt(1 + g^2 + eps) checks every gradient's
     magnitude, not just its sign. With momentum mu (velocity starting at 0)
     the first step is the same for heavy ball and (1 + mu) times it for Nesterov.
+    Adam starts from first moments 0, second moments 1 and 4 steps taken
+    (so the bias corrections are step 5's); rows of the item tables that the
+    mini-batch does not touch keep their moments.
     The reset-after cell has a recurrent bias b_hh (not for one-hot input,
     whose layer is always reset-before).
     """
@@ -222,20 +226,37 @@ def _one_step_reference_check(mode, loss, nthreads, logq=0.0, elu=0.0, bpreg=0.0
     lr, eps = 0.1, 1e-6
     W = {k: v.copy() for k, v in P.items()}
     acc = {k: np.ones_like(v) for k, v in P.items()}
-    triple = {k: (W[k], acc[k], np.zeros_like(v) if momentum > 0 else None)
+    adam = optimizer == "adam"
+    triple = {k: (W[k], acc[k], np.zeros_like(v) if momentum > 0 or adam else None)
               for k, v in P.items()}
+    b1, b2, aeps, t = 0.5, 0.9, 1e-8, 5
     cfg = dict(loss=loss, elu_param=elu, bpreg=bpreg, logq=logq, batch_size=S, n_sample=0,
                sample_alpha=1.0, mode=mode, dropout_p_embed=0.0, dropout_p_hidden=0.0,
                learning_rate=lr, momentum=momentum, momentum_type=momentum_type, seed=1,
-               num_threads=nthreads)
+               num_threads=nthreads, optimizer=optimizer, adam_beta1=b1, adam_beta2=b2,
+               adam_eps=aeps, opt_step=t - 1)
     r = _core.train_epoch([triple["W_ih"]], [triple["W_hh"]], [triple["b"]],
                           [triple.get("b_hh")], triple["W_y"], triple["b_y"], triple.get("emb"),
                           cfg, offsets, items, pop)
     assert r["batches"] == 1 and r["events"] == S
     assert r["loss_sum"] / S == pytest.approx(mean_loss(base), rel=1e-5)
+    if adam:
+        assert r["opt_step"] == t
+        touched = set(tgt.tolist()) | (set(inp.tolist()) if mode == 2 else set())
+        untouched = [i for i in range(N) if i not in touched]
+        np.testing.assert_array_equal(acc["W_y"][untouched], 1.0)  # lazy: moments kept
+        np.testing.assert_array_equal(acc["b_y"][untouched], 1.0)
+    else:
+        assert "opt_step" not in r
     for name in P:
-        step = lr * grads[name] / np.sqrt(1 + grads[name] ** 2 + eps)
-        want = base[name] - (1 + momentum if momentum_type == "nesterov" else 1) * step
+        g = grads[name]
+        if adam:
+            c1, c2 = 1 - b1 ** t, 1 - b2 ** t
+            m, v = (1 - b1) * g, b2 + (1 - b2) * g ** 2
+            want = base[name] - lr * (m / c1) / (np.sqrt(v / c2) + aeps)
+        else:
+            step = lr * g / np.sqrt(1 + g ** 2 + eps)
+            want = base[name] - (1 + momentum if momentum_type == "nesterov" else 1) * step
         scale = lr * max(np.abs(grads[name]).max(), 1e-3)
         np.testing.assert_allclose(W[name], want, rtol=0, atol=2e-4 * scale + 1e-7, err_msg=name)
 
@@ -253,6 +274,11 @@ def test_training_step_equals_reference_gradient_and_adagrad(simd, nthreads, mod
 def test_training_step_momentum_forms(simd, nthreads, momentum_type):
     _one_step_reference_check(2, "cross-entropy", nthreads, logq=1.0, momentum=0.3,
                               momentum_type=momentum_type)
+
+
+@pytest.mark.parametrize("mode", [0, 1, 2], ids=["onehot", "embedding", "shared"])
+def test_training_step_adam(simd, nthreads, mode):
+    _one_step_reference_check(mode, "cross-entropy", nthreads, logq=1.0, optimizer="adam")
 
 
 def test_sync_parallel_gives_identical_weights_at_any_thread_count(synth):

@@ -59,28 +59,48 @@ struct SparseGrad {
   }
 };
 
-// Adagrad + momentum (kernels.hpp):
+// The optimizer of every weight (kernels.hpp):
+//  Adagrad + momentum (the official GRU4Rec's):
 //   acc += g^2;  s = lr * g / sqrt(acc + eps);  heavy ball: vel = mu vel - s, w += vel;
 //   Nesterov: vel = mu vel - s, w += mu vel - s;  mu = 0: w -= s.
+//  Adam: acc holds the second moment v, vel the first moment m; the item
+//   tables' untouched rows keep their moments (lazy, as torch's SparseAdam),
+//   and step t's bias corrections are set by begin_step(t) before the
+//   updates of that mini-batch.
+enum OptimizerKind { kAdagrad = 0, kAdam = 1 };
+
+struct OptimizerConfig {
+  int kind = kAdagrad;
+  float lr = 0.1f, momentum = 0.0f, eps = 1e-6f;  // Adagrad (lr: both)
+  int nesterov = 0;
+  float beta1 = 0.9f, beta2 = 0.999f, adam_eps = 1e-8f;  // Adam
+};
+
 class SparseOptimizer {
  public:
-  SparseOptimizer(float lr, float momentum, float eps, int nesterov)
-      : lr_(lr), mu_(momentum), eps_(eps), nesterov_(nesterov) {}
+  explicit SparseOptimizer(const OptimizerConfig& c) : c_(c) {}
+
+  // Adam: the bias corrections of step t >= 1 (1-based, counted over every
+  // mini-batch of every worker and epoch). No effect for Adagrad.
+  void begin_step(int64_t t);
 
   // Every element of p; g has p's shape.
   void dense(const Param& p, const float* g) const;
   // Rows rows[0..n) of p, the gradient of rows[s] at g[s * p.cols]; rows
   // distinct. Rows of D > 1 go through the kernel, split among up to nt
   // threads; a bias vector (D = 1) runs the same update per element, in
-  // scalar code (acc + g * g unfused, as the recorded weights were trained).
+  // scalar code (Adagrad: acc + g * g unfused, as the recorded weights were
+  // trained).
   void rows(const Param& p, const int32_t* rows, int64_t n, const float* g, int nt) const;
   void rows(const Param& p, const SparseGrad& sg, int nt) const {
     rows(p, sg.rows.data(), sg.n, sg.g.data(), nt);
   }
 
  private:
-  float lr_, mu_, eps_;
-  int nesterov_;
+  void update(int64_t n, const Param& p, int64_t off, const float* g) const;
+
+  OptimizerConfig c_;
+  float lr_t_ = 0.0f, eps_t_ = 0.0f;  // Adam's step-t learning rate and epsilon
 };
 
 }  // namespace grurec

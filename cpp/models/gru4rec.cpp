@@ -48,7 +48,7 @@ class Gru4RecStream final : public Stream {
   Gru4RecStream(Net& net, const TrainConfig& cfg, const int64_t* offsets, int64_t n_sessions,
                 const int32_t* items, const NegativeSampler& sampler, int64_t first,
                 int64_t stride, uint64_t seed, int kt)
-      : kt_(kt), rng_(seed), opt_(cfg.lr, cfg.momentum, cfg.eps, cfg.nesterov) {
+      : kt_(kt), rng_(seed), opt_(cfg.opt), opt_step_(cfg.opt_step) {
     const int64_t n_mine = first < n_sessions ? (n_sessions - first + stride - 1) / stride : 0;
     const int64_t Bmax = std::min<int64_t>(cfg.batch_size, n_mine);
     if (Bmax <= 0) return;
@@ -149,6 +149,7 @@ class Gru4RecStream final : public Stream {
       for (int64_t i = 0; i < n; ++i)
         std::memcpy(&xc_[i * I], &dx_[pos_[i] * I], I * sizeof(float));
     tower_->scatter_grad(in_c_.data(), n, compact ? xc_.data() : dx_.data());
+    if (opt_step_) opt_.begin_step(opt_step_->fetch_add(1) + 1);
     enc_->apply(opt_, kt_);
     head_.apply(opt_, kt_);
     tower_->apply(opt_, kt_);
@@ -163,6 +164,7 @@ class Gru4RecStream final : public Stream {
   int kt_;
   Rng rng_;
   SparseOptimizer opt_;
+  std::atomic<int64_t>* opt_step_;  // Adam's step counter (shared), or null
   SlotScheduler slots_;
   std::unique_ptr<FeatureTower> out_;  // output-side features, or null
   SampledHead head_;

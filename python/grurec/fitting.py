@@ -128,7 +128,8 @@ class ValidationPlan:
         if self.best_value is None or value > self.best_value:
             self.best_value, self.best_epoch, self._bad_epochs = value, epoch, 0
             self._best_state = tuple({k: v.copy() for k, v in d.items()}
-                                     for d in (model.params, model._opt, model._vel))
+                                     for d in (model.params, model._opt, model._vel)) + (
+                model.__dict__.get("_opt_step", 0),)
         else:
             self._bad_epochs += 1
         model.best_epoch = self.best_epoch
@@ -143,7 +144,7 @@ class ValidationPlan:
         model.best_epoch = self.best_epoch
         if self.best_epoch == model.epochs_trained and len(model.history) == self.best_epoch:
             return  # the last epoch was the best: its weights are in place
-        model.params, model._opt, model._vel = self._best_state
+        model.params, model._opt, model._vel, model._opt_step = self._best_state
         model.epochs_trained = self.best_epoch
         model._topk_index = None
         log.info("restored the weights of epoch %d (validation %s %.4f)", self.best_epoch,

@@ -174,6 +174,9 @@ def _layout(model, optimizer: bool) -> tuple[bytes, list, int, int]:
         "item_ids": ids_meta,
         "arrays": entries,
     }
+    if optimizer and fitted:  # whose state the opt/ and vel/ arrays are; Adam's steps
+        meta["state"]["optimizer_of"] = model.__dict__.get("_opt_of", "adagrad")
+        meta["state"]["optimizer_step"] = int(model.__dict__.get("_opt_step", 0))
     if fitted and users is not None:
         meta["user_ids"] = users_meta
     if fitted and model.__dict__.get("_feat"):
@@ -653,6 +656,11 @@ def _model_from(meta, arrays, cls=None):
         raise ModelFileError(f"invalid model file: unexpected arrays {sorted(other)}")
     model._opt = opt
     model._vel = vel
+    model._opt_step = _int(state.get("optimizer_step", 0), "optimizer_step")
+    model._opt_of = state.get("optimizer_of", "adagrad")
+    if model._opt_of not in ("adagrad", "adam"):
+        raise ModelFileError(f"invalid model metadata: optimizer_of must be 'adagrad' or "
+                             f"'adam', got {model._opt_of!r}")
     return model
 
 

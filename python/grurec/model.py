@@ -24,6 +24,7 @@ log = logging.getLogger("grurec")
 LOSSES = ("cross-entropy", "bpr-max", "top1-max")
 PARALLEL = ("hogwild", "sync")
 MOMENTUM_TYPES = ("heavy-ball", "nesterov")
+OPTIMIZERS = ("adagrad", "adam")
 GRU_CELLS = ("reset-after", "reset-before")
 FEATURE_MODES = ("input", "output", "both")  # where item features enter (docs/features.md)
 
@@ -57,6 +58,14 @@ class GRU4Rec(SessionRecommender):
     momentum_type: ``"heavy-ball"`` (default, as the official implementation:
         ``v = momentum * v - step; w += v``) or ``"nesterov"`` (grurec before
         0.2: ``w += momentum * v - step``). The step is Adagrad's.
+    optimizer: ``"adagrad"`` (default: Adagrad with ``momentum``, as the
+        official GRU4Rec trains) or ``"adam"`` (Kingma & Ba 2015, with
+        ``learning_rate`` as its step size; ``momentum`` and ``momentum_type``
+        are then unused, as sklearn's MLP ignores ``momentum`` without
+        ``solver="sgd"``). The item tables' rows a mini-batch does not touch
+        keep their moments (lazy, as torch's ``SparseAdam``); the bias
+        corrections count every mini-batch of every worker and epoch.
+    adam_betas, adam_eps: Adam's moment decay rates (beta1, beta2) and epsilon.
     gru_cell: ``"reset-after"`` (default, the official PyTorch GRU4Rec and
         cuDNN: the reset gate scales the recurrent product, bias included; a
         second, recurrent bias ``bh{l}`` per layer) or ``"reset-before"`` (the
@@ -105,6 +114,9 @@ class GRU4Rec(SessionRecommender):
         momentum: float = 0.4,
         n_epochs: int = 10,
         momentum_type: str = "heavy-ball",
+        optimizer: str = "adagrad",
+        adam_betas: Sequence[float] = (0.9, 0.999),
+        adam_eps: float = 1e-8,
         gru_cell: str = "reset-after",
         feature_mode: str = "input",
         id_dropout: float = 0.0,
@@ -131,6 +143,9 @@ class GRU4Rec(SessionRecommender):
         self.momentum = momentum
         self.n_epochs = n_epochs
         self.momentum_type = momentum_type
+        self.optimizer = optimizer
+        self.adam_betas = adam_betas
+        self.adam_eps = adam_eps
         self.gru_cell = gru_cell
         self.feature_mode = feature_mode
         self.id_dropout = id_dropout
@@ -200,7 +215,7 @@ class GRU4Rec(SessionRecommender):
         for name in ("batch_size", "n_sample", "embedding", "n_epochs", "num_threads"):
             setattr(self, name, _as_int(name, getattr(self, name), 0))
         for name in ("elu_param", "bpreg", "logq", "sample_alpha", "momentum", "learning_rate",
-                     "dropout_p_embed", "dropout_p_hidden", "id_dropout"):
+                     "dropout_p_embed", "dropout_p_hidden", "id_dropout", "adam_eps"):
             setattr(self, name, _as_float(name, getattr(self, name)))
         for name in ("constrained_embedding", "show_progress"):
             setattr(self, name, _as_bool(name, getattr(self, name)))
@@ -213,7 +228,8 @@ class GRU4Rec(SessionRecommender):
             if rs < 0:
                 bad("random_state", "must be >= 0")
         for name, choices in (("loss", LOSSES), ("parallel", PARALLEL),
-                              ("momentum_type", MOMENTUM_TYPES), ("gru_cell", GRU_CELLS),
+                              ("momentum_type", MOMENTUM_TYPES), ("optimizer", OPTIMIZERS),
+                              ("gru_cell", GRU_CELLS),
                               ("feature_mode", FEATURE_MODES)):
             if not isinstance(getattr(self, name), str) or getattr(self, name) not in choices:
                 bad(name, f"must be one of {choices}")
@@ -227,6 +243,16 @@ class GRU4Rec(SessionRecommender):
             bad("momentum", "must be < 1")
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             bad("learning_rate", "must be > 0")
+        betas = self.adam_betas
+        if isinstance(betas, (str, bytes)) or not hasattr(betas, "__len__") or len(betas) != 2:
+            bad("adam_betas", "must be two numbers (beta1, beta2), each in [0, 1)")
+        betas = tuple(_as_float("adam_betas", b) for b in betas)
+        if not all(0 <= b < 1 for b in betas):
+            bad("adam_betas", "must be two numbers (beta1, beta2), each in [0, 1)")
+        if not (type(self.adam_betas) is tuple and self.adam_betas == betas):
+            self.adam_betas = betas
+        if not (math.isfinite(self.adam_eps) and self.adam_eps > 0):
+            bad("adam_eps", "must be > 0")
         for name in ("dropout_p_embed", "dropout_p_hidden", "id_dropout"):
             v = getattr(self, name)
             if not (0 <= v < 1):
@@ -249,6 +275,11 @@ class GRU4Rec(SessionRecommender):
         if self.constrained_embedding:
             return 2
         return 1 if self.embedding > 0 else 0
+
+    def _uses_vel(self) -> bool:
+        """Whether every weight has a velocity buffer (``_vel``): Adagrad's
+        momentum, or Adam's first moment (its second is in ``_opt``)."""
+        return self.optimizer == "adam" or self.momentum > 0
 
     def _reset_after(self, layer: int) -> bool:
         """Whether layer ``layer`` is a reset-after cell (has a bias ``bh{layer}``)."""
@@ -279,7 +310,9 @@ class GRU4Rec(SessionRecommender):
         self.params = p
         self._topk_index = None  # prepare_serving's snapshot belongs to the old weights
         self._opt = {k: np.zeros_like(v) for k, v in p.items()}
-        self._vel = {k: np.zeros_like(v) for k, v in p.items()} if self.momentum > 0 else {}
+        self._vel = {k: np.zeros_like(v) for k, v in p.items()} if self._uses_vel() else {}
+        self._opt_step = 0  # Adam's steps so far (its bias corrections)
+        self._opt_of = self.optimizer  # whose state _opt and _vel hold
 
     def _param_shapes(self, n_items: int) -> dict[str, tuple[int, ...]]:
         """Name -> shape of every weight ``_init_params`` creates (model files
@@ -363,7 +396,7 @@ class GRU4Rec(SessionRecommender):
                 w[0] = 0
             self.params[k] = w
             self._opt[k] = np.zeros_like(w)
-            if self.momentum > 0:
+            if self._uses_vel():
                 self._vel[k] = np.zeros_like(w)
 
     def _set_features(self, enc, spec) -> None:
@@ -586,14 +619,22 @@ class GRU4Rec(SessionRecommender):
         work = self._snapshot()  # trains copies: readers keep the old model meanwhile
         work.params = {k: v.copy() for k, v in self.params.items()}
         opt, vel = self.__dict__.get("_opt") or {}, self.__dict__.get("_vel") or {}
+        state_of = self.__dict__.get("_opt_of", "adagrad")
         if set(opt) != set(self.params):
             log.info("warm_start: the model has no optimizer state (a file saved without "
-                     "optimizer=True); continuing with fresh Adagrad accumulators and momentum")
+                     "optimizer=True); continuing with fresh optimizer state")
             opt, vel = {}, {}
+        elif state_of != self.optimizer:
+            log.info("warm_start: the optimizer state is %s's and the model now uses %s; "
+                     "continuing with fresh optimizer state", state_of, self.optimizer)
+            opt, vel = {}, {}
+        if not opt:
+            work._opt_step = 0
+        work._opt_of = self.optimizer
         work._opt = {k: opt[k].copy() if k in opt else np.zeros_like(v)
                      for k, v in work.params.items()}
         work._vel = {k: vel[k].copy() if k in vel else np.zeros_like(v)
-                     for k, v in work.params.items()} if self.momentum > 0 else {}
+                     for k, v in work.params.items()} if self._uses_vel() else {}
         work._topk_index = None
         work._input_cache = work._output_cache = None
         work.history = list(self.history)
@@ -708,7 +749,9 @@ class GRU4Rec(SessionRecommender):
                 sample_alpha=self.sample_alpha, mode=self.mode,
                 dropout_p_embed=self.dropout_p_embed, dropout_p_hidden=self.dropout_p_hidden,
                 learning_rate=self.learning_rate, momentum=self.momentum,
-                momentum_type=self.momentum_type, seed=int(rng.integers(0, 2**63)), num_threads=self.num_threads,
+                momentum_type=self.momentum_type, optimizer=self.optimizer,
+                adam_beta1=self.adam_betas[0], adam_beta2=self.adam_betas[1],
+                adam_eps=self.adam_eps, opt_step=self.__dict__.get("_opt_step", 0), seed=int(rng.integers(0, 2**63)), num_threads=self.num_threads,
                 workers=(self.num_threads or _core.default_num_threads())
                 if self.parallel == "hogwild" else 1,
                 bptt=self._train_window(),
@@ -739,6 +782,7 @@ class GRU4Rec(SessionRecommender):
                                   **({"out_features": out_features} if out_features else {}),
                                   **({"readout": readout} if readout else {}))
             dt = time.perf_counter() - t0
+            self._opt_step = r.get("opt_step", 0)
             if bar is not None:
                 bar.close()
             if r["status"] == "interrupted":  # fit() checks the weights if it keeps them

@@ -72,6 +72,9 @@ class NARM(GRU4Rec):
         momentum: float = 0.4,
         n_epochs: int = 10,
         momentum_type: str = "heavy-ball",
+        optimizer: str = "adagrad",
+        adam_betas: Sequence[float] = (0.9, 0.999),
+        adam_eps: float = 1e-8,
         gru_cell: str = "reset-after",
         feature_mode: str = "input",
         id_dropout: float = 0.0,
@@ -94,7 +97,8 @@ class NARM(GRU4Rec):
             embedding=embedding, constrained_embedding=constrained_embedding,
             dropout_p_embed=dropout_p_embed, dropout_p_hidden=dropout_p_hidden,
             learning_rate=learning_rate, momentum=momentum, n_epochs=n_epochs,
-            momentum_type=momentum_type, gru_cell=gru_cell, feature_mode=feature_mode,
+            momentum_type=momentum_type, optimizer=optimizer, adam_betas=adam_betas,
+            adam_eps=adam_eps, gru_cell=gru_cell, feature_mode=feature_mode,
             id_dropout=id_dropout, num_threads=num_threads, random_state=random_state,
             show_progress=show_progress, parallel=parallel)
 
@@ -118,6 +122,10 @@ class NARM(GRU4Rec):
         if not math.isfinite(v) or v < 0:
             raise ValueError(f"attention_adagrad_init: must be a finite number >= 0, got {v!r}")
         self.attention_adagrad_init = v
+        if v > 0 and self.optimizer != "adam" or v == 0:
+            return
+        raise ValueError("attention_adagrad_init: an Adagrad setting; with optimizer='adam' "
+                         f"it must be 0, got {v!r}")
 
     def _train_window(self) -> int:
         return self.bptt
@@ -146,7 +154,7 @@ class NARM(GRU4Rec):
         for k, w in new.items():
             self.params[k] = w
             self._opt[k] = np.full_like(w, self.attention_adagrad_init)
-            if self.momentum > 0:
+            if self._uses_vel():
                 self._vel[k] = np.zeros_like(w)
 
     def _readout_args(self) -> dict:

@@ -149,6 +149,9 @@ class UserGRU(GRU4Rec):
         momentum: float = 0.4,
         n_epochs: int = 10,
         momentum_type: str = "heavy-ball",
+        optimizer: str = "adagrad",
+        adam_betas: Sequence[float] = (0.9, 0.999),
+        adam_eps: float = 1e-8,
         gru_cell: str = "reset-after",
         num_threads: int = 0,
         random_state: Optional[int] = None,
@@ -170,7 +173,8 @@ class UserGRU(GRU4Rec):
             embedding=embedding, constrained_embedding=constrained_embedding,
             dropout_p_embed=dropout_p_embed, dropout_p_hidden=dropout_p_hidden,
             learning_rate=learning_rate, momentum=momentum, n_epochs=n_epochs,
-            momentum_type=momentum_type, gru_cell=gru_cell, num_threads=num_threads,
+            momentum_type=momentum_type, optimizer=optimizer, adam_betas=adam_betas,
+            adam_eps=adam_eps, gru_cell=gru_cell, num_threads=num_threads,
             random_state=random_state, show_progress=show_progress, parallel=parallel,
             feature_mode=feature_mode, id_dropout=id_dropout)
         self._users: Optional[_UserStore] = None
@@ -626,6 +630,9 @@ class UserNARM(UserGRU, NARM):
         momentum: float = 0.4,
         n_epochs: int = 10,
         momentum_type: str = "heavy-ball",
+        optimizer: str = "adagrad",
+        adam_betas: Sequence[float] = (0.9, 0.999),
+        adam_eps: float = 1e-8,
         gru_cell: str = "reset-after",
         num_threads: int = 0,
         random_state: Optional[int] = None,
@@ -648,7 +655,8 @@ class UserNARM(UserGRU, NARM):
             embedding=embedding, constrained_embedding=constrained_embedding,
             dropout_p_embed=dropout_p_embed, dropout_p_hidden=dropout_p_hidden,
             learning_rate=learning_rate, momentum=momentum, n_epochs=n_epochs,
-            momentum_type=momentum_type, gru_cell=gru_cell, num_threads=num_threads,
+            momentum_type=momentum_type, optimizer=optimizer, adam_betas=adam_betas,
+            adam_eps=adam_eps, gru_cell=gru_cell, num_threads=num_threads,
             random_state=random_state, show_progress=show_progress, parallel=parallel,
             feature_mode=feature_mode, id_dropout=id_dropout, bptt=bptt, max_len=max_len)
 

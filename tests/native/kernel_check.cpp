@@ -274,6 +274,27 @@ void check_small() {
       check(close(acc.data(), wa.data(), n, 1e-6, 1e-7, &w), "adagrad acc" + tag + w);
       check(close(vel.data(), wvel.data(), n, 1e-6, 1e-7, &w), "adagrad vel" + tag + w);
     }
+
+    {  // Adam, step 3 with the bias corrections folded into lr_t and eps_t
+      const std::vector<float> g = randn(n);
+      std::vector<float> wv = randn(n), m = randn(n, 0.1f), v(n);
+      for (auto& a : v) a = std::fabs(randn(1)[0]) * 0.01f;
+      std::vector<double> ww(n), wm(n), wvv(n);
+      const double lr = 0.01, b1 = 0.9, b2 = 0.999, eps = 1e-8, t = 3;
+      const double c1 = 1 - std::pow(b1, t), c2 = 1 - std::pow(b2, t);
+      for (int64_t i = 0; i < n; ++i) {
+        wm[i] = b1 * m[i] + (1 - b1) * g[i];
+        wvv[i] = b2 * v[i] + (1 - b2) * static_cast<double>(g[i]) * g[i];
+        ww[i] = wv[i] - lr * (wm[i] / c1) / (std::sqrt(wvv[i] / c2) + eps);  // the paper's form
+      }
+      K().adam(n, wv.data(), m.data(), v.data(), g.data(),
+               static_cast<float>(lr * std::sqrt(c2) / c1), 0.9f, 0.999f,
+               static_cast<float>(eps * std::sqrt(c2)));
+      const std::string tag = " n=" + std::to_string(n);
+      check(close(wv.data(), ww.data(), n, 1e-6, 1e-7, &w), "adam w" + tag + w);
+      check(close(m.data(), wm.data(), n, 1e-6, 1e-7, &w), "adam m" + tag + w);
+      check(close(v.data(), wvv.data(), n, 1e-6, 1e-9, &w), "adam v" + tag + w);
+    }
   }
 }
 
