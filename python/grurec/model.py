@@ -246,10 +246,11 @@ class GRU4Rec(SessionRecommender):
         betas = self.adam_betas
         if isinstance(betas, (str, bytes)) or not hasattr(betas, "__len__") or len(betas) != 2:
             bad("adam_betas", "must be two numbers (beta1, beta2), each in [0, 1)")
-        betas = tuple(_as_float("adam_betas", b) for b in betas)
+        betas = [_as_float("adam_betas", b) for b in betas]
         if not all(0 <= b < 1 for b in betas):
             bad("adam_betas", "must be two numbers (beta1, beta2), each in [0, 1)")
-        if not (type(self.adam_betas) is tuple and self.adam_betas == betas):
+        # A list, as layers (and as a model file or JSON gives it back)
+        if not (type(self.adam_betas) is list and self.adam_betas == betas):
             self.adam_betas = betas
         if not (math.isfinite(self.adam_eps) and self.adam_eps > 0):
             bad("adam_eps", "must be > 0")
@@ -524,7 +525,7 @@ class GRU4Rec(SessionRecommender):
         warm_start: continue training a fitted model on ``data`` (new events)
             for ``n_epochs`` more epochs, from its weights and optimizer state
             (a model loaded from a file saved without ``optimizer=True``
-            continues with fresh Adagrad accumulators and momentum, logged).
+            continues with fresh optimizer state, logged).
             Item ids the model does not have join the vocabulary with id rows
             initialised as ``fit`` does, feature rows from ``item_features``
             (zeros without); popularity adds the new events' counts. Items

@@ -44,7 +44,7 @@ class Preset:
 
 # What every official parameter file shares.
 _OFFICIAL = dict(constrained_embedding=True, embedding=0, n_sample=2048, n_epochs=10,
-                 momentum_type="heavy-ball", optimizer="adagrad", adam_betas=(0.9, 0.999),
+                 momentum_type="heavy-ball", optimizer="adagrad", adam_betas=[0.9, 0.999],
                  adam_eps=1e-8, gru_cell="reset-after", feature_mode="input", id_dropout=0.0)
 
 
@@ -62,7 +62,7 @@ def _official(name: str, loss: str, layers: list, batch_size: int, dropout: tupl
 def _searched(name: str, source: str, **params: Any) -> Preset:
     # Searched without item features: their settings are the no-feature ones.
     params = dict(params, feature_mode="input", id_dropout=0.0, optimizer="adagrad",
-                  adam_betas=(0.9, 0.999), adam_eps=1e-8)
+                  adam_betas=[0.9, 0.999], adam_eps=1e-8)
     return Preset(name, MappingProxyType(params), "grurec: " + source)
 
 
@@ -109,7 +109,7 @@ _USER_SWEEP = dict(
     loss="bpr-max", layers=[224], batch_size=16, n_sample=2048, sample_alpha=0.4, logq=0.0,
     elu_param=0.5, bpreg=1.95, embedding=0, constrained_embedding=True, dropout_p_embed=0.5,
     dropout_p_hidden=0.05, learning_rate=0.05, momentum=0.4, n_epochs=10,
-    momentum_type="heavy-ball", optimizer="adagrad", adam_betas=(0.9, 0.999), adam_eps=1e-8,
+    momentum_type="heavy-ball", optimizer="adagrad", adam_betas=[0.9, 0.999], adam_eps=1e-8,
     gru_cell="reset-after", feature_mode="input", id_dropout=0.0, bptt=8, max_len=None)
 # Issue 17's search (benchmarks/search_user_gru.py; trial table in
 # benchmarks/results/search_user_gru_beauty-s3rec.json): more shared negatives (4096, then
