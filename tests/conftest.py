@@ -21,6 +21,24 @@ def nthreads(request):
     return request.param
 
 
+@pytest.fixture(scope="session")
+def user_events():
+    """Synthetic user histories (3,000 events, 120 items) for the user models."""
+    from grurec.synthetic import generate_sessions
+
+    df = generate_sessions(n_events=3000, n_items=120, mean_length=6, signal=0.8, seed=3)
+    return df.rename(columns={"SessionId": "UserId"})
+
+
+@pytest.fixture(scope="session")
+def user_histories():
+    """user id -> item list in time order, of an events table."""
+    def histories(df):
+        df = df.sort_values(["UserId", "Time"], kind="stable")
+        return {u: g.ItemId.tolist() for u, g in df.groupby("UserId", sort=False)}
+    return histories
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)

@@ -11,26 +11,19 @@ import pandas as pd
 import pytest
 
 import grurec
-from grurec.synthetic import generate_sessions
 
 SMALL = dict(layers=[16], batch_size=8, n_sample=16, n_epochs=2, num_threads=1,
              random_state=0, show_progress=False)
 
 
 @pytest.fixture(scope="module")
-def events():
-    df = generate_sessions(n_events=3000, n_items=120, mean_length=6, signal=0.8, seed=3)
-    return df.rename(columns={"SessionId": "UserId"})
+def events(user_events):
+    return user_events
 
 
 @pytest.fixture(scope="module")
 def fitted(events):
     return grurec.UserGRU(bptt=4, **SMALL).fit(events)
-
-
-def _histories(df):
-    df = df.sort_values(["UserId", "Time"], kind="stable")
-    return {u: g.ItemId.tolist() for u, g in df.groupby("UserId", sort=False)}
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -53,8 +46,8 @@ def test_longer_windows_train_differently(events):
     assert b.history[-1]["events"] == n_pairs
 
 
-def test_stored_state_is_the_replayed_history(fitted, events):
-    hist = _histories(events)
+def test_stored_state_is_the_replayed_history(fitted, events, user_histories):
+    hist = user_histories(events)
     users = list(hist)[:25]
     a_ids, a_sc = fitted.recommend(users=users, k=10)
     b_ids, b_sc = fitted.recommend([hist[u] for u in users], k=10, exclude_seen=True)
@@ -69,8 +62,8 @@ def test_stored_state_is_the_replayed_history(fitted, events):
     np.testing.assert_allclose(h, want, rtol=1e-5, atol=1e-6)
 
 
-def test_exclude_seen_removes_the_users_items(fitted, events):
-    hist = _histories(events)
+def test_exclude_seen_removes_the_users_items(fitted, events, user_histories):
+    hist = user_histories(events)
     users = list(hist)[:40]
     ids, _ = fitted.recommend(users=users, k=15)
     for u, row in zip(users, ids):
@@ -79,9 +72,9 @@ def test_exclude_seen_removes_the_users_items(fitted, events):
     assert any(set(r.tolist()) & set(hist[u]) for u, r in zip(users, ids2))
 
 
-def test_update_then_recommend_equals_replay(events):
+def test_update_then_recommend_equals_replay(events, user_histories):
     m = grurec.UserGRU(bptt=4, **SMALL).fit(events)
-    hist = _histories(events)
+    hist = user_histories(events)
     u = next(iter(hist))
     new = [m.item_ids[3], m.item_ids[7], m.item_ids[3]]
     m.update(u, new[:1]).update(u, new[1:])
@@ -186,7 +179,7 @@ def test_users_and_sessions_are_exclusive(fitted):
 
 
 @pytest.mark.parametrize("mode", ["input", "output", "both"])
-def test_item_features_with_windows(events, tmp_path, mode):
+def test_item_features_with_windows(events, tmp_path, mode, user_histories):
     """The feature tower under T-step windows: all-zero features train the
     id-only model exactly; real ones serve stored states as replays do."""
     from test_features_model import features
@@ -199,7 +192,7 @@ def test_item_features_with_windows(events, tmp_path, mode):
         np.testing.assert_array_equal(a.params[k], b.params[k], err_msg=k)
     m = grurec.UserGRU(bptt=3, id_dropout=0.3, feature_mode=mode, **SMALL).fit(
         events, item_features=features(items))
-    hist = _histories(events)
+    hist = user_histories(events)
     users = list(hist)[:10]
     x = m.recommend(users=users, k=10)
     y = m.recommend([hist[u] for u in users], k=10, exclude_seen=True)

@@ -11,21 +11,14 @@ import pandas as pd
 import pytest
 
 import grurec
-from grurec.synthetic import generate_sessions
 
 SMALL = dict(layers=[16], batch_size=8, n_sample=16, n_epochs=2, num_threads=1,
              random_state=0, show_progress=False)
 
 
 @pytest.fixture(scope="module")
-def events():
-    df = generate_sessions(n_events=3000, n_items=120, mean_length=6, signal=0.8, seed=3)
-    return df.rename(columns={"SessionId": "UserId"})
-
-
-def _histories(df):
-    df = df.sort_values(["UserId", "Time"], kind="stable")
-    return {u: g.ItemId.tolist() for u, g in df.groupby("UserId", sort=False)}
+def events(user_events):
+    return user_events
 
 
 # (bptt, attention_memory): windows only, windows + memory, GRU4Rec's schedule
@@ -48,8 +41,8 @@ def _same_as_replay(model, users, hist, k=15):
     assert (a_ids == b_ids)[close].mean() > 0.99
 
 
-def test_stored_span_is_the_replayed_history(fitted, events):
-    hist = _histories(events)
+def test_stored_span_is_the_replayed_history(fitted, events, user_histories):
+    hist = user_histories(events)
     users = list(hist)
     _same_as_replay(fitted, users, hist)
     # The attention is in the query: it differs from the plain GRU state.
@@ -58,8 +51,8 @@ def test_stored_span_is_the_replayed_history(fitted, events):
 
 
 @pytest.mark.parametrize("n_new", [1, 3, 9])
-def test_update_then_recommend_equals_replay(events, n_new):
-    hist = _histories(events)
+def test_update_then_recommend_equals_replay(events, n_new, user_histories):
+    hist = user_histories(events)
     m = grurec.UserNARM(bptt=3, attention_memory=2, **SMALL).fit(events)
     rng = np.random.default_rng(n_new)
     items = m.item_ids
@@ -72,8 +65,8 @@ def test_update_then_recommend_equals_replay(events, n_new):
     _same_as_replay(m, users, hist)
 
 
-def test_new_user_and_unknown_items(events):
-    hist = _histories(events)
+def test_new_user_and_unknown_items(events, user_histories):
+    hist = user_histories(events)
     m = grurec.UserNARM(bptt=2, attention_memory=3, **SMALL).fit(events)
     u = max(hist) + 1000
     m.update(u, [m.item_ids[0], -12345, m.item_ids[5]])
@@ -86,8 +79,8 @@ def test_new_user_and_unknown_items(events):
     np.testing.assert_allclose(sa, sb, rtol=1e-6)
 
 
-def test_save_load_keeps_the_span(events, tmp_path):
-    hist = _histories(events)
+def test_save_load_keeps_the_span(events, tmp_path, user_histories):
+    hist = user_histories(events)
     m = grurec.UserNARM(bptt=3, attention_memory=2, **SMALL).fit(events)
     users = list(hist)[:30]
     m.update(users[0], [m.item_ids[3]])
