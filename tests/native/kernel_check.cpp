@@ -280,7 +280,8 @@ void check_small() {
       std::vector<float> wv = randn(n), m = randn(n, 0.1f), v(n);
       for (auto& a : v) a = std::fabs(randn(1)[0]) * 0.01f;
       std::vector<double> ww(n), wm(n), wvv(n);
-      const double lr = 0.01, b1 = 0.9, b2 = 0.999, eps = 1e-8, t = 3;
+      // The betas as the kernel holds them (float32): 1 - beta is then exact.
+      const double lr = 0.01, b1 = 0.9f, b2 = 0.999f, eps = 1e-8, t = 3;
       const double c1 = 1 - std::pow(b1, t), c2 = 1 - std::pow(b2, t);
       for (int64_t i = 0; i < n; ++i) {
         wm[i] = b1 * m[i] + (1 - b1) * g[i];
