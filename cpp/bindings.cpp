@@ -256,6 +256,14 @@ void adam(py::handle w, py::handle m, py::handle v, py::handle g, float lr, floa
   opt.dense(p, pg);
 }
 
+// Whether every table of a feature side has a velocity buffer exactly when
+// the optimizer needs one.
+bool has_vel(const grurec::ItemFeatureInputs& fi, bool need_vel) {
+  bool ok = fi.Z == 0 || need_vel == (fi.W_z.vel != nullptr);
+  for (const auto& f : fi.fields) ok &= need_vel == (f.table.vel != nullptr);
+  return ok;
+}
+
 // (w, acc, vel-or-None) of one parameter, all float32 C-contiguous, same shape.
 grurec::Param param(const std::string& name, py::handle t) {
   py::tuple tup = py::reinterpret_borrow<py::tuple>(t);
@@ -360,18 +368,14 @@ py::dict train_epoch(py::list W_ih, py::list W_hh, py::list b, py::list b_hh, py
     const int64_t I = c.mode == 0 ? net.W_ih[0].cols : c.mode == 1 ? net.emb.cols : net.W_y.cols;
     net.features = feature_inputs(fd["fields"].cast<py::list>(), fd["z"], fd["W_z"], net.n_items,
                                   I, fd["id_dropout"].cast<float>());
-    bool vel_ok = net.features.Z == 0 || need_vel == (net.features.W_z.vel != nullptr);
-    for (const auto& f : net.features.fields) vel_ok &= need_vel == (f.table.vel != nullptr);
-    if (!vel_ok) throw py::value_error(vel_msg);
+    if (!has_vel(net.features, need_vel)) throw py::value_error(vel_msg);
   }
   if (!out_features.is_none()) {
     // The same dict for the output side; tables as wide as W_y's rows.
     py::dict fd = out_features.cast<py::dict>();
     net.out_features = feature_inputs(fd["fields"].cast<py::list>(), fd["z"], fd["W_z"],
                                       net.n_items, net.W_y.cols, fd["id_dropout"].cast<float>());
-    bool vel_ok = net.out_features.Z == 0 || need_vel == (net.out_features.W_z.vel != nullptr);
-    for (const auto& f : net.out_features.fields) vel_ok &= need_vel == (f.table.vel != nullptr);
-    if (!vel_ok) throw py::value_error(vel_msg);
+    if (!has_vel(net.out_features, need_vel)) throw py::value_error(vel_msg);
   }
   if (!readout.is_none() && readout.cast<py::dict>().contains("W_ih_r")) {
     // {"W_ih_r", "W_hh_r", "b_r", "bh_r", "W_q"}: (w, acc, vel) triples (core/bidir.hpp)
