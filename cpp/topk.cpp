@@ -909,8 +909,11 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
         const int64_t ni = std::min(S, nb - j0), i1 = i0 + j0;
         k16.pack_items(ni, D, items + i1 * D, bias ? bias + i1 : nullptr, c16, s.x16.data(),
                        s.iv16.data());
+        const int64_t nn = std::min(S, ib - (i1 + ni));  // the next strip (bf16_block's)
         const uint32_t any = k16.scan(nQ, plan.D2, s.q16v.data(), s.q16f.data(), s.x16.data(),
-                                      s.iv16.data(), ni, s.top8.data());
+                                      s.iv16.data(), ni, s.top8.data(),
+                                      nn > 0 ? items + (i1 + ni) * D : nullptr,
+                                      std::max<int64_t>(nn, 0) * D);
         for (uint32_t jm = any; jm; jm &= jm - 1) {
           const int64_t j = __builtin_ctz(jm), i = i1 + j;
           for (int64_t z = 0; z < Z8; ++z) {

@@ -72,6 +72,29 @@ void pack_items(int64_t ni, int64_t D, const float* X, const float* b,
   float* bpv = iv + 3 * STRIP;
   const __m256 sign = _mm256_set1_ps(-0.0f);
   const __m256 lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
+  // Pass 1 over every row first, then pass 2: each row's pass 2 waits on its
+  // pass 1's reductions, square root and division (a chain of ~100 cycles);
+  // rows in two loops overlap those chains.
+  float mxv[STRIP], nxv[STRIP];
+  for (int64_t j = 0; j < ni; ++j) {
+    const float* x = X + j * D;
+    // pass 1: max |x| and the sum of squares. A NaN or inf makes the sum
+    // NaN or inf and so the norm inf: `finite` below needs no other test.
+    __m256 m = _mm256_setzero_ps(), ss = _mm256_setzero_ps();
+    int64_t p = 0;
+    for (; p + 8 <= D; p += 8) {
+      const __m256 v = _mm256_loadu_ps(x + p);
+      m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v));
+      ss = _mm256_fmadd_ps(v, v, ss);
+    }
+    if (p < D) {  // masked lanes load 0: the same sums
+      const __m256 v = _mm256_maskload_ps(x + p, mask8(D - p));
+      m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v));
+      ss = _mm256_fmadd_ps(v, v, ss);
+    }
+    mxv[j] = hmax(m);
+    nxv[j] = norm_of(hsum(ss), D);
+  }
   for (int64_t j = 0; j < STRIP; ++j) {
     uint32_t* dst = xb + j * D2;
     if (j >= ni) {
@@ -81,16 +104,8 @@ void pack_items(int64_t ni, int64_t D, const float* X, const float* b,
       continue;
     }
     const float* x = X + j * D;
-    // pass 1: max |x| and the sum of squares (NaN makes both NaN or inf)
-    __m256 m = _mm256_setzero_ps(), ss = _mm256_setzero_ps(), bad = _mm256_setzero_ps();
-    for (int64_t p = 0; p < D; p += 8) {
-      const __m256 v = _mm256_maskload_ps(x + p, mask8(D - p));
-      m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v));
-      ss = _mm256_fmadd_ps(v, v, ss);
-      bad = _mm256_add_ps(bad, _mm256_mul_ps(v, _mm256_setzero_ps()));  // NaN for inf/NaN
-    }
-    const float mx = hmax(m), nx = norm_of(hsum(ss), D);
-    const bool finite = hsum(bad) == 0.0f && nx < kNormMax;
+    const float mx = mxv[j], nx = nxv[j];
+    const bool finite = nx < kNormMax;
     // sx >= mx / 127 (c.s127 >= 1 / (127 (1 - u))); rows below 2^-100 and
     // non-finite rows keep sx = 0, x8 = 0 (the whole row in the residual).
     const float sx = (finite && mx >= kTiny) ? mx * c.s127 : 0.0f;
@@ -98,8 +113,10 @@ void pack_items(int64_t ni, int64_t D, const float* X, const float* b,
     // pass 2: x8 = clamp(round(x / sx)) as int16 pairs, residual e = x - sx x8
     __m256 se = _mm256_setzero_ps();
     for (int64_t p = 0; p < D; p += 16) {
-      const __m256 v0 = _mm256_maskload_ps(x + p, mask8(D - p));
-      const __m256 v1 = _mm256_maskload_ps(x + p + 8, mask8(D - p - 8));
+      const bool full = p + 16 <= D;
+      const __m256 v0 = full ? _mm256_loadu_ps(x + p) : _mm256_maskload_ps(x + p, mask8(D - p));
+      const __m256 v1 =
+          full ? _mm256_loadu_ps(x + p + 8) : _mm256_maskload_ps(x + p + 8, mask8(D - p - 8));
       // max(v, lo) returns lo for a NaN v, so every lane is an integer in range
       const __m256 r0 = _mm256_round_ps(_mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(v0, vr), lo), hi),
                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -200,9 +217,15 @@ inline void tile(int64_t D2, int64_t QL, int64_t ZQ, const uint32_t* qv, const f
 #undef GRUREC_MADD_ACC
 
 uint32_t scan(int64_t nq, int64_t D2, const uint32_t* qv, const float* qf, const uint32_t* xb,
-              const float* iv, int64_t ni, uint8_t* top) {
+              const float* iv, int64_t ni, uint8_t* top, const float* next, int64_t next_floats) {
   const int64_t ZQ = (nq + 7) / 8, QL = ZQ * 8;
-  for (int64_t j0 = 0; j0 < ni; j0 += NI) {
+  // The next strip's rows, spread over this strip's register tiles.
+  const char* pf = reinterpret_cast<const char*>(next);
+  int64_t pf_bytes = next ? next_floats * static_cast<int64_t>(sizeof(float)) : 0;
+  const int64_t tiles = (ni + NI - 1) / NI;
+  const int64_t pf_step = tiles > 0 ? (pf_bytes / tiles + 63) / 64 * 64 : 0;
+  for (int64_t j0 = 0; j0 < ni; j0 += NI, pf += pf_step, pf_bytes -= pf_step) {
+    for (int64_t o = 0; o < pf_step && o < pf_bytes; o += 64) __builtin_prefetch(pf + o, 0, 3);
     int64_t z = 0;
     for (; z + 2 <= ZQ; z += 2) tile<2>(D2, QL, ZQ, qv, qf, xb, iv, j0, z, top);
     if (z < ZQ) tile<1>(D2, QL, ZQ, qv, qf, xb, iv, j0, z, top);
