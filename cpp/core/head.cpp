@@ -121,12 +121,26 @@ void SampledHead::backward(const float* q, float* dq, int nt) {
   k.sgemm(C, D, B, 1.0f, dR, 1, C, q, D, 1, 0.0f, dWc_.data(), D, nt);
   std::fill(dbc_.begin(), dbc_.begin() + C, 0.0f);
   k.colsum_add(B, 0, C, dR, C, dbc_.data());
+  // A distinct row's gradient is 0 + its first column's, plus its later
+  // columns' in column order. draw() numbered the distinct rows in order of
+  // first column, so column j is its row's first exactly when col_[j] is
+  // the next number: that row is written, not zeroed and added to (a
+  // memset and a read of Uo D floats less). x + 0.0f is 0 + x to the bit
+  // (also for x = -0), which the compiler may not fold (no -ffast-math).
   float* dW = out_ ? dWu_.data() : rows_.g.data();
-  std::fill(dW, dW + Uo * D, 0.0f);
-  std::fill(dbu_.begin(), dbu_.begin() + Uo, 0.0f);
+  int64_t next = 0;
   for (int64_t j = 0; j < C; ++j) {
-    k.add(D, &dWc_[j * D], dW + col_[j] * D);
-    dbu_[col_[j]] += dbc_[j];
+    const int64_t u = col_[j];
+    float* dst = dW + u * D;
+    const float* src = &dWc_[j * D];
+    if (u == next) {
+      for (int64_t d = 0; d < D; ++d) dst[d] = src[d] + 0.0f;
+      dbu_[u] = dbc_[j] + 0.0f;
+      ++next;
+    } else {
+      k.add(D, src, dst);
+      dbu_[u] += dbc_[j];
+    }
   }
   if (out_) out_->scatter_grad(cands_.rows.data(), Uo, dWu_.data());
 }
