@@ -191,7 +191,8 @@ def run_grurec(sd, cfg: dict, threads: int, epochs: int, seed: int, sync: bool =
 
 def run_torch(sd, cfg: dict, threads: int, epochs: int, seed: int) -> dict:
     time.sleep(PAUSE)
-    m = tg.TorchGRU4Rec(**cfg, n_epochs=epochs, num_threads=threads, random_state=seed)
+    m = tg.TorchGRU4Rec(**tg.twin_kwargs(cfg), n_epochs=epochs, num_threads=threads,
+                        random_state=seed)
     m.fit(sd)
     return summarize(m.history)
 

@@ -79,6 +79,7 @@ Usage (see benchmarks/bench_train.py):
 """
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from dataclasses import dataclass
@@ -599,12 +600,34 @@ class TorchGRU4Rec:
 
 # ------------------------------------------------------------------ accuracy check
 
+# grurec parameters the twin does not have, and the values at which grurec
+# trains as the twin does (the Adam option, item-feature settings).
+TWIN_NEUTRAL = {"optimizer": ("adagrad",), "adam_betas": None, "adam_eps": None,
+                "feature_mode": None, "id_dropout": (0, 0.0)}
+
+
+def twin_kwargs(cfg: dict) -> dict:
+    """grurec GRU4Rec parameters (a preset) as TorchGRU4Rec's: the keys it
+    does not take dropped, an error where one is set to something the twin
+    would silently not do."""
+    known = inspect.signature(TorchGRU4Rec.__init__).parameters
+    out = {}
+    for k, v in cfg.items():
+        if k in known:
+            out[k] = v
+        elif k not in TWIN_NEUTRAL:
+            raise ValueError(f"the PyTorch twin has no parameter {k!r} (= {v!r})")
+        elif TWIN_NEUTRAL[k] is not None and v not in TWIN_NEUTRAL[k]:
+            raise ValueError(f"the PyTorch twin cannot train with {k}={v!r}")
+    return out
+
+
 def _published(name: str) -> dict:
     """A published setting from grurec.presets (imported only for this check, so the
     twin itself stays independent of grurec)."""
     import grurec
 
-    return {k: v for k, v in grurec.presets.get(name).items() if k != "n_epochs"}
+    return twin_kwargs({k: v for k, v in grurec.presets.get(name).items() if k != "n_epochs"})
 
 
 # The official parameter files benchmarks/bench_train.py times (grurec.presets).
