@@ -600,7 +600,7 @@ double loss_row(int kind, int64_t i, int64_t C, const float* r, const float* q,
   // [4, Cp]: exp(min(x, 0)) (ELU), e_j, and the loss's sigmoids.
   const int64_t Cp = ceil_div(C, W) * W;
   float* xs = ranking ? Scratch::grow(tls_scratch.l, tls_scratch.l_cap, 4 * Cp) : nullptr;
-  if (ranking && !xs) {  // out of memory for a few rows: the math without the cache
+  if (ranking && !xs) {  // no memory for 16 C bytes: a NaN loss, which the trainer reports
     for (int64_t j = 0; j < C; ++j) d[j] = std::numeric_limits<float>::quiet_NaN();
     return std::numeric_limits<double>::quiet_NaN();
   }
