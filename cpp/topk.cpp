@@ -247,10 +247,14 @@ RowStats row_stats(const float* v, int64_t D) {
   return r;
 }
 
-// Queries per task from which the int16 prefilter is used (avx2 level).
-// Not tuned by measurement yet (no quiet AVX2-only machine): the scan packs
-// every item once per task, which two groups of 8 query lanes amortize.
-constexpr int64_t kI16MinQueries = 16;
+// Queries per task from which the int16 prefilter is used (avx2 level):
+// the scan packs every item once per task and runs whole groups of 8 query
+// lanes, so it pays only from a few groups on. Measured at N = 1M, d = 100
+// (Xeon forced to avx2: no AVX2-only machine here), ms float32 path /
+// prefilter at 1 and 2 threads: 8 queries 44 / 59 and 23 / 30; 16: 62 / 67
+// and 34 / 35; 20: 79 / 84 and 41 / 43; 22: 83 / 81 and 44 / 41; 24:
+// 86-94 / 76-79 and 47-48 / 39-41.
+constexpr int64_t kI16MinQueries = 22;
 // Dimensions it takes: Qm (below) stays >= 2064 up to here.
 constexpr int64_t kI16MaxD = 4096;
 

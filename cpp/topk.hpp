@@ -145,7 +145,7 @@ using TopkBf16Stats = TopkPrefilterStats;  // blocks_used: blocks scored with bf
 TopkBf16Stats bf16_stats(bool reset);
 
 // --- the int16 prefilter (topk_kernels.hpp, topk_i16.cpp) ------------------
-// topk runs it at the avx2 level for top-k tasks of at least 16 queries
+// topk runs it at the avx2 level for top-k tasks of at least 22 queries
 // without rank-count targets; it changes the work, never the results.
 bool i16_prefilter_available();
 // On unless GRUREC_TOPK_I16=0 was in the environment at the first call.

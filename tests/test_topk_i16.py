@@ -1,7 +1,7 @@
 """topk's int16 prefilter (cpp/topk_i16.cpp) alone: where it runs, and its
 bound on every pair.
 
-At the avx2 level, top-k tasks of 16 queries or more without rank-count
+At the avx2 level, top-k tasks of 22 queries or more without rank-count
 targets bound every (query, item) pair from an exact integer product of int16
 queries and int8-valued items, and score canonically only the pairs whose
 bound reaches the query's threshold (test_topk_prefilters.py runs the tests
@@ -31,9 +31,9 @@ def avx2():
 
 
 def test_where_it_is_not_used(avx2, rng):
-    """Below 16 queries, at other levels, with rank-count targets, and past
+    """Below 22 queries, at other levels, with rank-count targets, and past
     4096 dimensions the call runs as before."""
-    q, x, b = gaussian(rng, 15, N_BIG, 16)
+    q, x, b = gaussian(rng, 21, N_BIG, 16)
     same_topk(lambda: grurec.topk(q, x, 5, bias=b, num_threads=1), used=False)
     q, x, b = gaussian(rng, 40, N_BIG, 16)
     for level in [lv for lv in grurec.available_simd_levels() if lv != "avx2"]:
@@ -50,7 +50,7 @@ def test_where_it_is_not_used(avx2, rng):
     assert st["pairs"] == 0
     np.testing.assert_array_equal(g1, g0)
     np.testing.assert_array_equal(e1, e0)
-    q, x, b = gaussian(rng, 16, 3000, 4097)
+    q, x, b = gaussian(rng, 24, 3000, 4097)
     same_topk(lambda: grurec.topk(q, x, 5, bias=b, num_threads=1), used=False)
 
 

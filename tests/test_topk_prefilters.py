@@ -77,7 +77,7 @@ def test_prefilter_skips_most_pairs(pf, nthreads, rng):
     assert st["exact"] < 0.02 * st["pairs"], st  # ~0.2% at 1 thread, ~1.5% at 2 here
 
 
-@pytest.mark.parametrize("Q", [15, 16, 17, 19, 20, 21, 33, 48, 64, 70, 300])
+@pytest.mark.parametrize("Q", [15, 16, 17, 19, 20, 21, 22, 23, 33, 48, 64, 70, 300])
 def test_query_counts_and_lane_padding(pf, nthreads, rng, Q):
     q, x, b = gaussian(rng, Q, N_BIG, 24)
     pf.same_topk(lambda: grurec.topk(q, x, 10, bias=b, num_threads=nthreads),
@@ -211,7 +211,7 @@ def test_subnormal_inputs(pf, nthreads, rng):
     """Subnormal items against large queries: bf16 conversion and vdpbf16ps
     flush subnormals to zero, int8 rows below 2^-100 keep no scale, yet the
     products are far from negligible."""
-    Q, N, d, k = 20, N_BIG, 8, 15
+    Q, N, d, k = 24, N_BIG, 8, 15
     tiny = np.float32(1e-40)  # subnormal
     x = (rng.standard_normal((N, d)) * tiny).astype(np.float32)
     assert (np.abs(x[x != 0]) < np.finfo(np.float32).tiny).all()
@@ -228,7 +228,7 @@ def test_subnormal_inputs(pf, nthreads, rng):
 
 
 def test_huge_norms_orthogonal_to_the_query(pf, nthreads, rng):
-    Q, N, d, k = 20, N_BIG, 10, 10
+    Q, N, d, k = 24, N_BIG, 10, 10
     q, x, b = gaussian(rng, Q, N, d)
     q[:, 0] = 0.0  # every query ignores dimension 0 ...
     huge = rng.choice(np.arange(N // 8, N), 200, replace=False)

@@ -104,7 +104,7 @@ def prefilters():
                   "blocks_bf16", 20, True),
         Prefilter("i16", "avx2", _core.set_topk_i16, _core.topk_i16_enabled,
                   _core.topk_i16_stats, _core.topk_i16_available() and "avx2" in levels,
-                  "blocks_i16", 16, False),
+                  "blocks_i16", 22, False),
     ]
 
 
