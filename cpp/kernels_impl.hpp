@@ -549,21 +549,8 @@ inline V::reg lane_mask(int64_t c, int64_t excl) {
   return V::load(t);
 }
 
-// ELU(alpha) (alpha = 0: identity) and its derivative, lane-wise.
-inline V::reg act(V::reg x, float alpha) {
-  if (alpha <= 0.0f) return x;
-  const V::reg neg = V::min(x, V::zero());
-  return V::add(V::max(x, V::zero()),
-                V::mul(V::set1(alpha), V::sub(vexp(neg), V::set1(1.0f))));
-}
-inline V::reg dact(V::reg x, float alpha) {
-  if (alpha <= 0.0f) return V::set1(1.0f);
-  const V::reg p = V::pos_step(x);
-  const V::reg e = V::mul(V::set1(alpha), vexp(V::min(x, V::zero())));
-  return V::add(p, V::mul(V::sub(V::set1(1.0f), p), e));
-}
-// act and dact with exp(min(x, 0)) computed once (ex): the same operations,
-// so the same values, as act(x, alpha) and dact(x, alpha).
+// ELU(alpha) (alpha = 0: identity) and its derivative, lane-wise, with
+// exp(min(x, 0)) passed from one to the other (ex) where both are needed.
 inline V::reg act_ex(V::reg x, float alpha, V::reg& ex) {
   if (alpha <= 0.0f) return x;
   ex = vexp(V::min(x, V::zero()));
@@ -573,6 +560,14 @@ inline V::reg dact_ex(V::reg x, V::reg ex, float alpha) {
   if (alpha <= 0.0f) return V::set1(1.0f);
   const V::reg p = V::pos_step(x);
   return V::add(p, V::mul(V::sub(V::set1(1.0f), p), V::mul(V::set1(alpha), ex)));
+}
+inline V::reg act(V::reg x, float alpha) {
+  V::reg ex;
+  return act_ex(x, alpha, ex);
+}
+inline V::reg dact(V::reg x, float alpha) {
+  if (alpha <= 0.0f) return V::set1(1.0f);
+  return dact_ex(x, vexp(V::min(x, V::zero())), alpha);
 }
 inline float act1(float x, float alpha) {
   float t[W] = {x};

@@ -796,6 +796,14 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
     // survivors of a query's test are scored canonically and offered (for
     // each query in increasing item order), the uncertain ones of its rank
     // count scored and compared. Returns how many pairs were scored exactly.
+    // The rows of the S items from item i on, within the task's range (this
+    // block's or the next one's), for a prefilter's scan to prefetch while it
+    // works on the strip before: their first float (null for none), count.
+    auto next_strip = [&](int64_t i, int64_t S) {
+      const int64_t n = std::min(S, ib - i);
+      return std::make_pair(n > 0 ? items + i * D : nullptr, std::max<int64_t>(n, 0) * D);
+    };
+
     auto bf16_block = [&](int64_t i0, int64_t nb) {
       const TopkBf16& bf = *plan.bf16;
       const int64_t S = bf.strip;
@@ -808,13 +816,10 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
         const int64_t ni = std::min(S, nb - j0), i1 = i0 + j0;
         bf.pack_items(ni, D, items + i1 * D, bias ? bias + i1 : nullptr, bound.item, s.xb.data(),
                       nx, bp, bm);
-        // the next strip's rows, this block's or the next one's (within the
-        // task's range)
-        const int64_t nn = std::min(S, ib - (i1 + ni));
+        const auto pf = next_strip(i1 + ni, S);
         const uint32_t any = bf.scan(
             nQ, plan.D2, s.qb.data(), cq, th, s.xb.data(), nx, bp, bm, ni, counts ? slo : nullptr,
-            shi, s.tmask.data(), s.top.data(), s.unc.data(), s.gt.data(),
-            nn > 0 ? items + (i1 + ni) * D : nullptr, std::max<int64_t>(nn, 0) * D);
+            shi, s.tmask.data(), s.top.data(), s.unc.data(), s.gt.data(), pf.first, pf.second);
         for (uint32_t jm = any; jm; jm &= jm - 1) {
           const int64_t j = __builtin_ctz(jm), i = i1 + j;
           const uint16_t* top = s.top.data() + j * ZQ;
@@ -913,11 +918,9 @@ int topk(int64_t* out_idx, float* out_score, const float* queries, const float* 
         const int64_t ni = std::min(S, nb - j0), i1 = i0 + j0;
         k16.pack_items(ni, D, items + i1 * D, bias ? bias + i1 : nullptr, c16, s.x16.data(),
                        s.iv16.data());
-        const int64_t nn = std::min(S, ib - (i1 + ni));  // the next strip (bf16_block's)
+        const auto pf = next_strip(i1 + ni, S);
         const uint32_t any = k16.scan(nQ, plan.D2, s.q16v.data(), s.q16f.data(), s.x16.data(),
-                                      s.iv16.data(), ni, s.top8.data(),
-                                      nn > 0 ? items + (i1 + ni) * D : nullptr,
-                                      std::max<int64_t>(nn, 0) * D);
+                                      s.iv16.data(), ni, s.top8.data(), pf.first, pf.second);
         for (uint32_t jm = any; jm; jm &= jm - 1) {
           const int64_t j = __builtin_ctz(jm), i = i1 + j;
           for (int64_t z = 0; z < Z8; ++z) {
